@@ -1,0 +1,120 @@
+'use strict'
+// Turning the events callers pass into the batch payload the native core stores, and the
+// stored rows back into the objects `store`/`storeBulk` return. The payload is one JSON text
+// per call, an array of tuples [cmd, data, user, ip, version, correlationId, causationId,
+// metadata, datetime] (see src/event.rs): one boundary crossing however many events.
+const { randomUUID } = require('node:crypto')
+const { eventError } = require('./errors')
+
+const CMD = 0
+const DATA = 1
+const USER = 2
+const IP = 3
+const VERSION = 4
+const CORRELATION = 5
+const CAUSATION = 6
+const METADATA = 7
+const DATETIME = 8
+
+/** True when `store` must report the event through `callbacks._error` instead of storing it. */
+const lacksCmd = (event) => event !== null && typeof event === 'object' && (event.cmd === undefined || event.cmd === null || event.cmd === '')
+
+/**
+ * Where an event came from, for error messages: `at` is its index in a `storeBulk` batch, or
+ * undefined for `store`. Built only when an error is thrown.
+ */
+const where = (at) => (at === undefined ? 'store(event)' : `storeBulk(events)[${at}]`)
+const invalid = (Ctor, at, message) => eventError(Ctor, `${where(at)}: ${message}`, at === undefined ? undefined : { index: at })
+
+function checkText(value, field, at, nullable) {
+  if (value === null && nullable) return
+  if (typeof value !== 'string') {
+    throw invalid(TypeError, at, `${field} must be a string${nullable ? ' or null' : ''}, got ${value === null ? 'null' : typeof value}`)
+  }
+  if (!value.isWellFormed()) {
+    throw invalid(TypeError, at, `${field} contains a lone surrogate, which SQLite text cannot hold`)
+  }
+}
+
+function checkJsonable(value, field, at) {
+  const type = typeof value
+  if (type === 'function' || type === 'symbol' || type === 'bigint') {
+    throw invalid(TypeError, at, `${field} must be JSON data, got a ${type}`)
+  }
+}
+
+/**
+ * Validates one event and returns its payload tuple. `at` is its index in a batch (see
+ * `where`); `now` is the datetime option, called once for the event.
+ */
+function toRecord(event, at, now) {
+  if (event === null || typeof event !== 'object' || Array.isArray(event)) {
+    throw invalid(TypeError, at, `an event must be an object, got ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}`)
+  }
+  const {
+    cmd, data = {}, user = '', ip = '', version = 1, correlationId, causationId, metadata = {},
+  } = event
+  if (cmd === undefined || cmd === null || cmd === '') throw invalid(Error, at, 'cmd is missing')
+  checkText(cmd, 'cmd', at, false)
+  checkText(user, 'user', at, true)
+  checkText(ip, 'ip', at, true)
+  checkJsonable(data, 'data', at)
+  checkJsonable(metadata, 'metadata', at)
+  if (correlationId !== undefined && correlationId !== null) checkText(correlationId, 'correlationId', at, false)
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw invalid(TypeError, at, `version must be a positive integer, got ${String(version)}`)
+  }
+  if (causationId !== undefined && causationId !== null && !Number.isSafeInteger(causationId)) {
+    throw invalid(TypeError, at, `causationId must be an integer event id, got ${String(causationId)}`)
+  }
+  const hasCorrelation = typeof correlationId === 'string' && correlationId !== ''
+  const hasCausation = causationId !== undefined && causationId !== null
+  // Neither id given: the event starts a new transaction. Only a causation id: the core
+  // looks the parent up and inherits its correlation id inside the write transaction.
+  const correlation = hasCorrelation ? correlationId : hasCausation ? null : randomUUID()
+  const datetime = now()
+  if (!Number.isSafeInteger(datetime)) {
+    throw eventError(TypeError, `the datetime option returned ${String(datetime)}; it must return an integer (such as Date.now())`)
+  }
+  return [cmd, data, user, ip, version, correlation, hasCausation ? causationId : null, metadata, datetime]
+}
+
+/**
+ * The payload text for validated records. JSON.stringify throws on a cycle or a BigInt deep
+ * inside `data`/`metadata`; only then are the records stringified one by one to name the
+ * event at fault. `batch` says whether the records came from `storeBulk`.
+ */
+function toPayload(records, batch) {
+  try {
+    return JSON.stringify(records)
+  } catch (cause) {
+    records.forEach((record, i) => {
+      for (const [field, column] of [['data', DATA], ['metadata', METADATA]]) {
+        try {
+          JSON.stringify(record[column])
+        } catch (err) {
+          throw Object.assign(invalid(TypeError, batch ? i : undefined, `${field} cannot be stored as JSON: ${err.message}`), { cause: err })
+        }
+      }
+    })
+    throw eventError(TypeError, `the events cannot be stored as JSON: ${cause.message}`, { cause })
+  }
+}
+
+/** The stored row, built from what was sent and the id it got: nothing is read back. */
+function toRow(record, id, correlationId) {
+  return {
+    id,
+    version: record[VERSION],
+    datetime: record[DATETIME],
+    user: record[USER],
+    ip: record[IP],
+    cmd: record[CMD],
+    data: record[DATA],
+    correlation_id: correlationId,
+    causation_id: record[CAUSATION],
+    metadata: record[METADATA],
+  }
+}
+
+module.exports = { lacksCmd, toRecord, toPayload, toRow, CORRELATION }

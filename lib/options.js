@@ -1,0 +1,111 @@
+'use strict'
+// Validation of initQueue's options, before anything reaches the native core: a wrong type is
+// a TypeError, a value out of range a RangeError, both naming the option, with code
+// ERR_INVALID_OPTION.
+const { optionError } = require('./errors')
+const { indexKeys } = require('./native')
+
+const INDEX_KEYS = indexKeys()
+const OPTION_KEYS = [
+  'dbName', 'WAL', 'synchronous', 'busyTimeout', 'indexes', 'cache', 'datetime', 'reset', 'risky',
+  'init', 'hash',
+]
+const SYNCHRONOUS = ['OFF', 'NORMAL', 'FULL', 'EXTRA']
+const CACHE_KEYS = ['enabled', 'maxSize', 'ttl']
+const CACHE_DEFAULTS = { enabled: true, maxSize: 1000, ttl: 300000 }
+const MAX_INT32 = 2 ** 31 - 1
+
+const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+function checkObject(value, name) {
+  if (!isPlainObject(value)) throw optionError(TypeError, `${name} must be an object, got ${describe(value)}`)
+}
+
+function checkKeys(object, allowed, name) {
+  for (const key of Object.keys(object)) {
+    if (!allowed.includes(key)) {
+      throw optionError(TypeError, `unknown option ${name}${key}; known: ${allowed.join(', ')}`)
+    }
+  }
+}
+
+function checkBoolean(value, name) {
+  if (typeof value !== 'boolean') throw optionError(TypeError, `${name} must be a boolean, got ${describe(value)}`)
+  return value
+}
+
+function checkInteger(value, name, min, max) {
+  if (typeof value !== 'number') throw optionError(TypeError, `${name} must be a number, got ${describe(value)}`)
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw optionError(RangeError, `${name} must be an integer from ${min} to ${max}, got ${value}`)
+  }
+  return value
+}
+
+function describe(value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`
+  return typeof value
+}
+
+/** Returns the native open options and the settings the JavaScript layer keeps. */
+function resolveOptions(options) {
+  if (options === undefined) options = {}
+  checkObject(options, 'options')
+  checkKeys(options, OPTION_KEYS, '')
+
+  const dbName = options.dbName === undefined ? 'data/events.sqlite' : options.dbName
+  if (typeof dbName !== 'string') throw optionError(TypeError, `dbName must be a string, got ${describe(dbName)}`)
+  if (dbName === '' || dbName.includes('\0')) {
+    throw optionError(RangeError, 'dbName must be a non-empty path without NUL characters')
+  }
+
+  const wal = options.WAL === undefined ? true : checkBoolean(options.WAL, 'WAL')
+
+  let synchronous = null
+  if (options.synchronous !== undefined) {
+    if (typeof options.synchronous !== 'string') {
+      throw optionError(TypeError, `synchronous must be a string, got ${describe(options.synchronous)}`)
+    }
+    synchronous = options.synchronous.toUpperCase()
+    if (!SYNCHRONOUS.includes(synchronous)) {
+      throw optionError(RangeError, `synchronous must be one of ${SYNCHRONOUS.join(', ')}, got ${JSON.stringify(options.synchronous)}`)
+    }
+  }
+
+  const busyTimeout = options.busyTimeout === undefined ? 5000 : checkInteger(options.busyTimeout, 'busyTimeout', 0, MAX_INT32)
+
+  const indexes = {}
+  if (options.indexes !== undefined) {
+    checkObject(options.indexes, 'indexes')
+    checkKeys(options.indexes, INDEX_KEYS, 'indexes.')
+    for (const [key, value] of Object.entries(options.indexes)) {
+      if (value !== undefined) indexes[key] = checkBoolean(value, `indexes.${key}`)
+    }
+  }
+
+  const cache = { ...CACHE_DEFAULTS }
+  if (options.cache !== undefined) {
+    checkObject(options.cache, 'cache')
+    checkKeys(options.cache, CACHE_KEYS, 'cache.')
+    if (options.cache.enabled !== undefined) cache.enabled = checkBoolean(options.cache.enabled, 'cache.enabled')
+    if (options.cache.maxSize !== undefined) cache.maxSize = checkInteger(options.cache.maxSize, 'cache.maxSize', 1, MAX_INT32)
+    if (options.cache.ttl !== undefined) cache.ttl = checkInteger(options.cache.ttl, 'cache.ttl', 1, Number.MAX_SAFE_INTEGER)
+  }
+
+  const datetime = options.datetime === undefined ? Date.now : options.datetime
+  if (typeof datetime !== 'function') throw optionError(TypeError, `datetime must be a function returning a number, got ${describe(datetime)}`)
+
+  const reset = options.reset === undefined ? false : checkBoolean(options.reset, 'reset')
+  const risky = options.risky === undefined ? false : checkBoolean(options.risky, 'risky')
+
+  return {
+    open: { dbName, wal, synchronous: synchronous ?? undefined, busyTimeout, indexes, reset },
+    cache,
+    datetime,
+    risky,
+  }
+}
+
+module.exports = { resolveOptions, INDEX_KEYS }

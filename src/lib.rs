@@ -1,0 +1,145 @@
+//! The N-API surface, and nothing else: each method checks the queue is open, converts its
+//! arguments, calls the plain-Rust core, and turns a core error into a JavaScript `Error`
+//! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
+//! and results; see `lib/queue.js`.
+
+pub mod error;
+pub mod event;
+pub mod read;
+pub mod row;
+pub mod schema;
+pub mod store;
+
+use std::collections::HashMap;
+
+use napi_derive::napi;
+
+use crate::error::Error;
+use crate::store::{Config, Store};
+
+/// Named `Result` because the `#[napi]` macro recognises fallible returns by that name.
+type Result<T, E = napi::Error<&'static str>> = std::result::Result<T, E>;
+
+fn to_js(err: Error) -> napi::Error<&'static str> {
+    napi::Error::new(err.code(), err.to_string())
+}
+
+/// An id from JavaScript: a number that must be a whole, safe integer.
+fn to_id(value: f64) -> Result<i64, Error> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0;
+    if value.is_finite() && value.fract() == 0.0 && value.abs() <= MAX_SAFE {
+        Ok(value as i64)
+    } else {
+        Err(Error::InvalidOption(format!("{value} is not an integer id")))
+    }
+}
+
+/// The options `initQueue` hands to the core, after validating them.
+#[napi(object)]
+pub struct OpenOptions {
+    pub db_name: String,
+    pub wal: bool,
+    pub synchronous: Option<String>,
+    pub busy_timeout: u32,
+    /// Only the keys the user gave; the defaults are applied in Rust.
+    pub indexes: HashMap<String, bool>,
+    pub reset: bool,
+}
+
+/// The option keys of `indexes`, so that JavaScript validates against the one list.
+#[napi]
+pub fn index_keys() -> Vec<&'static str> {
+    schema::index_keys()
+}
+
+#[napi]
+pub struct NativeQueue {
+    /// `None` once closed; dropping the store closes the SQLite connection.
+    store: Option<Store>,
+}
+
+#[napi]
+impl NativeQueue {
+    #[napi(constructor)]
+    pub fn new(options: OpenOptions) -> Result<NativeQueue> {
+        let config = Config {
+            path: options.db_name,
+            wal: options.wal,
+            synchronous: options.synchronous,
+            busy_timeout_ms: options.busy_timeout,
+            indexes: options.indexes,
+            reset: options.reset,
+        };
+        let store = Store::open(config).map_err(to_js)?;
+        Ok(NativeQueue { store: Some(store) })
+    }
+
+    fn store(&self) -> Result<&Store> {
+        self.store.as_ref().ok_or_else(|| to_js(Error::QueueClosed))
+    }
+
+    /// Stores a batch payload (see `src/event.rs`) in one transaction; returns the first id.
+    #[napi]
+    pub fn append(&self, payload: String) -> Result<f64> {
+        let appended = self.store()?.append(&payload).map_err(to_js)?;
+        Ok(appended.first_id as f64)
+    }
+
+    /// The stored correlation id of event `id` (used after an append that inherited one).
+    #[napi]
+    pub fn correlation_id(&self, id: f64) -> Result<Option<String>> {
+        let id = to_id(id).map_err(to_js)?;
+        read::correlation_id(self.store()?.conn(), id).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn by_id(&self, id: f64) -> Result<Option<String>> {
+        let id = to_id(id).map_err(to_js)?;
+        read::by_id(self.store()?.conn(), id).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn last(&self) -> Result<Option<String>> {
+        read::last(self.store()?.conn()).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn by_correlation(&self, correlation_id: String) -> Result<String> {
+        read::by_correlation(self.store()?.conn(), &correlation_id).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn children(&self, id: f64) -> Result<String> {
+        let id = to_id(id).map_err(to_js)?;
+        read::children(self.store()?.conn(), id).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn lineage(&self, id: f64) -> Result<Option<String>> {
+        let id = to_id(id).map_err(to_js)?;
+        read::lineage(self.store()?.conn(), id).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn range(&self, from: f64, until: Option<f64>, limit: u32) -> Result<String> {
+        let from = to_id(from).map_err(to_js)?;
+        let until = until.map(to_id).transpose().map_err(to_js)?;
+        read::range(self.store()?.conn(), from, until, i64::from(limit)).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn indexes(&self) -> Result<Vec<String>> {
+        self.store()?.indexes().map_err(to_js)
+    }
+
+    #[napi]
+    pub fn reset(&self) -> Result<()> {
+        self.store()?.reset().map_err(to_js)
+    }
+
+    /// Closes the connection. Idempotent.
+    #[napi]
+    pub fn close(&mut self) {
+        self.store = None;
+    }
+}

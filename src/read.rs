@@ -1,0 +1,185 @@
+//! Plain reads. Each returns JSON text (see [`crate::row`]) that JavaScript parses once.
+
+use once_cell::sync::Lazy;
+use rusqlite::{Connection, Params};
+
+use crate::error::Result;
+use crate::row::{select_list, write_row};
+
+struct Sql {
+    by_id: String,
+    last: String,
+    by_correlation: String,
+    children: String,
+    range: String,
+    range_until: String,
+}
+
+/// The statements, built once so that `prepare_cached` finds them by the same text each time.
+static SQL: Lazy<Sql> = Lazy::new(|| {
+    let cols = select_list();
+    Sql {
+        by_id: format!("SELECT {cols} FROM queue WHERE id = ?1"),
+        last: format!("SELECT {cols} FROM queue ORDER BY id DESC LIMIT 1"),
+        by_correlation: format!("SELECT {cols} FROM queue WHERE correlation_id = ?1 ORDER BY id"),
+        children: format!("SELECT {cols} FROM queue WHERE causation_id = ?1 ORDER BY id"),
+        range: format!("SELECT {cols} FROM queue WHERE id >= ?1 ORDER BY id LIMIT ?2"),
+        range_until: format!("SELECT {cols} FROM queue WHERE id >= ?1 AND id < ?3 ORDER BY id LIMIT ?2"),
+    }
+});
+
+/// Appends the first row of a query as a JSON object; returns whether there was one.
+fn write_first(out: &mut String, conn: &Connection, sql: &str, params: impl Params) -> Result<bool> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    match rows.next()? {
+        Some(row) => {
+            write_row(out, row)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Appends every row of a query as a JSON array.
+fn write_all(out: &mut String, conn: &Connection, sql: &str, params: impl Params) -> Result<usize> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params)?;
+    let mut n = 0;
+    out.push('[');
+    while let Some(row) = rows.next()? {
+        if n > 0 {
+            out.push(',');
+        }
+        write_row(out, row)?;
+        n += 1;
+    }
+    out.push(']');
+    Ok(n)
+}
+
+fn first(conn: &Connection, sql: &str, params: impl Params) -> Result<Option<String>> {
+    let mut out = String::with_capacity(256);
+    Ok(write_first(&mut out, conn, sql, params)?.then_some(out))
+}
+
+fn all(conn: &Connection, sql: &str, params: impl Params) -> Result<String> {
+    let mut out = String::with_capacity(1024);
+    write_all(&mut out, conn, sql, params)?;
+    Ok(out)
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<String>> {
+    first(conn, &SQL.by_id, [id])
+}
+
+pub fn last(conn: &Connection) -> Result<Option<String>> {
+    first(conn, &SQL.last, [])
+}
+
+pub fn by_correlation(conn: &Connection, correlation_id: &str) -> Result<String> {
+    all(conn, &SQL.by_correlation, [correlation_id])
+}
+
+pub fn children(conn: &Connection, id: i64) -> Result<String> {
+    all(conn, &SQL.children, [id])
+}
+
+/// The stored correlation id of one event; `None` when the event or its id is missing.
+pub fn correlation_id(conn: &Connection, id: i64) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached("SELECT correlation_id FROM queue WHERE id = ?1")?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => Ok(row.get(0)?),
+        None => Ok(None),
+    }
+}
+
+/// `{"event":…,"parent":…,"children":[…]}`, or `None` when `id` does not exist.
+pub fn lineage(conn: &Connection, id: i64) -> Result<Option<String>> {
+    let mut out = String::with_capacity(1024);
+    out.push_str("{\"event\":");
+    if !write_first(&mut out, conn, &SQL.by_id, [id])? {
+        return Ok(None);
+    }
+    let parent: Option<i64> = conn
+        .prepare_cached("SELECT causation_id FROM queue WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    out.push_str(",\"parent\":");
+    let found = match parent {
+        Some(parent_id) => write_first(&mut out, conn, &SQL.by_id, [parent_id])?,
+        None => false,
+    };
+    if !found {
+        out.push_str("null");
+    }
+    out.push_str(",\"children\":");
+    write_all(&mut out, conn, &SQL.children, [id])?;
+    out.push('}');
+    Ok(Some(out))
+}
+
+/// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order: the
+/// batches `cycleThrough` replays, so that memory stays bounded whatever the log's size.
+pub fn range(conn: &Connection, from: i64, until: Option<i64>, limit: i64) -> Result<String> {
+    match until {
+        Some(until) => all(conn, &SQL.range_until, [from, limit, until]),
+        None => all(conn, &SQL.range, [from, limit]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Config, Store, MEMORY};
+    use serde_json::Value;
+
+    fn store_with(n: usize) -> Store {
+        let store = Store::open(Config::new(MEMORY)).unwrap();
+        for i in 0..n {
+            let causation = if i == 0 { "null".to_string() } else { "1".to_string() };
+            let payload = format!(r#"[["cmd{i}",{{"i":{i}}},"u","ip",1,"c",{causation},{{}},{i}]]"#);
+            store.append(&payload).unwrap();
+        }
+        store
+    }
+
+    fn parse(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn by_id_and_last_return_one_row_or_none() {
+        let store = store_with(3);
+        let row = parse(&by_id(store.conn(), 2).unwrap().unwrap());
+        assert_eq!((row["id"].as_i64(), row["data"]["i"].as_i64()), (Some(2), Some(1)));
+        assert!(by_id(store.conn(), 9).unwrap().is_none());
+        assert_eq!(parse(&last(store.conn()).unwrap().unwrap())["id"], 3);
+        let empty = Store::open(Config::new(MEMORY)).unwrap();
+        assert!(last(empty.conn()).unwrap().is_none());
+    }
+
+    #[test]
+    fn lineage_joins_event_parent_and_children() {
+        let store = store_with(3);
+        let root = parse(&lineage(store.conn(), 1).unwrap().unwrap());
+        assert!(root["parent"].is_null());
+        assert_eq!(root["children"].as_array().unwrap().len(), 2);
+        let child = parse(&lineage(store.conn(), 3).unwrap().unwrap());
+        assert_eq!(child["parent"]["id"], 1);
+        assert_eq!(child["children"], Value::Array(vec![]));
+        assert!(lineage(store.conn(), 42).unwrap().is_none());
+    }
+
+    #[test]
+    fn range_pages_through_ids_in_order() {
+        let store = store_with(5);
+        let ids = |text: String| -> Vec<i64> {
+            parse(&text).as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect()
+        };
+        assert_eq!(ids(range(store.conn(), 2, None, 2).unwrap()), [2, 3]);
+        assert_eq!(ids(range(store.conn(), 2, Some(4), 10).unwrap()), [2, 3]);
+        assert_eq!(ids(by_correlation(store.conn(), "c").unwrap()).len(), 5);
+        assert_eq!(ids(children(store.conn(), 1).unwrap()), [2, 3, 4, 5]);
+    }
+}

@@ -1,0 +1,165 @@
+//! Rendering stored rows as JSON text. A row crosses to JavaScript as text and is parsed there
+//! once, which is cheaper than building the object field by field through N-API. `data` and
+//! `metadata` are already JSON text in the file, so they are spliced in as they are, never
+//! parsed in Rust.
+
+use rusqlite::types::ValueRef;
+use rusqlite::Row;
+
+use crate::schema::COLUMNS;
+
+/// `SELECT` list matching [`write_row`].
+pub fn select_list() -> String {
+    COLUMNS.join(", ")
+}
+
+/// What opens each column's value in the row object, in [`COLUMNS`] order, and whether the
+/// stored text is JSON already (`data`, `metadata`).
+const FIELDS: [(&str, bool); 10] = [
+    ("{\"id\":", false),
+    (",\"version\":", false),
+    (",\"datetime\":", false),
+    (",\"user\":", false),
+    (",\"ip\":", false),
+    (",\"cmd\":", false),
+    (",\"data\":", true),
+    (",\"correlation_id\":", false),
+    (",\"causation_id\":", false),
+    (",\"metadata\":", true),
+];
+
+/// Appends one row, selected with [`select_list`], as a JSON object.
+pub fn write_row(out: &mut String, row: &Row<'_>) -> rusqlite::Result<()> {
+    for (i, (opening, is_json)) in FIELDS.iter().enumerate() {
+        out.push_str(opening);
+        let value = row.get_ref(i)?;
+        if *is_json {
+            write_json_text(out, value);
+        } else {
+            write_scalar(out, value);
+        }
+    }
+    out.push('}');
+    Ok(())
+}
+
+/// A plain column: text becomes a JSON string, numbers stay numbers.
+fn write_scalar(out: &mut String, value: ValueRef<'_>) {
+    match value {
+        ValueRef::Null => out.push_str("null"),
+        ValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
+        ValueRef::Real(f) => write_real(out, f),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+            write_string(out, &String::from_utf8_lossy(bytes))
+        }
+    }
+}
+
+/// A JSON-text column. Text written by this library or by EventLite is `JSON.stringify`
+/// output and goes in verbatim; a number stored by hand is valid JSON as it is.
+fn write_json_text(out: &mut String, value: ValueRef<'_>) {
+    match value {
+        ValueRef::Null => out.push_str("null"),
+        ValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
+        ValueRef::Real(f) => write_real(out, f),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) if !text.trim().is_empty() => out.push_str(text),
+            Ok(_) => out.push_str("null"),
+            Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
+        },
+    }
+}
+
+fn write_real(out: &mut String, f: f64) {
+    if f.is_finite() {
+        out.push_str(ryu::Buffer::new().format_finite(f));
+    } else {
+        out.push_str("null");
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Every byte matched above is ASCII, so `i` is a char boundary.
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quoted(s: &str) -> String {
+        let mut out = String::new();
+        write_string(&mut out, s);
+        out
+    }
+
+    #[test]
+    fn field_keys_follow_the_selected_columns() {
+        for ((opening, _), column) in FIELDS.iter().zip(COLUMNS) {
+            assert!(opening.ends_with(&format!("\"{column}\":")), "{opening} vs {column}");
+        }
+    }
+
+    #[test]
+    fn strings_escape_exactly_as_json_requires() {
+        for s in ["plain", "quote \" back \\ slash", "tab\tnl\ncr\r", "\u{0}\u{1f}", "é 😀 \u{2028}"] {
+            let text = quoted(s);
+            let back: String = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, s);
+        }
+        assert_eq!(quoted("\u{1}"), "\"\\u0001\"");
+    }
+
+    #[test]
+    fn rows_render_as_one_json_object_with_data_spliced() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        crate::schema::ensure_table(&conn).unwrap();
+        conn.execute(
+            "INSERT INTO queue (datetime, user, ip, cmd, data, correlation_id, metadata)
+             VALUES (5, 'u\"', NULL, 'go', '{\"a\":[1,2]}', 'c', NULL)",
+            [],
+        )
+        .unwrap();
+        let sql = format!("SELECT {} FROM queue", select_list());
+        let json: String = conn
+            .query_row(&sql, [], |r| {
+                let mut out = String::new();
+                write_row(&mut out, r)?;
+                Ok(out)
+            })
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["user"], "u\"");
+        assert!(v["ip"].is_null());
+        assert_eq!(v["data"]["a"][1], 2);
+        assert!(v["causation_id"].is_null());
+        assert!(v["metadata"].is_null());
+    }
+}
