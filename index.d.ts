@@ -1,0 +1,222 @@
+// Type definitions for eventlite-native. The contract they describe is README.md's API section.
+
+/** SQLite's `synchronous` setting. */
+export type SynchronousMode = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA'
+
+/** Which optional indexes exist. `true` creates, an explicit `false` drops, a key left out keeps its default. */
+export interface IndexOptions {
+  /** `idx_correlation_id`; default `true`. */
+  correlation_id?: boolean
+  /** `idx_causation_id`; default `true`. */
+  causation_id?: boolean
+  /** `idx_cmd`; default `false`. */
+  cmd?: boolean
+  /** `idx_user`; default `false`. */
+  user?: boolean
+  /** `idx_datetime`; default `false`. */
+  datetime?: boolean
+  /** `idx_version`; default `false`. */
+  version?: boolean
+  /** `idx_composite_correlation_cmd` on `(correlation_id, cmd)`; default `false`. */
+  correlation_cmd?: boolean
+  /** `idx_composite_user_datetime` on `(user, datetime)`; default `false`. */
+  user_datetime?: boolean
+}
+
+/** The query cache behind `retrieveByIDCached` and `getTransactionCached`. */
+export interface CacheOptions {
+  /** Default `true`. */
+  enabled?: boolean
+  /** Entries kept, at least 1. Default `1000`. */
+  maxSize?: number
+  /** Milliseconds an entry lives, at least 1. Default `300000`. */
+  ttl?: number
+}
+
+export interface QueueOptions {
+  /** File path; missing parent folders are created. `":memory:"` gives a private in-memory store. Default `"data/events.sqlite"`. */
+  dbName?: string
+  /** `journal_mode=WAL` when `true` (the default), the rollback journal (`DELETE`) when `false`. */
+  WAL?: boolean
+  /** Default `'NORMAL'` with WAL, `'FULL'` without. Lower case is accepted. */
+  synchronous?: SynchronousMode | Lowercase<SynchronousMode>
+  /** Milliseconds a writer waits on a lock held by another connection or process; integer ≥ 0. Default `5000`. */
+  busyTimeout?: number
+  indexes?: IndexOptions
+  cache?: CacheOptions
+  /** The timestamp stored with each event, called once per stored event, in order. Must return an integer. Default `Date.now`. */
+  datetime?: () => number
+  /** Drop and recreate the event table when opening. Default `false`. */
+  reset?: boolean
+  /** Adds `reset()` to the queue. Default `false`. */
+  risky?: boolean
+  /** Accepted and ignored, for EventLite compatibility. */
+  init?: unknown
+  /** Accepted and ignored, for EventLite compatibility. */
+  hash?: unknown
+}
+
+/** A stored event, as every read returns it. */
+export interface EventRow<Data = any, Metadata = any> {
+  id: number
+  version: number
+  /** What the `datetime` option returned when the event was stored. */
+  datetime: number
+  user: string | null
+  ip: string | null
+  cmd: string
+  data: Data
+  correlation_id: string | null
+  causation_id: number | null
+  metadata: Metadata
+}
+
+/** What `store` and `storeBulk` take. */
+export interface EventInput<Data = any, Metadata = any> {
+  /** Required, non-empty. */
+  cmd: string
+  /** Any JSON-representable value; default `{}`. */
+  data?: Data
+  /** Default `""`. */
+  user?: string | null
+  /** Default `""`. */
+  ip?: string | null
+  /** Positive integer; default `1`. Migrations run from this version up. */
+  version?: number
+  /** Groups events into one transaction. When neither id is given a new UUID v4 is used. */
+  correlationId?: string | null
+  /** Id of the event that caused this one; without a `correlationId`, the parent's is inherited. */
+  causationId?: number | null
+  /** Any JSON-representable value; default `{}`. */
+  metadata?: Metadata
+}
+
+/** The second argument handlers receive. */
+export interface EventMeta<Metadata = any> {
+  datetime: number
+  user: string | null
+  ip: string | null
+  cmd: string
+  id: number
+  version: number
+  correlationId: string | null
+  causationId: number | null
+  metadata: Metadata
+}
+
+/** What `callbacks._error` and `model._error` receive when executing a row throws. */
+export interface ExecuteError extends Partial<EventRow> {
+  msg: string
+  error?: unknown
+  res?: unknown
+  priority?: number
+}
+
+/**
+ * A model, as in EventLite: a handler per cmd, plus optional hooks. Handlers run when an event
+ * is stored and again when it is replayed.
+ */
+export interface Model {
+  /** `_migrations[cmd][v - 1]` turns data of version `v` into version `v + 1`. */
+  _migrations?: Record<string, Array<(data: any) => any>>
+  /** Cmds answered by `get(cmd, data)` instead of a handler of their own. */
+  _queries?: Record<string, unknown>
+  get?(cmd: string, data: any): unknown
+  /** Runs for a cmd with neither a handler nor a query. */
+  _default?(data: any, meta: EventMeta): unknown
+  /** Runs after each successful execution. */
+  _done?(row: EventRow, result: unknown): void
+  _error?(errObj: ExecuteError): void
+  [cmd: string]: unknown
+}
+
+/** Called after a row is executed: `callbacks[cmd]`, else `callbacks._default`. */
+export interface Callbacks {
+  _default?(result: any, row: EventRow): void
+  _error?(errObj: ExecuteError): void
+  [cmd: string]: ((result: any, row: EventRow) => void) | ((errObj: ExecuteError) => void) | undefined
+}
+
+export interface StoreContext {
+  /** Wins over the event's own. */
+  correlationId?: string
+  /** Wins over the event's own. */
+  causationId?: number
+  /** A synonym of `causationId`. */
+  parentEventId?: number
+  /** Merged over the event's metadata. */
+  metadata?: Record<string, unknown>
+}
+
+export interface EventLineage {
+  event: EventRow
+  parent: EventRow | null
+  children: EventRow[]
+}
+
+export interface CycleRange {
+  /** First id replayed. Default `0`. */
+  start?: number
+  /** Replay stops before this id; `null` (the default) replays to the end. */
+  stop?: number | null
+}
+
+export interface EventQueue {
+  /**
+   * Stores one event, then executes it through `model` and returns what that returned; with
+   * no model, returns the stored row. An event with no `cmd` is reported to
+   * `callbacks._error`, nothing is stored and `undefined` is returned.
+   * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold.
+   */
+  store<R = EventRow>(event: EventInput, model?: Model, callbacks?: Callbacks): R | undefined
+  /**
+   * Stores every event in one transaction, or none; then executes each row through `model`,
+   * in order. `result` is `null` without a model.
+   * @throws Error with `code: 'ERR_INVALID_EVENT'` and `index` for an invalid event; nothing is stored.
+   */
+  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): Array<{ row: EventRow; result: unknown }>
+  /** Runs a row through a model and callbacks, as `store` does after storing. */
+  execute(row: EventRow, model: Model, callbacks?: Callbacks): unknown
+  /** `store` with ids and metadata taken from a context. */
+  storeWithContext<R = EventRow>(event: EventInput, context: StoreContext, model?: Model, callbacks?: Callbacks): R | undefined
+  /** Replays stored events in id order through `model`, then calls `doneCB`. Memory stays bounded. */
+  cycleThrough(model: Model, doneCB?: () => void, whileCB?: Callbacks, range?: CycleRange): void
+
+  retrieveByID(id: number): EventRow | null
+  getLastRow(): EventRow | null
+  /** Events of one correlation id, in id order. */
+  getTransaction(correlationId: string): EventRow[]
+  /** Events whose `causation_id` is `id`, in id order. */
+  getChildEvents(id: number): EventRow[]
+  getEventLineage(id: number): EventLineage | null
+
+  /** Names of the optional indexes present, sorted. */
+  getIndexes(): string[]
+
+  /**
+   * Drops and recreates the event table. Present only on queues opened with `risky: true`.
+   */
+  reset?(): void
+  /** Closes the file. Idempotent; any later call throws `ERR_QUEUE_CLOSED`. */
+  close(): void
+}
+
+/** Opens (creating if needed) an event queue. */
+export declare function initQueue(options?: QueueOptions): EventQueue
+
+/** EventLite's stock callbacks: `void` swallows everything, `error` logs errors, `stub` logs both, `done` is a no-op. */
+export declare const eventCallbacks: {
+  stub: Required<Pick<Callbacks, '_default' | '_error'>>
+  void: Required<Pick<Callbacks, '_default' | '_error'>>
+  error: Required<Pick<Callbacks, '_default' | '_error'>>
+  done: () => void
+}
+
+/** The `code` of every error this package throws. */
+export type ErrorCode =
+  | 'ERR_INVALID_EVENT'
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_INVALID_ARG'
+  | 'ERR_QUEUE_CLOSED'
+  | 'ERR_SCHEMA_MISMATCH'
+  | `SQLITE_${string}`
