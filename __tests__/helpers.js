@@ -46,4 +46,46 @@ function recordingCallbacks(extra = {}) {
   return { callbacks, calls }
 }
 
-module.exports = { describe, test, after, tempDir, tempDb, recordingModel, recordingCallbacks }
+/**
+ * The runtime's own SQLite driver on a file (bun:sqlite under Bun, better-sqlite3 under
+ * Node), for checking what is on disk independently of this package, and for writing files
+ * the way EventLite Sourcing does.
+ */
+function openRaw(file) {
+  if (typeof Bun !== 'undefined') {
+    const { Database } = require('bun:sqlite')
+    const db = new Database(file)
+    return {
+      all: (sql, ...params) => db.query(sql).all(...params),
+      get: (sql, ...params) => db.query(sql).get(...params),
+      run: (sql, ...params) => db.query(sql).run(...params),
+      exec: (sql) => db.exec(sql),
+      close: () => db.close(),
+    }
+  }
+  const Database = require('better-sqlite3')
+  const db = new Database(file)
+  return {
+    all: (sql, ...params) => db.prepare(sql).all(...params),
+    get: (sql, ...params) => db.prepare(sql).get(...params),
+    run: (sql, ...params) => db.prepare(sql).run(...params),
+    exec: (sql) => db.exec(sql),
+    close: () => db.close(),
+  }
+}
+
+/** Asserts that `fn` throws an error of class `Ctor` with `code`, and returns it. */
+function throwsCode(fn, Ctor, code) {
+  let caught
+  try {
+    fn()
+  } catch (err) {
+    caught = err
+  }
+  if (!caught) throw new Error(`expected ${Ctor.name} ${code}, nothing was thrown`)
+  if (!(caught instanceof Ctor)) throw new Error(`expected ${Ctor.name} ${code}, got ${caught.name}: ${caught.message}`)
+  if (caught.code !== code) throw new Error(`expected code ${code}, got ${caught.code}: ${caught.message}`)
+  return caught
+}
+
+module.exports = { describe, test, after, tempDir, tempDb, recordingModel, recordingCallbacks, openRaw, throwsCode }

@@ -17,7 +17,7 @@ const METADATA = 7
 const DATETIME = 8
 
 /** True when `store` must report the event through `callbacks._error` instead of storing it. */
-const lacksCmd = (event) => event !== null && typeof event === 'object' && (event.cmd === undefined || event.cmd === null || event.cmd === '')
+const lacksCmd = (event) => event !== null && typeof event === 'object' && !Array.isArray(event) && (event.cmd === undefined || event.cmd === null || event.cmd === '')
 
 /**
  * Where an event came from, for error messages: `at` is its index in a `storeBulk` batch, or

@@ -90,16 +90,32 @@ pub fn check_table(conn: &Connection) -> Result<()> {
     }
 }
 
+/// Whether the table exists and the indexes already match `wanted`, so that opening a queue
+/// need not take the write lock (and wait behind another process's writer) to change nothing.
+pub fn is_current(conn: &Connection, wanted: &HashMap<String, bool>) -> Result<bool> {
+    let table: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue'",
+        [],
+        |r| r.get(0),
+    )?;
+    if table == 0 {
+        return Ok(false);
+    }
+    let present = present_indexes(conn)?;
+    Ok(INDEXES.iter().all(|def| {
+        let exists = present.iter().any(|n| n == def.name);
+        match wanted.get(def.key).copied() {
+            Some(want) => want == exists,
+            None => exists || !def.default,
+        }
+    }))
+}
+
 /// Applies the `indexes` option: `true` creates, an explicit `false` drops, and a key left
 /// out takes its default, where a default of `false` leaves an existing index alone (another
 /// process on the same file may rely on it).
 pub fn apply_indexes(conn: &Connection, wanted: &HashMap<String, bool>) -> Result<()> {
-    if let Some(unknown) = wanted.keys().find(|k| !INDEXES.iter().any(|d| d.key == k.as_str())) {
-        return Err(Error::InvalidOption(format!(
-            "indexes.{unknown} is not an index; known: {}",
-            index_keys().join(", ")
-        )));
-    }
+    check_index_keys(wanted)?;
     for def in &INDEXES {
         match wanted.get(def.key).copied() {
             Some(true) => create_index(conn, def)?,
@@ -109,6 +125,17 @@ pub fn apply_indexes(conn: &Connection, wanted: &HashMap<String, bool>) -> Resul
         }
     }
     Ok(())
+}
+
+/// Refuses an `indexes` key that names none of the eight indexes.
+pub fn check_index_keys(wanted: &HashMap<String, bool>) -> Result<()> {
+    match wanted.keys().find(|k| !INDEXES.iter().any(|d| d.key == k.as_str())) {
+        Some(unknown) => Err(Error::InvalidOption(format!(
+            "indexes.{unknown} is not an index; known: {}",
+            index_keys().join(", ")
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn create_index(conn: &Connection, def: &IndexDef) -> Result<()> {
@@ -167,6 +194,22 @@ mod tests {
         assert!(!names.contains(&"idx_cmd".to_string()));
         assert!(!names.contains(&"idx_correlation_id".to_string()));
         assert_eq!(names.len(), 6);
+    }
+
+    #[test]
+    fn is_current_tells_whether_opening_has_anything_to_change() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(!is_current(&conn, &HashMap::new()).unwrap(), "no table yet");
+        ensure_table(&conn).unwrap();
+        assert!(!is_current(&conn, &HashMap::new()).unwrap(), "core indexes missing");
+        apply_indexes(&conn, &HashMap::new()).unwrap();
+        assert!(is_current(&conn, &HashMap::new()).unwrap());
+        let cmd = HashMap::from([("cmd".to_string(), true)]);
+        assert!(!is_current(&conn, &cmd).unwrap());
+        apply_indexes(&conn, &cmd).unwrap();
+        assert!(is_current(&conn, &cmd).unwrap());
+        assert!(is_current(&conn, &HashMap::new()).unwrap(), "an omitted key keeps idx_cmd");
+        assert!(!is_current(&conn, &HashMap::from([("cmd".to_string(), false)])).unwrap());
     }
 
     #[test]

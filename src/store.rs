@@ -104,6 +104,7 @@ fn inherits(e: &NewEvent<'_>) -> bool {
 impl Store {
     pub fn open(config: Config) -> Result<Store> {
         let synchronous = config.synchronous()?.to_string();
+        schema::check_index_keys(&config.indexes)?;
         if config.path.is_empty() || config.path.contains('\0') {
             return Err(Error::InvalidOption(
                 "dbName must be a non-empty path without NUL characters".into(),
@@ -136,8 +137,12 @@ impl Store {
     }
 
     /// Creates (or with `reset`, recreates) the table and applies the index options, in one
-    /// write transaction so that two processes opening one file do not race.
+    /// write transaction so that two processes opening one file do not race. When there is
+    /// nothing to change, only reads: opening does not wait for another process's writer.
     fn prepare_schema(&self, reset: bool) -> Result<()> {
+        if !reset && schema::is_current(&self.conn, &self.config.indexes)? {
+            return schema::check_table(&self.conn);
+        }
         let txn = WriteTxn::begin(&self.conn)?;
         if reset {
             self.conn.execute_batch("DROP TABLE IF EXISTS queue")?;
