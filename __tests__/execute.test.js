@@ -89,6 +89,18 @@ describe('execute', () => {
     q.close()
   })
 
+  test('a missing model executes nothing and reports nothing; a non-row is ERR_INVALID_ARG', () => {
+    const q = open()
+    const row = q.store({ cmd: 'x' })
+    const { callbacks, calls } = recordingCallbacks()
+    assert.equal(q.execute(row, undefined, callbacks), undefined)
+    assert.deepEqual(calls, [['_default', undefined, 1]])
+    const { throwsCode } = require('./helpers')
+    throwsCode(() => q.execute(null, {}, callbacks), TypeError, 'ERR_INVALID_ARG')
+    q.cycleThrough(undefined, () => {})
+    q.close()
+  })
+
   test('queue.execute runs a row directly', () => {
     const q = open()
     const row = q.store({ cmd: 'x', data: { n: 2 } })

@@ -1,6 +1,7 @@
 'use strict'
 // Running a stored row through the user's model and callbacks, exactly as EventLite Sourcing
 // does. This is the one part of a write that must be JavaScript: it calls the user's code.
+const { coded } = require('./errors')
 
 /** EventLite's stock callback sets. */
 const eventCallbacks = {
@@ -49,6 +50,10 @@ function migrate(model, row) {
 }
 
 function execute(row, model, callbacks = eventCallbacks.void) {
+  if (row === null || typeof row !== 'object') {
+    throw coded(TypeError, 'ERR_INVALID_ARG', `execute: row must be an event row, got ${row === null ? 'null' : typeof row}`)
+  }
+  if (model === null || model === undefined) model = {}
   if (callbacks === null || callbacks === undefined) callbacks = eventCallbacks.void
   const { cmd, id, datetime, user, ip, version, correlation_id, causation_id, metadata } = row
   let res
