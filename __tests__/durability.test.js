@@ -1,0 +1,117 @@
+'use strict'
+// An acknowledged event must survive the death of the process that wrote it, and processes
+// sharing a file must neither lose nor duplicate each other's events.
+const assert = require('node:assert/strict')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+const { describe, test, tempDb, openRaw } = require('./helpers')
+const { initQueue } = require('..')
+
+const WRITER = path.join(__dirname, 'fixtures', 'append-loop.js')
+
+/** Starts a writer process; `acks` fills as it acknowledges, `exited` settles on exit. */
+function startWriter(file, journal, name, operations, seed) {
+  const child = spawn(process.execPath, [WRITER, file, journal, name, String(operations), String(seed)], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const acks = []
+  let pending = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (chunk) => {
+    pending += chunk
+    const lines = pending.split('\n')
+    pending = lines.pop()
+    for (const line of lines) {
+      const [, first, last, key, size] = line.split(' ')
+      acks.push({ first: Number(first), last: Number(last), key, size: Number(size) })
+    }
+  })
+  child.stderr.on('data', (chunk) => { stderr += chunk })
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stderr })))
+  return { child, acks, exited }
+}
+
+const until = async (condition) => {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
+/** Every row of the file, as `{ id, writer, batch, size, at }`. */
+function storedEvents(file) {
+  const raw = openRaw(file)
+  const rows = raw.all('SELECT id, data FROM queue ORDER BY id').map((r) => ({ id: r.id, ...JSON.parse(r.data) }))
+  const integrity = raw.get('PRAGMA integrity_check').integrity_check
+  raw.close()
+  return { rows, integrity }
+}
+
+/** Checks that every batch in the file is whole: all its events, consecutive ids, in order. */
+function assertBatchesWhole(rows) {
+  const batches = new Map()
+  for (const row of rows) {
+    if (!batches.has(row.batch)) batches.set(row.batch, [])
+    batches.get(row.batch).push(row)
+  }
+  for (const [key, members] of batches) {
+    assert.equal(members.length, members[0].size, `batch ${key} is whole`)
+    members.forEach((row, at) => {
+      assert.equal(row.at, at, `batch ${key} in order`)
+      assert.equal(row.id, members[0].id + at, `batch ${key} has consecutive ids`)
+    })
+  }
+  return batches
+}
+
+describe('crash safety', () => {
+  for (const journal of ['wal', 'delete']) {
+    test(`acknowledged events survive SIGKILL at random moments (${journal} journal)`, async () => {
+      const file = tempDb()
+      const acknowledged = []
+      for (let kill = 0; kill < 4; kill++) {
+        const writer = startWriter(file, journal, `w${kill}`, 0, 17 + kill)
+        await until(() => writer.acks.length >= 5 + kill * 7)
+        await new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * 30)))
+        writer.child.kill('SIGKILL')
+        const { signal } = await writer.exited
+        assert.equal(signal, 'SIGKILL')
+        acknowledged.push(...writer.acks)
+      }
+      const { rows, integrity } = storedEvents(file)
+      assert.equal(integrity, 'ok')
+      const batches = assertBatchesWhole(rows)
+      for (const ack of acknowledged) {
+        const batch = batches.get(ack.key)
+        assert.ok(batch, `acknowledged batch ${ack.key} is in the file`)
+        assert.deepEqual([batch[0].id, batch.at(-1).id, batch.length], [ack.first, ack.last, ack.size])
+      }
+      const q = initQueue({ dbName: file, WAL: journal === 'wal' })
+      const next = q.store({ cmd: 'after-the-crashes' })
+      assert.equal(next.id, rows.at(-1).id + 1, 'a new queue continues the ids')
+      q.close()
+    })
+  }
+})
+
+describe('concurrent processes', () => {
+  for (const journal of ['wal', 'delete']) {
+    test(`writers in separate processes neither lose nor duplicate events (${journal} journal)`, async () => {
+      const file = tempDb()
+      initQueue({ dbName: file, WAL: journal === 'wal' }).close()
+      const writers = ['a', 'b', 'c'].map((name, k) => startWriter(file, journal, name, 300, 5 + k))
+      const results = await Promise.all(writers.map((w) => w.exited))
+      for (const { code, stderr } of results) assert.equal(code, 0, `a writer failed: ${stderr}`)
+      const { rows, integrity } = storedEvents(file)
+      assert.equal(integrity, 'ok')
+      const batches = assertBatchesWhole(rows)
+      const acks = writers.flatMap((w) => w.acks)
+      assert.equal(acks.length, 900)
+      assert.equal(batches.size, 900, 'every acknowledged batch once, nothing else')
+      assert.equal(rows.length, acks.reduce((n, a) => n + a.size, 0))
+      assert.equal(new Set(rows.map((r) => r.id)).size, rows.length, 'ids are unique')
+      const switches = rows.filter((r, k) => k > 0 && r.writer !== rows[k - 1].writer).length
+      assert.ok(switches >= 3, `the writers ran at the same time (${switches} interleavings)`)
+      for (const w of writers) {
+        const firsts = w.acks.map((a) => a.first)
+        assert.ok(firsts.every((id, k) => k === 0 || id > firsts[k - 1]), 'each writer sees its ids increase')
+      }
+    })
+  }
+})
