@@ -105,11 +105,12 @@ function figureTable(result) {
       figureValue(figure, entry.ours),
       'raw' in entry ? figureValue(figure, entry.raw) : '—',
       'ratio' in entry ? (entry.ratio === null ? 'n/a' : `${entry.ratio.toFixed(2)}×`) : '—',
+      entry.ratioRange ? entry.ratioRange.map((r) => r.toFixed(2)).join('–') : '',
       targetText(figure.target),
       verdict(figure, entry),
     ]
   })
-  return table(['figure', 'ours', 'raw', 'ratio', 'target', 'result'], rows)
+  return table(['figure', 'ours', 'raw', 'ratio', 'rounds', 'target', 'result'], rows)
 }
 
 function indexCostTable(indexCost) {
@@ -137,10 +138,13 @@ function machine() {
   }
 }
 
+/** The 1-minute load average: other work on the machine shows up as noise in the figures. */
+const load = () => Math.round(os.loadavg()[0] * 100) / 100
+
 function main() {
   const options = settings()
   const started = Date.now()
-  const output = { machine: { ...machine(), rounds: options.rounds, smoke: options.smoke, runtimes: {} } }
+  const output = { machine: { ...machine(), rounds: options.rounds, smoke: options.smoke, load: { start: load() }, runtimes: {} } }
   let failed = false
   for (const runtime of options.runtimes) {
     if (!fs.existsSync(RUNTIMES[runtime].command)) {
@@ -157,6 +161,7 @@ function main() {
       failed = true
     }
   }
+  output.machine.load.end = load()
   report(output)
   const file = path.join(RESULTS, options.smoke ? 'smoke.json' : 'latest.json')
   fs.mkdirSync(RESULTS, { recursive: true })
@@ -168,7 +173,8 @@ function main() {
 function report(output) {
   const m = output.machine
   console.log(`\nMachine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}`)
-  console.log(`Median of ${m.rounds} round${m.rounds === 1 ? '' : 's'}${m.smoke ? ', smoke sizes (not figures to quote)' : ''}; ratio = ours / raw in the same run.`)
+  console.log(`Load average (1 min): ${m.load.start} at the start, ${m.load.end} at the end${Math.max(m.load.start, m.load.end) >= 1 ? ': other work competed for the cores, expect noise' : ''}.`)
+  console.log(`Medians of ${m.rounds} round${m.rounds === 1 ? '' : 's'}${m.smoke ? ', smoke sizes (not figures to quote)' : ''}; ratio: median of the per-round ours / raw; rounds: their lowest–highest.`)
   const misses = []
   const missing = []
   for (const runtime of Object.keys(RUNTIMES).filter((r) => output[r])) {

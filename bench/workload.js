@@ -213,9 +213,14 @@ const rateOf = (sample) => (sample === null ? null : sample.rate)
 const fmt = (n) => (n === null ? 'n/a' : Math.round(n).toLocaleString('en-US'))
 const log = (line) => process.stderr.write(`[${RUNTIME}] ${line}\n`)
 
-/** The ours-versus-raw figures: samples per round, ours and raw alternating, then medians. */
+/**
+ * The ours-versus-raw figures: ours and raw back to back in each round, then the medians. The
+ * ratio is the median of the per-round ratios, each from two runs seconds apart, which cancels
+ * more of the drift of a shared machine than the ratio of the medians would; `ratioRange` is
+ * their lowest and highest, to show how much the rounds agreed.
+ */
 async function compare(names, disk, rounds, label = 'round') {
-  const samples = Object.fromEntries(names.map((name) => [name, { ours: [], raw: [] }]))
+  const samples = Object.fromEntries(names.map((name) => [name, { ours: [], raw: [], ratio: [] }]))
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? ['ours', 'raw'] : ['raw', 'ours']
     for (const name of names) {
@@ -226,13 +231,14 @@ async function compare(names, disk, rounds, label = 'round') {
       }
       samples[name].ours.push(rateOf(got.ours))
       samples[name].raw.push(rateOf(got.raw))
+      samples[name].ratio.push(got.ours && got.ours.rate / got.raw.rate)
       log(`${label} ${round + 1}/${rounds}  ${name}  ours ${fmt(rateOf(got.ours))}  raw ${fmt(rateOf(got.raw))}`)
     }
   }
   return Object.fromEntries(names.map((name) => {
-    const ours = median(samples[name].ours)
-    const raw = median(samples[name].raw)
-    return [name, { ours, raw, ratio: ours === null ? null : ours / raw }]
+    const { ours, raw, ratio } = samples[name]
+    const range = ratio.includes(null) ? null : [Math.min(...ratio), Math.max(...ratio)]
+    return [name, { ours: median(ours), raw: median(raw), ratio: median(ratio), ratioRange: range }]
   }))
 }
 
