@@ -1,0 +1,46 @@
+'use strict'
+// The figures of the benchmark and their targets, as ../shared/spec/BENCH.md defines them:
+// run.js judges and prints them, workload.js measures them.
+
+/**
+ * `ratio`: ours / raw, taken in the same run, must reach it. `max`: ours alone, absolute, must
+ * stay at or under it.
+ */
+const FIGURES = [
+  { name: 'store_eps', unit: 'events/s', target: { ratio: 1.0 } },
+  { name: 'storeBulk_eps', unit: 'events/s', target: { ratio: 1.5 } },
+  { name: 'retrieveByID_ops', unit: 'ops/s', target: { ratio: 1.2 } },
+  { name: 'retrieveByIDCached_hit_ops', unit: 'ops/s', target: { ratio: 5 } },
+  { name: 'page100_ops', unit: 'pages/s', target: { ratio: 2 } },
+  { name: 'stream_eps', unit: 'events/s', target: { ratio: 2 } },
+  { name: 'stream_rss_mb', unit: 'MB', target: { max: 64 } },
+]
+
+/** The second table (store and storeBulk under each index set), selectable like a figure. */
+const INDEX_COST = 'indexCost'
+
+/** Measured in a process of its own, so that the heap the other figures grew hides nothing. */
+const RSS_FIGURE = 'stream_rss_mb'
+
+const NAMES = [...FIGURES.map((f) => f.name), INDEX_COST]
+
+/** Parses `--only a,b`: every name must be a figure or `indexCost`. */
+function parseOnly(text) {
+  if (!text) return NAMES
+  const names = text.split(',').map((s) => s.trim()).filter(Boolean)
+  const unknown = names.filter((n) => !NAMES.includes(n))
+  if (unknown.length > 0 || names.length === 0) {
+    throw new RangeError(`--only takes figure names separated by commas; unknown: ${unknown.join(', ') || '(none given)'}; known: ${NAMES.join(', ')}`)
+  }
+  return names
+}
+
+/** Parses `--rounds N`: a positive integer. */
+function parseRounds(text, fallback) {
+  if (text === undefined || text === '') return fallback
+  const n = Number(text)
+  if (!Number.isInteger(n) || n < 1 || n > 100) throw new RangeError(`--rounds must be an integer from 1 to 100, got ${text}`)
+  return n
+}
+
+module.exports = { FIGURES, INDEX_COST, RSS_FIGURE, parseOnly, parseRounds }

@@ -1,0 +1,331 @@
+'use strict'
+// The fixed workload of BENCH.md, under whichever runtime runs this file (Node or Bun).
+// eventlite-native ("ours") and the raw driver of the runtime ("raw", ./raw.js) do the same
+// work figure by figure, alternating within each round so that machine drift hits both alike,
+// each figure on fresh files in a temp folder; the medians of the rounds go to --out as JSON.
+// run.js starts it; `node bench/workload.js --out f.json [--rounds N] [--only a,b] [--smoke]`.
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { parseArgs } = require('node:util')
+const { initQueue, eventCallbacks } = require('..')
+const { RawQueue, driverName } = require('./raw')
+const { INDEX_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
+
+const isBun = typeof Bun !== 'undefined'
+const RUNTIME = isBun ? 'bun' : 'node'
+
+/** How much work each figure does: BENCH.md's sizes, and a few hundred events for --smoke. */
+const SIZES = {
+  full: { store: 20_000, bulk: 100_000, batch: 1_000, fixture: 100_000, byId: 50_000, cached: 200_000, warmIds: 1_000, pages: 2_000, rssEvents: 1_000_000 },
+  smoke: { store: 300, bulk: 500, batch: 100, fixture: 500, byId: 300, cached: 500, warmIds: 50, pages: 20, rssEvents: 500 },
+}
+/** Events per correlation id in `ev`, so rows per page. */
+const PAGE = 100
+
+/** BENCH.md's event number `i`. */
+const ev = (i) => ({
+  cmd: 'logEvent',
+  data: { i, message: 'Test event ' + i, ts: 1700000000000 + i },
+  user: 'user' + (i % 10),
+  correlationId: 'corr-' + Math.floor(i / PAGE),
+})
+
+/** BENCH.md's model; the raw side calls the same `logEvent` on each row it stores. */
+const model = { _queries: {}, _migrations: {}, _default() {}, _done() {}, _error() {}, logEvent(d) { return d.i } }
+const callbacks = eventCallbacks.void
+
+const events = (from, count) => Array.from({ length: count }, (_, k) => ev(from + k))
+
+function batches(list, size) {
+  const out = []
+  for (let at = 0; at < list.length; at += size) out.push(list.slice(at, at + size))
+  return out
+}
+
+/** `count` values in 1..`total`, stepping by a prime so that reads jump around the file. */
+const spread = (count, total) => Array.from({ length: count }, (_, k) => 1 + ((k * 7919) % total))
+
+function sumOf(list, fn) {
+  let sum = 0
+  for (const item of list) sum += fn(item)
+  return sum
+}
+
+/** How each side opens a file. The cache is off unless a figure asks for it. */
+const SIDES = {
+  ours: (file, { cache = false, wal = true, indexes } = {}) => initQueue({ dbName: file, WAL: wal, cache: { enabled: cache }, indexes }),
+  raw: (file) => new RawQueue(file),
+}
+
+/**
+ * The figures both sides run. `from`: the file a run starts on, an empty one or a copy of the
+ * fixture (`sizes.fixture` events). `input` is built and `warm` is run before the clock starts.
+ * `run` is the timed work; what it returns must be the same on both sides, or they did not do
+ * the same work. `needs`: the queue method without which the figure is n/a.
+ */
+const WORK = {
+  store_eps: {
+    from: 'empty',
+    units: (n) => n.store,
+    input: (n) => events(0, n.store),
+    run: (q, input) => sumOf(input, (e) => q.store(e, model, callbacks)),
+  },
+  storeBulk_eps: {
+    from: 'empty',
+    units: (n) => n.bulk,
+    input: (n) => batches(events(0, n.bulk), n.batch),
+    run: (q, input) => sumOf(input, (batch) => sumOf(q.storeBulk(batch, model, callbacks), (r) => r.result)),
+  },
+  retrieveByID_ops: {
+    from: 'fixture',
+    units: (n) => n.byId,
+    input: (n) => spread(n.byId, n.fixture),
+    run: (q, ids) => sumOf(ids, (id) => q.retrieveByID(id).data.i),
+  },
+  retrieveByIDCached_hit_ops: {
+    from: 'fixture',
+    cache: true,
+    needs: 'retrieveByIDCached',
+    units: (n) => n.cached,
+    input: (n) => {
+      const warm = spread(n.warmIds, n.fixture)
+      return Array.from({ length: n.cached }, (_, k) => warm[k % warm.length])
+    },
+    warm: (q, ids) => new Set(ids).forEach((id) => q.retrieveByIDCached(id)),
+    run: (q, ids) => sumOf(ids, (id) => q.retrieveByIDCached(id).data.i),
+  },
+  page100_ops: {
+    from: 'fixture',
+    needs: 'getByCorrelationIdPaginated',
+    units: (n) => n.pages,
+    input: (n) => spread(n.pages, n.fixture / PAGE).map((c) => 'corr-' + (c - 1)),
+    run: (q, correlationIds) => sumOf(correlationIds, (c) => {
+      const page = q.getByCorrelationIdPaginated(c, { limit: PAGE })
+      return page.totalCount + page.events[page.events.length - 1].data.i
+    }),
+  },
+  stream_eps: {
+    from: 'fixture',
+    needs: 'streamEvents',
+    units: (n) => n.fixture,
+    input: () => null,
+    async run(q) {
+      let rows = 0
+      for await (const batch of q.streamEvents({ batchSize: 1000 })) rows += batch.length
+      return rows
+    },
+  },
+}
+
+/** The second table: `store()` and `storeBulk()` of ours under each index set. */
+const INDEX_SETS = [
+  { key: 'core', label: 'core: correlation_id, causation_id', wal: true, indexes: {} },
+  { key: 'balanced', label: 'balanced: core + cmd, datetime', wal: true, indexes: { cmd: true, datetime: true } },
+  {
+    key: 'queryOptimised',
+    label: 'query-optimised: all but user_datetime',
+    wal: true,
+    indexes: { cmd: true, user: true, datetime: true, version: true, correlation_cmd: true },
+  },
+  {
+    key: 'all',
+    label: 'all 8',
+    wal: true,
+    indexes: { cmd: true, user: true, datetime: true, version: true, correlation_cmd: true, user_datetime: true },
+  },
+  // With the rollback journal, synchronous defaults to FULL and every commit waits for fsync
+  // (10 to 20 ms on this machine's disk): 1/100 of the store() calls already take seconds.
+  { key: 'walOff', label: 'core, WAL off (rollback journal)', wal: false, indexes: {}, storeShare: 1 / 100 },
+]
+const INDEX_COST_FIGURES = ['store_eps', 'storeBulk_eps']
+
+function collectGarbage() {
+  if (isBun) Bun.gc(true)
+  else if (typeof global.gc === 'function') global.gc()
+}
+
+/** The one timing helper both sides use: runs `work` once; units per second and its check value. */
+async function timed(units, work) {
+  collectGarbage()
+  const start = performance.now()
+  const check = await work()
+  const seconds = (performance.now() - start) / 1000
+  return { rate: units / seconds, check }
+}
+
+function removeDb(file) {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) fs.rmSync(file + suffix, { force: true })
+}
+
+/** Fresh database files in `dir` for work of the given sizes; the fixture is built on first use. */
+function files(dir, sizes) {
+  let made = 0
+  let fixture = null
+  const next = () => path.join(dir, `db-${++made}.sqlite`)
+  function buildFixture() {
+    const file = next()
+    const raw = new RawQueue(file)
+    for (const batch of batches(events(0, sizes.fixture), sizes.batch)) raw.storeBulk(batch, model)
+    raw.close()
+    return file
+  }
+  return {
+    sizes,
+    fresh(from) {
+      const file = next()
+      if (from === 'fixture') {
+        fixture ??= buildFixture()
+        // bun:sqlite leaves the WAL in place on close: the file alone may lack rows.
+        for (const suffix of ['', '-wal']) {
+          if (fs.existsSync(fixture + suffix)) fs.copyFileSync(fixture + suffix, file + suffix)
+        }
+      }
+      return file
+    },
+  }
+}
+
+/** One timed run of a figure on one side: `{ rate, check }`, or null when ours lacks the API. */
+async function measure(name, side, disk, options = {}) {
+  const work = WORK[name]
+  const input = work.input(disk.sizes)
+  const file = disk.fresh(work.from)
+  const q = SIDES[side](file, { cache: work.cache, ...options })
+  try {
+    if (work.needs && typeof q[work.needs] !== 'function') return null
+    if (work.warm) work.warm(q, input)
+    return await timed(work.units(disk.sizes), () => work.run(q, input))
+  } finally {
+    q.close()
+    removeDb(file)
+  }
+}
+
+function median(values) {
+  if (values.length === 0 || values.includes(null)) return null
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+const rateOf = (sample) => (sample === null ? null : sample.rate)
+const fmt = (n) => (n === null ? 'n/a' : Math.round(n).toLocaleString('en-US'))
+const log = (line) => process.stderr.write(`[${RUNTIME}] ${line}\n`)
+
+/**
+ * The ours-versus-raw figures: ours and raw back to back in each round, then the medians. The
+ * ratio is the median of the per-round ratios, each from two runs seconds apart, which cancels
+ * more of the drift of a shared machine than the ratio of the medians would; `ratioRange` is
+ * their lowest and highest, to show how much the rounds agreed.
+ */
+async function compare(names, disk, rounds, label = 'round') {
+  const samples = Object.fromEntries(names.map((name) => [name, { ours: [], raw: [], ratio: [] }]))
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? ['ours', 'raw'] : ['raw', 'ours']
+    for (const name of names) {
+      const got = {}
+      for (const side of order) got[side] = await measure(name, side, disk)
+      if (got.ours && got.ours.check !== got.raw.check) {
+        throw new Error(`${name}: ours and raw did not do the same work (check ${got.ours.check} vs ${got.raw.check})`)
+      }
+      samples[name].ours.push(rateOf(got.ours))
+      samples[name].raw.push(rateOf(got.raw))
+      samples[name].ratio.push(got.ours && got.ours.rate / got.raw.rate)
+      log(`${label} ${round + 1}/${rounds}  ${name}  ours ${fmt(rateOf(got.ours))}  raw ${fmt(rateOf(got.raw))}`)
+    }
+  }
+  return Object.fromEntries(names.map((name) => {
+    const { ours, raw, ratio } = samples[name]
+    const range = ratio.includes(null) ? null : [Math.min(...ratio), Math.max(...ratio)]
+    return [name, { ours: median(ours), raw: median(raw), ratio: median(ratio), ratioRange: range }]
+  }))
+}
+
+/** The index-cost table: ours alone, the sets interleaved within each round, then medians. */
+async function indexCost(disk, rounds) {
+  const samples = Object.fromEntries(INDEX_SETS.map((set) => [set.key, { store_eps: [], storeBulk_eps: [] }]))
+  for (let round = 0; round < rounds; round++) {
+    for (const set of INDEX_SETS) {
+      const sized = set.storeShare ? { ...disk, sizes: { ...disk.sizes, store: Math.ceil(disk.sizes.store * set.storeShare) } } : disk
+      for (const name of INDEX_COST_FIGURES) {
+        samples[set.key][name].push(rateOf(await measure(name, 'ours', sized, { wal: set.wal, indexes: set.indexes })))
+      }
+      log(`round ${round + 1}/${rounds}  indexCost ${set.key}  store ${fmt(samples[set.key].store_eps.at(-1))}  storeBulk ${fmt(samples[set.key].storeBulk_eps.at(-1))}`)
+    }
+  }
+  return Object.fromEntries(INDEX_SETS.map((set) => [set.key, {
+    label: set.label,
+    indexes: 2 + Object.keys(set.indexes).length,
+    wal: set.wal,
+    storeCalls: Math.ceil(disk.sizes.store * (set.storeShare ?? 1)),
+    store_eps: median(samples[set.key].store_eps),
+    storeBulk_eps: median(samples[set.key].storeBulk_eps),
+  }]))
+}
+
+/**
+ * Peak RSS growth, in MB, while ours streams `rssEvents` events, from just before the stream;
+ * the file is built with storeBulk first. RSS is sampled on every batch and every 5 ms.
+ */
+async function streamRss(disk) {
+  const { rssEvents, batch } = disk.sizes
+  const file = disk.fresh('empty')
+  let q = SIDES.ours(file)
+  try {
+    if (typeof q.streamEvents !== 'function') return null
+    for (let from = 0; from < rssEvents; from += batch) q.storeBulk(events(from, Math.min(batch, rssEvents - from)))
+    q.close()
+    q = SIDES.ours(file)
+    collectGarbage()
+    const before = process.memoryUsage.rss()
+    let peak = before
+    const sample = () => { peak = Math.max(peak, process.memoryUsage.rss()) }
+    const timer = setInterval(sample, 5)
+    let rows = 0
+    try {
+      for await (const rowsOfBatch of q.streamEvents({ batchSize: 1000 })) {
+        rows += rowsOfBatch.length
+        sample()
+      }
+    } finally {
+      clearInterval(timer)
+    }
+    if (rows !== rssEvents) throw new Error(`${RSS_FIGURE}: the stream yielded ${rows} of ${rssEvents} events`)
+    const mb = (peak - before) / 2 ** 20
+    log(`${RSS_FIGURE}  ${mb.toFixed(1)} MB over ${rssEvents.toLocaleString('en-US')} events (RSS ${(before / 2 ** 20).toFixed(0)} MB before)`)
+    return mb
+  } finally {
+    q.close()
+    removeDb(file)
+  }
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: { out: { type: 'string' }, rounds: { type: 'string' }, only: { type: 'string' }, smoke: { type: 'boolean' } },
+  })
+  if (!values.out) throw new RangeError('--out FILE is required: the JSON results go there')
+  const names = parseOnly(values.only)
+  const smoke = Boolean(values.smoke)
+  const rounds = parseRounds(values.rounds, 1)
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'eventlite-bench-'))
+  const result = { runtime: RUNTIME, version: isBun ? Bun.version : process.versions.node, driver: driverName(), figures: {} }
+  try {
+    const disk = files(dir, smoke ? SIZES.smoke : SIZES.full)
+    const compared = names.filter((name) => name in WORK)
+    const warmUp = [...new Set([...compared, ...(names.includes(INDEX_COST) ? INDEX_COST_FIGURES : [])])]
+    if (warmUp.length > 0) await compare(warmUp, files(dir, SIZES.smoke), 1, 'warm-up')
+    if (compared.length > 0) Object.assign(result.figures, await compare(compared, disk, rounds))
+    if (names.includes(INDEX_COST)) result.indexCost = await indexCost(disk, rounds)
+    if (names.includes(RSS_FIGURE)) result.figures[RSS_FIGURE] = { ours: await streamRss(disk) }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  fs.writeFileSync(values.out, JSON.stringify(result, null, 2))
+}
+
+main().catch((err) => {
+  process.stderr.write(`[${RUNTIME}] the workload failed: ${err && err.stack}\n`)
+  process.exitCode = 1
+})
