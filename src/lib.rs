@@ -3,17 +3,22 @@
 //! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
 //! and results; see `lib/queue.js`.
 
+pub mod cache;
 pub mod error;
 pub mod event;
+pub mod metrics;
 pub mod read;
 pub mod row;
 pub mod schema;
 pub mod store;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use napi::bindgen_prelude::Either;
 use napi_derive::napi;
 
+use crate::cache::{CacheConfig, Lookup};
 use crate::error::Error;
 use crate::store::{Config, Store};
 
@@ -44,6 +49,24 @@ pub struct OpenOptions {
     /// Only the keys the user gave; the defaults are applied in Rust.
     pub indexes: HashMap<String, bool>,
     pub reset: bool,
+    pub cache: CacheOptions,
+}
+
+#[napi(object)]
+pub struct CacheOptions {
+    pub enabled: bool,
+    pub max_size: u32,
+    /// Milliseconds; a number because it may exceed 32 bits.
+    pub ttl: f64,
+}
+
+/// A cached read for JavaScript: the slot of a template it holds, or the `[value, slot]` text
+/// of a miss; see `src/cache.rs`.
+fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, String>> {
+    lookup.map(|found| match found {
+        Lookup::Hit(slot) => Either::A(slot),
+        Lookup::Miss(text) => Either::B(text),
+    })
 }
 
 /// The option keys of `indexes`, so that JavaScript validates against the one list.
@@ -69,6 +92,12 @@ impl NativeQueue {
             busy_timeout_ms: options.busy_timeout,
             indexes: options.indexes,
             reset: options.reset,
+            cache: CacheConfig {
+                enabled: options.cache.enabled,
+                max_size: options.cache.max_size as usize,
+                // Saturating: NaN and negatives become 0, which `Store::open` refuses.
+                ttl: Duration::from_millis(options.cache.ttl as u64),
+            },
         };
         let store = Store::open(config).map_err(to_js)?;
         Ok(NativeQueue { store: Some(store) })
@@ -78,11 +107,29 @@ impl NativeQueue {
         self.store.as_ref().ok_or_else(|| to_js(Error::QueueClosed))
     }
 
-    /// Stores a batch payload (see `src/event.rs`) in one transaction; returns the first id.
+    fn store_mut(&mut self) -> Result<&mut Store> {
+        self.store.as_mut().ok_or_else(|| to_js(Error::QueueClosed))
+    }
+
+    /// Stores the payload (see `src/event.rs`) of one `store` call; returns the first id.
     #[napi]
-    pub fn append(&self, payload: String) -> Result<f64> {
-        let appended = self.store()?.append(&payload).map_err(to_js)?;
+    pub fn append(&mut self, payload: String) -> Result<f64> {
+        let appended = self.store_mut()?.append(&payload).map_err(to_js)?;
         Ok(appended.first_id as f64)
+    }
+
+    /// Stores the payload of one `storeBulk` call in one transaction; returns the first id.
+    #[napi]
+    pub fn append_batch(&mut self, payload: String) -> Result<f64> {
+        let appended = self.store_mut()?.append_batch(&payload).map_err(to_js)?;
+        Ok(appended.first_id as f64)
+    }
+
+    /// Counts a write refused in JavaScript, before `append`.
+    #[napi]
+    pub fn record_failed_write(&mut self) -> Result<()> {
+        self.store_mut()?.record_failed_write();
+        Ok(())
     }
 
     /// The stored correlation id of event `id` (used after an append that inherited one).
@@ -128,13 +175,42 @@ impl NativeQueue {
     }
 
     #[napi]
+    pub fn cached_by_id(&mut self, id: f64) -> Result<Option<Either<u32, String>>> {
+        let id = to_id(id).map_err(to_js)?;
+        self.store_mut()?.cached_by_id(id).map(to_found).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn cached_transaction(&mut self, correlation_id: String) -> Result<Option<Either<u32, String>>> {
+        self.store_mut()?.cached_transaction(correlation_id).map(to_found).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn clear_cache(&mut self) -> Result<()> {
+        self.store_mut()?.clear_cache();
+        Ok(())
+    }
+
+    /// `getCacheStats()` as JSON text.
+    #[napi]
+    pub fn cache_stats(&mut self) -> Result<String> {
+        Ok(self.store_mut()?.cache_stats().to_json())
+    }
+
+    /// `getMetrics()` as JSON text.
+    #[napi]
+    pub fn metrics(&self) -> Result<String> {
+        self.store()?.metrics().map(|m| m.to_json()).map_err(to_js)
+    }
+
+    #[napi]
     pub fn indexes(&self) -> Result<Vec<String>> {
         self.store()?.indexes().map_err(to_js)
     }
 
     #[napi]
-    pub fn reset(&self) -> Result<()> {
-        self.store()?.reset().map_err(to_js)
+    pub fn reset(&mut self) -> Result<()> {
+        self.store_mut()?.reset().map_err(to_js)
     }
 
     /// Closes the connection. Idempotent.
