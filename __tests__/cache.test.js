@@ -236,6 +236,13 @@ describe('the query cache', () => {
     q.close()
   })
 
+  test('the native hit fast path answers -1 to anything but a queue holding the id', () => {
+    const { NativeQueue, cachedIdHit } = require('../lib/native')
+    for (const args of [[], [null, 1], [undefined, 1], [1, 1], ['queue', 1], [{}, 1], [Object.create(NativeQueue.prototype), 1], [[], 1]]) {
+      assert.equal(cachedIdHit(...args), -1, String(args))
+    }
+  })
+
   test('a closed queue refuses the cache methods', () => {
     const q = open()
     q.close()

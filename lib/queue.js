@@ -1,7 +1,7 @@
 'use strict'
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
-const { NativeQueue } = require('./native')
+const { NativeQueue, cachedIdHit } = require('./native')
 const { closedError, coded } = require('./errors')
 const { lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
@@ -175,8 +175,8 @@ class EventQueue {
     const db = this.#db
     const key = toId(id)
     if (key === null) return null
-    const found = db.cachedById(key)
-    return typeof found === 'number' ? copyRow(this.#templates[found]) : this.#miss(found, copyRow)
+    const slot = cachedIdHit(db, key)
+    return slot >= 0 ? copyRow(this.#templates[slot]) : this.#miss(db.cachedById(key), copyRow)
   }
 
   getTransactionCached(correlationId) {

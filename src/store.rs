@@ -218,6 +218,11 @@ impl Store {
         self.cache.by_id(&self.conn, id)
     }
 
+    /// The fast path of `retrieveByIDCached`: see [`Cache::id_hit`].
+    pub fn cached_id_hit(&mut self, id: i64) -> Option<u32> {
+        self.cache.id_hit(id)
+    }
+
     /// `getTransactionCached`; see [`crate::cache`].
     pub fn cached_transaction(&mut self, correlation_id: String) -> Result<Option<Lookup>> {
         self.cache.transaction(&self.conn, correlation_id)
