@@ -92,7 +92,7 @@ pub enum WriteKind {
 }
 
 /// What the store reads back from SQLite for `getMetrics()`.
-pub struct Database {
+pub struct SqliteReport {
     pub journal_mode: String,
     pub synchronous: &'static str,
     pub event_count: i64,
@@ -135,8 +135,8 @@ fn ms(nanos: f64) -> f64 {
     nanos / 1e6
 }
 
-impl Metrics {
-    pub const fn new() -> Metrics {
+impl Default for Metrics {
+    fn default() -> Metrics {
         Metrics {
             writes_total: 0,
             batch_writes_total: 0,
@@ -148,7 +148,9 @@ impl Metrics {
             latency: Histogram::new(),
         }
     }
+}
 
+impl Metrics {
     /// A write that stored `events` events in `took`; one latency sample per write.
     pub fn record_write(&mut self, kind: WriteKind, events: usize, took: Duration) {
         let events = events as u64;
@@ -170,7 +172,7 @@ impl Metrics {
         self.errors_total += 1;
     }
 
-    pub fn snapshot(&self, db: Database) -> MetricsSnapshot {
+    pub fn snapshot(&self, db: SqliteReport) -> MetricsSnapshot {
         let batch_secs = self.last_batch.as_secs_f64();
         MetricsSnapshot {
             writes_total: self.writes_total,
@@ -202,18 +204,12 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn db() -> Database {
-        Database { journal_mode: "WAL".into(), synchronous: "NORMAL", event_count: 0 }
+    fn db() -> SqliteReport {
+        SqliteReport { journal_mode: "WAL".into(), synchronous: "NORMAL", event_count: 0 }
     }
 
     #[test]
@@ -247,7 +243,7 @@ mod tests {
     fn the_histogram_does_not_grow_with_the_writes() {
         let size = std::mem::size_of::<Metrics>();
         assert!(size < 8 * 1024, "{size} bytes");
-        let mut m = Metrics::new();
+        let mut m = Metrics::default();
         for i in 0..1_000_000u64 {
             m.record_write(WriteKind::Single, 1, Duration::from_nanos(20_000 + i % 1000));
         }
@@ -258,7 +254,7 @@ mod tests {
 
     #[test]
     fn counters_follow_a_known_sequence_of_writes() {
-        let mut m = Metrics::new();
+        let mut m = Metrics::default();
         m.record_write(WriteKind::Single, 1, Duration::from_micros(30));
         m.record_write(WriteKind::Batch, 5, Duration::from_millis(2));
         m.record_write(WriteKind::Single, 1, Duration::from_micros(40));
@@ -278,7 +274,7 @@ mod tests {
 
     #[test]
     fn before_any_write_everything_is_zero() {
-        let s = Metrics::new().snapshot(db());
+        let s = Metrics::default().snapshot(db());
         assert_eq!((s.writes_total, s.avg_batch_size, s.last_batch_throughput_eps), (0, 0.0, 0.0));
         assert_eq!(s.write_latency_ms, Percentiles { p50: 0.0, p95: 0.0, p99: 0.0 });
     }

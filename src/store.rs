@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement};
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
-use crate::metrics::{Database, Metrics, MetricsSnapshot, WriteKind};
+use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::schema;
 
 pub const MEMORY: &str = ":memory:";
@@ -136,7 +136,7 @@ impl Store {
         ))?;
         let mut cache = Cache::new(config.cache);
         cache.follow_other_connections(&conn)?;
-        let store = Store { conn, cache, metrics: Metrics::new(), config };
+        let store = Store { conn, cache, metrics: Metrics::default(), config };
         if read_only {
             schema::check_table(&store.conn)?;
         } else {
@@ -196,6 +196,8 @@ impl Store {
         written
     }
 
+    /// Parses and stores a payload, all of it or none of it; the cache forgets each
+    /// transaction the events join as they are inserted.
     fn insert(&mut self, payload: &str) -> Result<Appended> {
         let events = parse_batch(payload)?;
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
@@ -241,7 +243,7 @@ impl Store {
         let journal_mode: String = self.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
         let level: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
         let event_count = self.conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))?;
-        Ok(self.metrics.snapshot(Database {
+        Ok(self.metrics.snapshot(SqliteReport {
             journal_mode: journal_mode.to_uppercase(),
             synchronous: synchronous_name(level),
             event_count,
