@@ -154,6 +154,75 @@ export interface EventLineage {
   children: EventRow[]
 }
 
+/** What `getCacheStats()` returns. With the cache disabled every counter is `0`. */
+export interface CacheStats {
+  /** The `cache.enabled` option. */
+  enabled: boolean
+  /** Entries cached now (rows by id and transactions); entries past their `ttl` are not counted. */
+  size: number
+  /** The `cache.maxSize` option. */
+  maxSize: number
+  /** The `cache.ttl` option: milliseconds an entry is served after it was read from SQLite. */
+  ttl: number
+  /** Cached reads served from the cache. */
+  hits: number
+  /** Cached reads that went to SQLite: never cached, expired, forgotten, or no such event. */
+  misses: number
+  /** Entries dropped at `maxSize` to make room, least recently used first. */
+  evictions: number
+  /** Entries dropped because their `ttl` ran out. */
+  expirations: number
+  /** `hits / (hits + misses)`; `0` before any lookup. */
+  hitRate: number
+}
+
+/** Write latency percentiles, in milliseconds, over every write since the queue was opened. */
+export interface LatencyPercentiles {
+  p50: number
+  p95: number
+  p99: number
+}
+
+/**
+ * What `getMetrics()` returns: the writes of this queue since it was opened (all `0` before
+ * the first), and what SQLite reports about the file.
+ */
+export interface WriteMetrics {
+  /** Events stored, by `store` and `storeBulk` alike. */
+  writesTotal: number
+  /** `storeBulk` calls that stored their events. */
+  batchWritesTotal: number
+  /** Events stored by `storeBulk`. */
+  batchEventsTotal: number
+  /**
+   * Duration of the last `store`'s write, from the core receiving the event to the commit;
+   * validation in JavaScript and running the model are not included.
+   */
+  lastWriteMs: number
+  /** Duration of the last `storeBulk`'s write, measured the same way. */
+  lastBatchMs: number
+  /** Events of the last `storeBulk`. */
+  lastBatchSize: number
+  /** `batchEventsTotal / batchWritesTotal`; `0` before the first `storeBulk`. */
+  avgBatchSize: number
+  /** `lastBatchSize` per second of `lastBatchMs`. */
+  lastBatchThroughputEps: number
+  /**
+   * `store`/`storeBulk` calls that stored nothing because of an error: an invalid event
+   * (including one without `cmd`), or a write SQLite refused. An error thrown by a model
+   * after the commit does not count: the event was stored.
+   */
+  errorsTotal: number
+  /** One sample per `store` or `storeBulk`, from a fixed-size histogram (about 3 % resolution). */
+  writeLatencyMs: LatencyPercentiles
+  /** `PRAGMA journal_mode` as SQLite reports it, upper case: `'WAL'`, `'DELETE'`, `'MEMORY'`, … */
+  journalMode: string
+  /** `PRAGMA synchronous` as SQLite reports it. */
+  synchronous: SynchronousMode
+  /** Events in the file now, whoever stored them. */
+  eventCount: number
+}
+
 export interface CycleRange {
   /** First id replayed. Default `0`. */
   start?: number
@@ -190,11 +259,27 @@ export interface EventQueue {
   getChildEvents(id: number): EventRow[]
   getEventLineage(id: number): EventLineage | null
 
+  /**
+   * `retrieveByID` served from the query cache: the same result, as a fresh object each call.
+   * A missing event is not cached.
+   */
+  retrieveByIDCached(id: number): EventRow | null
+  /**
+   * `getTransaction` served from the query cache: the same rows, fresh objects each call.
+   * Storing an event in the transaction, from this queue or another connection, refreshes it.
+   */
+  getTransactionCached(correlationId: string): EventRow[]
+  /** Empties the query cache. The counters of `getCacheStats()` keep counting. */
+  clearCache(): void
+  getCacheStats(): CacheStats
+  getMetrics(): WriteMetrics
+
   /** Names of the optional indexes present, sorted. */
   getIndexes(): string[]
 
   /**
-   * Drops and recreates the event table. Present only on queues opened with `risky: true`.
+   * Drops and recreates the event table, and empties the query cache. Present only on queues
+   * opened with `risky: true`.
    */
   reset?(): void
   /** Closes the file. Idempotent; any later call throws `ERR_QUEUE_CLOSED`. */

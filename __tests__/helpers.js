@@ -1,6 +1,7 @@
 'use strict'
 // Shared by every suite. The suites run under `node --test` and under `bun test`: the test
 // functions come from whichever runner is present; assertions come from node:assert on both.
+const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -49,7 +50,8 @@ function recordingCallbacks(extra = {}) {
 /**
  * The runtime's own SQLite driver on a file (bun:sqlite under Bun, better-sqlite3 under
  * Node), for checking what is on disk independently of this package, and for writing files
- * the way EventLite Sourcing does.
+ * the way EventLite Sourcing does. Only while no queue of this process has the file open:
+ * two SQLite libraries in one process do not see each other's locks (see sqlElsewhere).
  */
 function openRaw(file) {
   if (typeof Bun !== 'undefined') {
@@ -88,4 +90,59 @@ function throwsCode(fn, Ctor, code) {
   return caught
 }
 
-module.exports = { describe, test, after, tempDir, tempDb, recordingModel, recordingCallbacks, openRaw, throwsCode }
+/**
+ * The program `sqlElsewhere` and `holdWriteLock` run: SQL through the runtime's own SQLite
+ * driver (better-sqlite3 on Node, bun:sqlite on Bun), in a process of its own. Another process
+ * because two SQLite libraries in one process, the driver's and this package's, do not see
+ * each other's locks: a test doing that would race, or delete the other's WAL on close.
+ */
+const SQL_CHILD = `
+const file = process.env.SQL_FILE
+const db = typeof Bun !== 'undefined' ? new (require('bun:sqlite').Database)(file) : new (require('better-sqlite3'))(file)
+db.exec(process.env.SQL_TEXT)
+if (process.env.SQL_HOLD) {
+  const letGo = () => { db.exec('ROLLBACK'); db.close(); process.exit(0) }
+  process.stdout.write('ready\\n')
+  process.stdin.on('end', letGo)
+  process.stdin.resume()
+  if (process.env.SQL_HOLD !== 'stdin') setTimeout(letGo, Number(process.env.SQL_HOLD))
+} else {
+  db.close()
+}
+`
+
+/** `hold`: '' to run and exit, 'stdin' to hold until stdin ends, or a number of ms. */
+function sqlChild(file, sql, hold) {
+  const env = { ...process.env, SQL_FILE: file, SQL_TEXT: sql, SQL_HOLD: String(hold) }
+  return { args: ['-e', SQL_CHILD], options: { cwd: path.join(__dirname, '..'), env } }
+}
+
+/** Runs SQL on a database file from another process, as another program would. */
+function sqlElsewhere(file, sql) {
+  const { args, options } = sqlChild(file, sql, '')
+  const run = spawnSync(process.execPath, args, { ...options, encoding: 'utf8' })
+  if (run.status !== 0) throw new Error(`SQL in another process failed: ${run.stderr}`)
+}
+
+/**
+ * Takes the write lock of a database file in another process (BEGIN IMMEDIATE) and holds it
+ * until the returned `release()` resolves, or for `forMs` milliseconds of its own clock (for a
+ * test whose own thread is blocked waiting for the lock meanwhile).
+ */
+function holdWriteLock(file, { forMs } = {}) {
+  const { args, options } = sqlChild(file, 'BEGIN IMMEDIATE', forMs === undefined ? 'stdin' : forMs)
+  const child = spawn(process.execPath, args, { ...options, stdio: ['pipe', 'pipe', 'inherit'] })
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  const release = () => {
+    child.stdin.end()
+    return exited
+  }
+  return new Promise((resolve, reject) => {
+    child.stdout.once('data', () => resolve(release))
+    exited.then((code) => reject(new Error(`the lock holder exited with ${code}`)))
+  })
+}
+
+module.exports = {
+  describe, test, after, tempDir, tempDb, recordingModel, recordingCallbacks, openRaw, throwsCode, sqlElsewhere, holdWriteLock,
+}

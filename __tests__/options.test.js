@@ -2,7 +2,7 @@
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
-const { describe, test, tempDir, tempDb, openRaw, throwsCode } = require('./helpers')
+const { describe, test, tempDir, tempDb, openRaw, throwsCode, holdWriteLock } = require('./helpers')
 const { initQueue } = require('..')
 
 describe('initQueue options', () => {
@@ -106,20 +106,19 @@ describe('initQueue options', () => {
   })
 
   test('busyTimeout makes a writer wait for another process, and 0 fails at once with SQLITE_BUSY', async () => {
-    const { spawn } = require('node:child_process')
     const file = tempDb()
     initQueue({ dbName: file }).close()
-    // A child process takes the write lock, says so, and holds it for a moment.
-    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'hold-lock.js'), file, '400'], { stdio: ['ignore', 'pipe', 'inherit'] })
-    await new Promise((resolve) => child.stdout.once('data', resolve))
+    // The other process lets go after 300 ms by its own clock, while this thread is blocked
+    // in store() waiting for the lock.
+    const release = await holdWriteLock(file, { forMs: 300 })
     const impatient = initQueue({ dbName: file, busyTimeout: 0 })
     throwsCode(() => impatient.store({ cmd: 'x' }), Error, 'SQLITE_BUSY')
-    assert.equal(impatient.getLastRow(), null, 'the failed store stored nothing')
-    impatient.close()
+    throwsCode(() => impatient.storeBulk([{ cmd: 'x' }, { cmd: 'y' }]), Error, 'SQLITE_BUSY')
     const patient = initQueue({ dbName: file, busyTimeout: 10000 })
-    assert.equal(patient.store({ cmd: 'y' }).id, 1)
+    assert.equal(patient.store({ cmd: 'y' }).id, 1, 'the failed writes stored nothing')
+    await release()
+    impatient.close()
     patient.close()
-    await new Promise((resolve) => child.once('exit', resolve))
   })
 
   test('datetime is called once per stored event, in order, storeBulk included', () => {

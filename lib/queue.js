@@ -1,10 +1,11 @@
 'use strict'
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
-const { NativeQueue } = require('./native')
+const { NativeQueue, cachedIdHit } = require('./native')
 const { closedError, coded } = require('./errors')
 const { lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
+const { copyRow, copyRows } = require('./copy')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
@@ -26,13 +27,28 @@ function argError(message) {
   return coded(TypeError, 'ERR_INVALID_ARG', message)
 }
 
+/** A correlation id as reads take it: its text, or null when none was given (no events). */
+function toCorrelationId(correlationId, method) {
+  if (correlationId === undefined || correlationId === null) return null
+  if (typeof correlationId !== 'string' && typeof correlationId !== 'number') {
+    throw argError(`${method}: correlationId must be a string, got ${typeof correlationId}`)
+  }
+  return String(correlationId)
+}
+
 class EventQueue {
   #native
   #datetime
   #closed = false
+  /**
+   * The query cache's parsed rows and transactions, by the slot the native cache gave each
+   * (see src/cache.rs). Never more than cache.maxSize of them; a template whose entry left
+   * the cache is unreachable, and overwritten when its slot is handed out again.
+   */
+  #templates = []
 
   constructor(settings) {
-    this.#native = new NativeQueue(settings.open)
+    this.#native = new NativeQueue({ ...settings.open, cache: settings.cache })
     this.#datetime = settings.datetime
     if (settings.risky) {
       // EventLite adds reset() only to queues opened with risky: true.
@@ -49,14 +65,22 @@ class EventQueue {
   store(event, model, callbacks = eventCallbacks.void) {
     const db = this.#db
     if (lacksCmd(event)) {
+      db.recordFailedWrite()
       const { user = '', ip = '', cmd, data = {} } = event
       if (callbacks && typeof callbacks._error === 'function') {
         callbacks._error({ msg: `${user} at ${ip} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
       }
       return undefined
     }
-    const record = toRecord(event, undefined, this.#datetime)
-    const id = db.append(toPayload([record], false))
+    let record, payload
+    try {
+      record = toRecord(event, undefined, this.#datetime)
+      payload = toPayload([record], false)
+    } catch (err) {
+      db.recordFailedWrite()
+      throw err
+    }
+    const id = db.append(payload)
     const row = toRow(record, id, record[CORRELATION] ?? db.correlationId(id))
     if (model === undefined || model === null) return row
     return execute(row, model, callbacks)
@@ -64,11 +88,18 @@ class EventQueue {
 
   storeBulk(events, model, callbacks = eventCallbacks.void) {
     const db = this.#db
-    if (!Array.isArray(events)) throw coded(TypeError, 'ERR_INVALID_EVENT', `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
-    if (events.length === 0) throw coded(TypeError, 'ERR_INVALID_EVENT', 'storeBulk(events): events must not be empty')
-    const records = new Array(events.length)
-    for (let i = 0; i < events.length; i++) records[i] = toRecord(events[i], i, this.#datetime)
-    const firstId = db.append(toPayload(records, true))
+    let records, payload
+    try {
+      if (!Array.isArray(events)) throw coded(TypeError, 'ERR_INVALID_EVENT', `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
+      if (events.length === 0) throw coded(TypeError, 'ERR_INVALID_EVENT', 'storeBulk(events): events must not be empty')
+      records = new Array(events.length)
+      for (let i = 0; i < events.length; i++) records[i] = toRecord(events[i], i, this.#datetime)
+      payload = toPayload(records, true)
+    } catch (err) {
+      db.recordFailedWrite()
+      throw err
+    }
+    const firstId = db.appendBatch(payload)
     const results = new Array(records.length)
     for (let i = 0; i < records.length; i++) {
       const id = firstId + i
@@ -124,11 +155,8 @@ class EventQueue {
 
   getTransaction(correlationId) {
     const db = this.#db
-    if (correlationId === undefined || correlationId === null) return []
-    if (typeof correlationId !== 'string' && typeof correlationId !== 'number') {
-      throw argError(`getTransaction: correlationId must be a string, got ${typeof correlationId}`)
-    }
-    return JSON.parse(db.byCorrelation(String(correlationId)))
+    const key = toCorrelationId(correlationId, 'getTransaction')
+    return key === null ? [] : JSON.parse(db.byCorrelation(key))
   }
 
   getChildEvents(id) {
@@ -143,18 +171,72 @@ class EventQueue {
     return key === null ? null : parse(db.lineage(key))
   }
 
+  retrieveByIDCached(id) {
+    const db = this.#db
+    const key = toId(id)
+    if (key === null) return null
+    const slot = cachedIdHit(db, key)
+    return slot >= 0 ? copyRow(this.#templates[slot]) : this.#miss(db.cachedById(key), copyRow)
+  }
+
+  getTransactionCached(correlationId) {
+    const db = this.#db
+    const key = toCorrelationId(correlationId, 'getTransactionCached')
+    if (key === null) return []
+    const found = db.cachedTransaction(key)
+    return typeof found === 'number' ? copyRows(this.#templates[found]) : this.#miss(found, copyRows)
+  }
+
+  /**
+   * A cached read that went to SQLite: `found` is null (no such event) or the text
+   * `[value, slot]`. The parsed value becomes the slot's template and a copy is returned;
+   * slot -1 means the cache is disabled and nothing is kept.
+   */
+  #miss(found, copy) {
+    if (found === null) return null
+    let pair
+    try {
+      pair = JSON.parse(found)
+    } catch (err) {
+      // A row whose stored JSON does not parse (written by another program) throws as the
+      // uncached read does; its slot must not keep serving the template of another key.
+      this.clearCache()
+      throw err
+    }
+    const value = pair[0]
+    const slot = pair[1]
+    if (slot < 0) return value
+    this.#templates[slot] = value
+    return copy(value)
+  }
+
+  clearCache() {
+    this.#db.clearCache()
+    this.#templates.length = 0
+  }
+
+  getCacheStats() {
+    return JSON.parse(this.#db.cacheStats())
+  }
+
+  getMetrics() {
+    return JSON.parse(this.#db.metrics())
+  }
+
   getIndexes() {
     return this.#db.indexes()
   }
 
   #reset() {
     this.#db.reset()
+    this.#templates.length = 0
   }
 
   close() {
     if (this.#closed) return
     this.#closed = true
     this.#native.close()
+    this.#templates.length = 0
   }
 }
 

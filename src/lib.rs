@@ -3,17 +3,25 @@
 //! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
 //! and results; see `lib/queue.js`.
 
+pub mod cache;
 pub mod error;
 pub mod event;
+pub mod metrics;
 pub mod read;
 pub mod row;
 pub mod schema;
 pub mod store;
 
 use std::collections::HashMap;
+use std::ffi::CStr;
+use std::ptr;
+use std::time::Duration;
 
+use napi::bindgen_prelude::{validate_type_tag, Either, JsValue, Object, TypeTag};
+use napi::{check_status, sys, Env};
 use napi_derive::napi;
 
+use crate::cache::{CacheConfig, Lookup};
 use crate::error::Error;
 use crate::store::{Config, Store};
 
@@ -44,6 +52,24 @@ pub struct OpenOptions {
     /// Only the keys the user gave; the defaults are applied in Rust.
     pub indexes: HashMap<String, bool>,
     pub reset: bool,
+    pub cache: CacheOptions,
+}
+
+#[napi(object)]
+pub struct CacheOptions {
+    pub enabled: bool,
+    pub max_size: u32,
+    /// Milliseconds; a number because it may exceed 32 bits.
+    pub ttl: f64,
+}
+
+/// A cached read for JavaScript: the slot of a template it holds, or the `[value, slot]` text
+/// of a miss; see `src/cache.rs`.
+fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, String>> {
+    lookup.map(|found| match found {
+        Lookup::Hit(slot) => Either::A(slot),
+        Lookup::Miss(text) => Either::B(text),
+    })
 }
 
 /// The option keys of `indexes`, so that JavaScript validates against the one list.
@@ -69,6 +95,12 @@ impl NativeQueue {
             busy_timeout_ms: options.busy_timeout,
             indexes: options.indexes,
             reset: options.reset,
+            cache: CacheConfig {
+                enabled: options.cache.enabled,
+                max_size: options.cache.max_size as usize,
+                // Saturating: NaN and negatives become 0, which `Store::open` refuses.
+                ttl: Duration::from_millis(options.cache.ttl as u64),
+            },
         };
         let store = Store::open(config).map_err(to_js)?;
         Ok(NativeQueue { store: Some(store) })
@@ -78,11 +110,29 @@ impl NativeQueue {
         self.store.as_ref().ok_or_else(|| to_js(Error::QueueClosed))
     }
 
-    /// Stores a batch payload (see `src/event.rs`) in one transaction; returns the first id.
+    fn store_mut(&mut self) -> Result<&mut Store> {
+        self.store.as_mut().ok_or_else(|| to_js(Error::QueueClosed))
+    }
+
+    /// Stores the payload (see `src/event.rs`) of one `store` call; returns the first id.
     #[napi]
-    pub fn append(&self, payload: String) -> Result<f64> {
-        let appended = self.store()?.append(&payload).map_err(to_js)?;
+    pub fn append(&mut self, payload: String) -> Result<f64> {
+        let appended = self.store_mut()?.append(&payload).map_err(to_js)?;
         Ok(appended.first_id as f64)
+    }
+
+    /// Stores the payload of one `storeBulk` call in one transaction; returns the first id.
+    #[napi]
+    pub fn append_batch(&mut self, payload: String) -> Result<f64> {
+        let appended = self.store_mut()?.append_batch(&payload).map_err(to_js)?;
+        Ok(appended.first_id as f64)
+    }
+
+    /// Counts a write refused in JavaScript, before `append`.
+    #[napi]
+    pub fn record_failed_write(&mut self) -> Result<()> {
+        self.store_mut()?.record_failed_write();
+        Ok(())
     }
 
     /// The stored correlation id of event `id` (used after an append that inherited one).
@@ -128,18 +178,111 @@ impl NativeQueue {
     }
 
     #[napi]
+    pub fn cached_by_id(&mut self, id: f64) -> Result<Option<Either<u32, String>>> {
+        let id = to_id(id).map_err(to_js)?;
+        self.store_mut()?.cached_by_id(id).map(to_found).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn cached_transaction(&mut self, correlation_id: String) -> Result<Option<Either<u32, String>>> {
+        self.store_mut()?.cached_transaction(correlation_id).map(to_found).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn clear_cache(&mut self) -> Result<()> {
+        self.store_mut()?.clear_cache();
+        Ok(())
+    }
+
+    /// `getCacheStats()` as JSON text.
+    #[napi]
+    pub fn cache_stats(&mut self) -> Result<String> {
+        Ok(self.store_mut()?.cache_stats().to_json())
+    }
+
+    /// `getMetrics()` as JSON text.
+    #[napi]
+    pub fn metrics(&self) -> Result<String> {
+        self.store()?.metrics().map(|m| m.to_json()).map_err(to_js)
+    }
+
+    #[napi]
     pub fn indexes(&self) -> Result<Vec<String>> {
         self.store()?.indexes().map_err(to_js)
     }
 
     #[napi]
-    pub fn reset(&self) -> Result<()> {
-        self.store()?.reset().map_err(to_js)
+    pub fn reset(&mut self) -> Result<()> {
+        self.store_mut()?.reset().map_err(to_js)
     }
 
     /// Closes the connection. Idempotent.
     #[napi]
     pub fn close(&mut self) {
         self.store = None;
+    }
+}
+
+/// Adds `cachedIdHit` to the exports; see [`cached_id_hit`].
+#[napi(module_exports)]
+pub fn export_cached_id_hit(exports: Object, env: Env) -> napi::Result<()> {
+    const NAME: &CStr = c"cachedIdHit";
+    let mut function = ptr::null_mut();
+    // SAFETY: plain Node-API calls on the env and exports object this module is loading with.
+    unsafe {
+        check_status!(sys::napi_create_function(
+            env.raw(),
+            NAME.as_ptr(),
+            NAME.count_bytes() as isize,
+            Some(cached_id_hit),
+            ptr::null_mut(),
+            &mut function,
+        ))?;
+        check_status!(sys::napi_set_named_property(env.raw(), exports.raw(), NAME.as_ptr(), function))
+    }
+}
+
+/// `cachedIdHit(queue, id)`: the slot of event `id` when the cache holds it (counted as a
+/// hit), else -1 (counting nothing). The hot call of `retrieveByIDCached`, so it is a plain
+/// Node-API callback: the `#[napi]` glue spends about 300 ns per call tracking borrows, twice
+/// what the whole hit costs without it. It never throws: on anything but a hit JavaScript
+/// calls `cachedById`, which reports errors and counts the miss.
+unsafe extern "C" fn cached_id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: called by Node-API with its own env and callback info.
+    let slot = unsafe { id_hit(env, info) }.map_or(-1, |slot| slot as i32);
+    let mut result = ptr::null_mut();
+    // SAFETY: as above; on failure `result` stays null, which JavaScript sees as undefined.
+    unsafe { sys::napi_create_int32(env, slot, &mut result) };
+    result
+}
+
+/// # Safety
+/// `env` and `info` must be those of a Node-API callback in progress.
+unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u32> {
+    let mut argc = 2;
+    let mut argv = [ptr::null_mut(); 2];
+    let mut kind = sys::ValueType::napi_undefined;
+    let mut wrapped = ptr::null_mut();
+    let mut id = 0.0;
+    // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
+    // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, alive for this call. No
+    // other reference to it exists: JavaScript runs on one thread, and no `#[napi]` method
+    // of `NativeQueue` calls back into JavaScript, so none is running now.
+    unsafe {
+        let ok = sys::Status::napi_ok;
+        if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
+            || argc < 2
+            // Checking the tag of a non-object throws (it converts the value to an object).
+            || sys::napi_typeof(env, argv[0], &mut kind) != ok
+            || kind != sys::ValueType::napi_object
+            || validate_type_tag(env, argv[0], &NativeQueue::type_tag(), "NativeQueue").is_err()
+            || sys::napi_unwrap(env, argv[0], &mut wrapped) != ok
+            || wrapped.is_null()
+            || sys::napi_get_value_double(env, argv[1], &mut id) != ok
+        {
+            return None;
+        }
+        let queue = &mut *wrapped.cast::<NativeQueue>();
+        queue.store.as_mut()?.cached_id_hit(to_id(id).ok()?)
     }
 }

@@ -73,12 +73,22 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<String>> {
     first(conn, &SQL.by_id, [id])
 }
 
+/// Appends event `id` as a JSON object; returns whether it exists.
+pub fn write_by_id(out: &mut String, conn: &Connection, id: i64) -> Result<bool> {
+    write_first(out, conn, &SQL.by_id, [id])
+}
+
 pub fn last(conn: &Connection) -> Result<Option<String>> {
     first(conn, &SQL.last, [])
 }
 
 pub fn by_correlation(conn: &Connection, correlation_id: &str) -> Result<String> {
     all(conn, &SQL.by_correlation, [correlation_id])
+}
+
+/// Appends the events of one correlation id as a JSON array, in id order.
+pub fn write_by_correlation(out: &mut String, conn: &Connection, correlation_id: &str) -> Result<usize> {
+    write_all(out, conn, &SQL.by_correlation, [correlation_id])
 }
 
 pub fn children(conn: &Connection, id: i64) -> Result<String> {
@@ -135,7 +145,7 @@ mod tests {
     use serde_json::Value;
 
     fn store_with(n: usize) -> Store {
-        let store = Store::open(Config::new(MEMORY)).unwrap();
+        let mut store = Store::open(Config::new(MEMORY)).unwrap();
         for i in 0..n {
             let causation = if i == 0 { "null".to_string() } else { "1".to_string() };
             let payload = format!(r#"[["cmd{i}",{{"i":{i}}},"u","ip",1,"c",{causation},{{}},{i}]]"#);

@@ -3,13 +3,15 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement};
 
+use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
+use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::schema;
 
 pub const MEMORY: &str = ":memory:";
@@ -26,6 +28,7 @@ pub struct Config {
     /// Index keys given explicitly; see [`schema::apply_indexes`].
     pub indexes: HashMap<String, bool>,
     pub reset: bool,
+    pub cache: CacheConfig,
 }
 
 impl Config {
@@ -37,6 +40,7 @@ impl Config {
             busy_timeout_ms: 5000,
             indexes: HashMap::new(),
             reset: false,
+            cache: CacheConfig::default(),
         }
     }
 
@@ -59,9 +63,12 @@ pub struct Appended {
     pub count: usize,
 }
 
+/// The connection, and what lives as long as it: the query cache and the write metrics.
 pub struct Store {
     conn: Connection,
     config: Config,
+    cache: Cache,
+    metrics: Metrics,
 }
 
 /// Rows per multi-row `INSERT`. One statement per 32 rows instead of one per row saves a
@@ -105,6 +112,7 @@ impl Store {
     pub fn open(config: Config) -> Result<Store> {
         let synchronous = config.synchronous()?.to_string();
         schema::check_index_keys(&config.indexes)?;
+        config.cache.check()?;
         if config.path.is_empty() || config.path.contains('\0') {
             return Err(Error::InvalidOption(
                 "dbName must be a non-empty path without NUL characters".into(),
@@ -127,7 +135,9 @@ impl Store {
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;"
         ))?;
-        let store = Store { conn, config };
+        let mut cache = Cache::new(config.cache);
+        cache.follow_other_connections(&conn)?;
+        let store = Store { conn, cache, metrics: Metrics::default(), config };
         if read_only {
             schema::check_table(&store.conn)?;
         } else {
@@ -156,33 +166,114 @@ impl Store {
         &self.conn
     }
 
-    /// Drops and recreates the event table, ids starting again at 1.
-    pub fn reset(&self) -> Result<()> {
-        self.prepare_schema(true)
+    /// Drops and recreates the event table, ids starting again at 1, and empties the cache.
+    pub fn reset(&mut self) -> Result<()> {
+        self.prepare_schema(true)?;
+        self.cache.clear();
+        Ok(())
     }
 
-    /// Stores a batch (see [`crate::event`]) in one transaction: all of it or none of it.
-    pub fn append(&self, payload: &str) -> Result<Appended> {
+    /// Stores the events of one `store` call (see [`crate::event`]) in one transaction: all of
+    /// them or none of them.
+    pub fn append(&mut self, payload: &str) -> Result<Appended> {
+        self.write(payload, WriteKind::Single)
+    }
+
+    /// Stores the events of one `storeBulk` call; as [`Store::append`], but counted as a batch
+    /// in the metrics.
+    pub fn append_batch(&mut self, payload: &str) -> Result<Appended> {
+        self.write(payload, WriteKind::Batch)
+    }
+
+    /// Counts a write that JavaScript refused before it reached the store (an invalid event),
+    /// so that `errorsTotal` counts every failed write.
+    pub fn record_failed_write(&mut self) {
+        self.metrics.record_error();
+    }
+
+    fn write(&mut self, payload: &str, kind: WriteKind) -> Result<Appended> {
+        let started = Instant::now();
+        let written = self.insert(payload);
+        match &written {
+            Ok(appended) => self.metrics.record_write(kind, appended.count, started.elapsed()),
+            Err(_) => self.metrics.record_error(),
+        }
+        written
+    }
+
+    /// Parses and stores a payload, all of it or none of it; the cache forgets each
+    /// transaction the events join as they are inserted.
+    fn insert(&mut self, payload: &str) -> Result<Appended> {
         let events = parse_batch(payload)?;
+        let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
         let first_id = if events.len() == 1 && !inherits(&events[0]) {
             // One INSERT on its own is already atomic, and SQLite starts its write from no
             // transaction, so the busy handler still waits for other writers: BEGIN and
             // COMMIT would only add two statement runs to the commit-bound single store.
-            self.insert_one(&events[0], events[0].correlation_id())?
+            writer.insert_one(&events[0], events[0].correlation_id())?
         } else {
             let txn = WriteTxn::begin(&self.conn)?;
-            let first_id = self.insert_all(&events)?;
+            let first_id = writer.insert_all(&events)?;
             txn.commit()?;
             first_id
         };
         Ok(Appended { first_id, count: events.len() })
     }
 
+    /// `retrieveByIDCached`; see [`crate::cache`].
+    pub fn cached_by_id(&mut self, id: i64) -> Result<Option<Lookup>> {
+        self.cache.by_id(&self.conn, id)
+    }
+
+    /// The fast path of `retrieveByIDCached`: see [`Cache::id_hit`].
+    pub fn cached_id_hit(&mut self, id: i64) -> Option<u32> {
+        self.cache.id_hit(id)
+    }
+
+    /// `getTransactionCached`; see [`crate::cache`].
+    pub fn cached_transaction(&mut self, correlation_id: String) -> Result<Option<Lookup>> {
+        self.cache.transaction(&self.conn, correlation_id)
+    }
+
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+
+    pub fn cache_stats(&mut self) -> CacheStats {
+        self.cache.stats(Instant::now())
+    }
+
+    /// The write metrics, with the journal mode and `synchronous` as SQLite reports them.
+    pub fn metrics(&self) -> Result<MetricsSnapshot> {
+        let journal_mode: String = self.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        let level: i64 = self.conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        let event_count = self.conn.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0))?;
+        Ok(self.metrics.snapshot(SqliteReport {
+            journal_mode: journal_mode.to_uppercase(),
+            synchronous: synchronous_name(level),
+            event_count,
+        }))
+    }
+
+    /// The names of the optional indexes present, sorted.
+    pub fn indexes(&self) -> Result<Vec<String>> {
+        schema::present_indexes(&self.conn)
+    }
+}
+
+/// The write path's view of the store: inserting events, and forgetting the cached
+/// transactions they join, inside the write transaction that holds the connection.
+struct Writer<'s> {
+    conn: &'s Connection,
+    cache: &'s mut Cache,
+}
+
+impl Writer<'_> {
     /// Inserts the events in order, in multi-row chunks where no event in the chunk has to
     /// look up its parent; returns the first id. The write lock is held throughout, so
     /// AUTOINCREMENT hands out consecutive ids, which callers rely on to number the rows they
     /// return; that is checked rather than assumed.
-    fn insert_all(&self, events: &[NewEvent<'_>]) -> Result<i64> {
+    fn insert_all(&mut self, events: &[NewEvent<'_>]) -> Result<i64> {
         let mut first_id = None;
         let mut done = 0;
         while done < events.len() {
@@ -190,7 +281,8 @@ impl Store {
             let (count, last_id) = if rest.len() >= CHUNK && !rest[..CHUNK].iter().any(inherits) {
                 (CHUNK, self.insert_chunk(&rest[..CHUNK])?)
             } else {
-                (1, self.insert_one(&rest[0], self.correlation_for(&rest[0])?.as_deref())?)
+                let correlation_id = self.correlation_for(&rest[0])?;
+                (1, self.insert_one(&rest[0], correlation_id.as_deref())?)
             };
             let first = *first_id.get_or_insert(last_id + 1 - count as i64);
             done += count;
@@ -221,26 +313,39 @@ impl Store {
     }
 
     /// Inserts one event; returns its id.
-    fn insert_one(&self, e: &NewEvent<'_>, correlation_id: Option<&str>) -> Result<i64> {
+    fn insert_one(&mut self, e: &NewEvent<'_>, correlation_id: Option<&str>) -> Result<i64> {
         let mut stmt = self.conn.prepare_cached(&INSERT_ONE)?;
         bind_event(&mut stmt, 0, e, correlation_id)?;
         stmt.raw_execute()?;
+        self.cache.forget_transaction(correlation_id);
         Ok(self.conn.last_insert_rowid())
     }
 
     /// Inserts [`CHUNK`] events that carry their own correlation ids; returns the last id.
-    fn insert_chunk(&self, events: &[NewEvent<'_>]) -> Result<i64> {
+    fn insert_chunk(&mut self, events: &[NewEvent<'_>]) -> Result<i64> {
         let mut stmt = self.conn.prepare_cached(&INSERT_CHUNK)?;
+        let mut forgotten = None;
         for (i, e) in events.iter().enumerate() {
             bind_event(&mut stmt, i * FIELDS_PER_ROW, e, e.correlation_id())?;
+            // Events of one transaction usually come together: forget each id once.
+            if e.correlation_id() != forgotten {
+                self.cache.forget_transaction(e.correlation_id());
+                forgotten = e.correlation_id();
+            }
         }
         stmt.raw_execute()?;
         Ok(self.conn.last_insert_rowid())
     }
+}
 
-    /// The names of the optional indexes present, sorted.
-    pub fn indexes(&self) -> Result<Vec<String>> {
-        schema::present_indexes(&self.conn)
+/// SQLite's name for a `PRAGMA synchronous` level.
+fn synchronous_name(level: i64) -> &'static str {
+    match level {
+        0 => "OFF",
+        1 => "NORMAL",
+        2 => "FULL",
+        3 => "EXTRA",
+        _ => "UNKNOWN",
     }
 }
 
@@ -319,7 +424,7 @@ mod tests {
 
     #[test]
     fn a_batch_gets_consecutive_ids_and_children_inherit_correlation() {
-        let store = Store::open(Config::new(MEMORY)).unwrap();
+        let mut store = Store::open(Config::new(MEMORY)).unwrap();
         let a = store
             .append(r#"[["a",{},"","",1,"corr-1",null,{},1],["b",{},"","",1,null,1,{},2]]"#)
             .unwrap();
@@ -336,7 +441,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_stores_nothing() {
-        let store = Store::open(Config::new(MEMORY)).unwrap();
+        let mut store = Store::open(Config::new(MEMORY)).unwrap();
         store.append(r#"[["a",{},"","",1,"c",null,{},1]]"#).unwrap();
         let err = store.append(r#"[["b",{},"","",1,"c",null,{},1],["",{},"","",1,"c",null,{},1]]"#);
         assert_eq!(err.unwrap_err().code(), "ERR_INVALID_EVENT");
@@ -348,7 +453,7 @@ mod tests {
 
     #[test]
     fn reset_empties_the_table_and_restarts_ids() {
-        let store = Store::open(Config::new(MEMORY)).unwrap();
+        let mut store = Store::open(Config::new(MEMORY)).unwrap();
         store.append(r#"[["a",{},"","",1,"c",null,{},1]]"#).unwrap();
         store.reset().unwrap();
         assert_eq!(count(&store), 0);
