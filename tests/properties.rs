@@ -1,0 +1,102 @@
+//! Property tests of the core's validation and JSON handling: whatever the input, parsing
+//! never panics, what is stored reads back byte for byte, and a refused batch changes nothing.
+
+use eventlite_native::event::parse_batch;
+use eventlite_native::read;
+use eventlite_native::row::write_string;
+use eventlite_native::store::{Config, Store, MEMORY};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+/// Any JSON value of a few levels, with strings drawn from all of Unicode.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<String>().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map(any::<String>(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn count(store: &Store) -> i64 {
+    store.conn().query_row("SELECT COUNT(*) FROM queue", [], |r| r.get(0)).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn parsing_any_text_never_panics(text in any::<String>()) {
+        if let Err(err) = parse_batch(&text) {
+            prop_assert_eq!(err.code(), "ERR_INVALID_EVENT");
+        }
+    }
+
+    #[test]
+    fn parsing_json_shaped_noise_never_panics(noise in prop::collection::vec(json_value(), 0..4)) {
+        let text = serde_json::to_string(&vec![noise]).unwrap();
+        if let Err(err) = parse_batch(&text) {
+            prop_assert_eq!(err.code(), "ERR_INVALID_EVENT");
+        }
+    }
+
+    #[test]
+    fn json_string_literals_read_back_unchanged(s in any::<String>()) {
+        let mut out = String::new();
+        write_string(&mut out, &s);
+        let back: String = serde_json::from_str(&out).unwrap();
+        prop_assert_eq!(back, s);
+    }
+
+    #[test]
+    fn stored_events_read_back_byte_for_byte(
+        cmd in ".+",
+        user in any::<String>(),
+        ip in any::<String>(),
+        correlation in any::<String>(),
+        data in json_value(),
+        metadata in json_value(),
+        version in 1i64..1000,
+        datetime in any::<i64>(),
+    ) {
+        let mut store = Store::open(Config::new(MEMORY)).unwrap();
+        let payload = serde_json::to_string(&json!([[cmd, data, user, ip, version, correlation, null, metadata, datetime]])).unwrap();
+        let id = store.append(&payload).unwrap().first_id;
+        let (data_text, metadata_text): (String, String) = store.conn()
+            .query_row("SELECT data, metadata FROM queue WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        prop_assert_eq!(data_text, serde_json::to_string(&data).unwrap());
+        prop_assert_eq!(metadata_text, serde_json::to_string(&metadata).unwrap());
+        let row: Value = serde_json::from_str(&read::by_id(store.conn(), id).unwrap().unwrap()).unwrap();
+        prop_assert_eq!(&row["cmd"], &json!(cmd));
+        prop_assert_eq!(&row["user"], &json!(user));
+        prop_assert_eq!(&row["ip"], &json!(ip));
+        prop_assert_eq!(&row["correlation_id"], &json!(correlation));
+        prop_assert_eq!(&row["data"], &data);
+        prop_assert_eq!(&row["metadata"], &metadata);
+        prop_assert_eq!(&row["version"], &json!(version));
+        prop_assert_eq!(&row["datetime"], &json!(datetime));
+    }
+
+    #[test]
+    fn a_batch_with_one_bad_event_stores_nothing(
+        good in 1usize..70,
+        bad_at in 0usize..70,
+        bad in prop_oneof![Just(json!(["", {}, "", "", 1, "c", null, {}, 0])), Just(json!(["x", {}, "", "", 0, "c", null, {}, 0])), Just(json!(["x"]))],
+    ) {
+        let mut store = Store::open(Config::new(MEMORY)).unwrap();
+        store.append(r#"[["first",{},"","",1,"c",null,{},0]]"#).unwrap();
+        let mut events: Vec<Value> = (0..good).map(|i| json!(["ok", {"i": i}, "", "", 1, "c", null, {}, 0])).collect();
+        events.insert(bad_at.min(good), bad);
+        let err = store.append(&serde_json::to_string(&events).unwrap()).unwrap_err();
+        prop_assert_eq!(err.code(), "ERR_INVALID_EVENT");
+        prop_assert_eq!(count(&store), 1);
+    }
+}
