@@ -4,7 +4,7 @@
 // per call, an array of tuples [cmd, data, user, ip, version, correlationId, causationId,
 // metadata, datetime] (see src/event.rs): one boundary crossing however many events.
 const { randomUUID } = require('node:crypto')
-const { eventError } = require('./errors')
+const { eventError, describe } = require('./errors')
 
 const CMD = 0
 const DATA = 1
@@ -15,9 +15,6 @@ const CORRELATION = 5
 const CAUSATION = 6
 const METADATA = 7
 const DATETIME = 8
-
-/** True when `store` must report the event through `callbacks._error` instead of storing it. */
-const lacksCmd = (event) => event !== null && typeof event === 'object' && !Array.isArray(event) && (event.cmd === undefined || event.cmd === null || event.cmd === '')
 
 /**
  * Where an event came from, for error messages: `at` is its index in a `storeBulk` batch, or
@@ -44,17 +41,47 @@ function checkJsonable(value, field, at) {
 }
 
 /**
- * Validates one event and returns its payload tuple. `at` is its index in a batch (see
- * `where`); `now` is the datetime option, called once for the event.
+ * The event's fields with their defaults, each read exactly once: a getter that throws, or a
+ * proxy, makes the event invalid rather than the call fail with the caller's own error.
  */
-function toRecord(event, at, now) {
+function readEvent(event, at) {
   if (event === null || typeof event !== 'object' || Array.isArray(event)) {
     throw invalid(TypeError, at, `an event must be an object, got ${event === null ? 'null' : Array.isArray(event) ? 'an array' : typeof event}`)
   }
-  const {
-    cmd, data = {}, user = '', ip = '', version = 1, correlationId, causationId, metadata = {},
-  } = event
-  if (cmd === undefined || cmd === null || cmd === '') throw invalid(Error, at, 'cmd is missing')
+  try {
+    const {
+      cmd, data = {}, user = '', ip = '', version = 1, correlationId, causationId, metadata = {},
+    } = event
+    return { cmd, data, user, ip, version, correlationId, causationId, metadata }
+  } catch (cause) {
+    throw Object.assign(invalid(TypeError, at, `reading the event threw: ${cause && cause.message}`), { cause })
+  }
+}
+
+/** True when `store` must report the event through `callbacks._error` instead of storing it. */
+const lacksCmd = (fields) => fields.cmd === undefined || fields.cmd === null || fields.cmd === ''
+
+/** The datetime option's value for one event, which must be an integer. */
+function timestamp(now) {
+  let datetime
+  try {
+    datetime = now()
+  } catch (cause) {
+    throw Object.assign(eventError(TypeError, `the datetime option threw: ${cause && cause.message}`), { cause })
+  }
+  if (!Number.isSafeInteger(datetime)) {
+    throw eventError(TypeError, `the datetime option returned ${describe(datetime)}; it must return an integer (such as Date.now())`)
+  }
+  return datetime
+}
+
+/**
+ * Validates the fields of one event (from `readEvent`) and returns its payload tuple. `at` is
+ * its index in a batch (see `where`); `now` is the datetime option, called once for the event.
+ */
+function toRecord(fields, at, now) {
+  const { cmd, data, user, ip, version, correlationId, causationId, metadata } = fields
+  if (lacksCmd(fields)) throw invalid(Error, at, 'cmd is missing')
   checkText(cmd, 'cmd', at, false)
   checkText(user, 'user', at, true)
   checkText(ip, 'ip', at, true)
@@ -62,21 +89,17 @@ function toRecord(event, at, now) {
   checkJsonable(metadata, 'metadata', at)
   if (correlationId !== undefined && correlationId !== null) checkText(correlationId, 'correlationId', at, false)
   if (!Number.isSafeInteger(version) || version < 1) {
-    throw invalid(TypeError, at, `version must be a positive integer, got ${String(version)}`)
+    throw invalid(TypeError, at, `version must be a positive integer, got ${describe(version)}`)
   }
   if (causationId !== undefined && causationId !== null && !Number.isSafeInteger(causationId)) {
-    throw invalid(TypeError, at, `causationId must be an integer event id, got ${String(causationId)}`)
+    throw invalid(TypeError, at, `causationId must be an integer event id, got ${describe(causationId)}`)
   }
   const hasCorrelation = typeof correlationId === 'string' && correlationId !== ''
   const hasCausation = causationId !== undefined && causationId !== null
   // Neither id given: the event starts a new transaction. Only a causation id: the core
   // looks the parent up and inherits its correlation id inside the write transaction.
   const correlation = hasCorrelation ? correlationId : hasCausation ? null : randomUUID()
-  const datetime = now()
-  if (!Number.isSafeInteger(datetime)) {
-    throw eventError(TypeError, `the datetime option returned ${String(datetime)}; it must return an integer (such as Date.now())`)
-  }
-  return [cmd, data, user, ip, version, correlation, hasCausation ? causationId : null, metadata, datetime]
+  return [cmd, data, user, ip, version, correlation, hasCausation ? causationId : null, metadata, timestamp(now)]
 }
 
 /**
@@ -117,4 +140,4 @@ function toRow(record, id, correlationId) {
   }
 }
 
-module.exports = { lacksCmd, toRecord, toPayload, toRow, CORRELATION }
+module.exports = { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION }

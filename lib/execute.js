@@ -1,7 +1,7 @@
 'use strict'
 // Running a stored row through the user's model and callbacks, exactly as EventLite Sourcing
 // does. This is the one part of a write that must be JavaScript: it calls the user's code.
-const { coded } = require('./errors')
+const { coded, shown } = require('./errors')
 
 /** EventLite's stock callback sets. */
 const eventCallbacks = {
@@ -74,7 +74,7 @@ function execute(row, model, callbacks = eventCallbacks.void) {
     return res
   } catch (error) {
     const errObj = {
-      msg: `${user} at ${ip} initiated ${cmd} that led to an error: ${error && error.message}`,
+      msg: `${shown(user)} at ${shown(ip)} initiated ${shown(cmd)} that led to an error: ${shown(error && error.message)}`,
       error,
       res,
       ...row,

@@ -2,7 +2,7 @@
 // Validation of initQueue's options, before anything reaches the native core: a wrong type is
 // a TypeError, a value out of range a RangeError, both naming the option, with code
 // ERR_INVALID_OPTION.
-const { optionError } = require('./errors')
+const { optionError, describe } = require('./errors')
 const { indexKeys } = require('./native')
 
 const INDEX_KEYS = indexKeys()
@@ -40,13 +40,6 @@ function checkInteger(value, name, min, max) {
     throw optionError(RangeError, `${name} must be an integer from ${min} to ${max}, got ${value}`)
   }
   return value
-}
-
-function describe(value) {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`
-  return typeof value
 }
 
 /** Returns the native open options and the settings the JavaScript layer keeps. */

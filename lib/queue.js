@@ -2,8 +2,8 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, cachedIdHit } = require('./native')
-const { closedError, coded } = require('./errors')
-const { lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
+const { closedError, coded, describe, shown } = require('./errors')
+const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
 
@@ -64,17 +64,18 @@ class EventQueue {
 
   store(event, model, callbacks = eventCallbacks.void) {
     const db = this.#db
-    if (lacksCmd(event)) {
-      db.recordFailedWrite()
-      const { user = '', ip = '', cmd, data = {} } = event
-      if (callbacks && typeof callbacks._error === 'function') {
-        callbacks._error({ msg: `${user} at ${ip} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
-      }
-      return undefined
-    }
     let record, payload
     try {
-      record = toRecord(event, undefined, this.#datetime)
+      const fields = readEvent(event, undefined)
+      if (lacksCmd(fields)) {
+        db.recordFailedWrite()
+        const { user, ip, cmd, data } = fields
+        if (callbacks && typeof callbacks._error === 'function') {
+          callbacks._error({ msg: `${shown(user)} at ${shown(ip)} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
+        }
+        return undefined
+      }
+      record = toRecord(fields, undefined, this.#datetime)
       payload = toPayload([record], false)
     } catch (err) {
       db.recordFailedWrite()
@@ -93,7 +94,7 @@ class EventQueue {
       if (!Array.isArray(events)) throw coded(TypeError, 'ERR_INVALID_EVENT', `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
       if (events.length === 0) throw coded(TypeError, 'ERR_INVALID_EVENT', 'storeBulk(events): events must not be empty')
       records = new Array(events.length)
-      for (let i = 0; i < events.length; i++) records[i] = toRecord(events[i], i, this.#datetime)
+      for (let i = 0; i < events.length; i++) records[i] = toRecord(readEvent(events[i], i), i, this.#datetime)
       payload = toPayload(records, true)
     } catch (err) {
       db.recordFailedWrite()
@@ -117,20 +118,27 @@ class EventQueue {
 
   storeWithContext(event, context = {}, model, callbacks) {
     if (event === null || typeof event !== 'object') return this.store(event, model, callbacks)
-    const ctx = context ?? {}
-    return this.store({
-      ...event,
-      correlationId: ctx.correlationId || event.correlationId,
-      causationId: ctx.causationId || ctx.parentEventId || event.causationId,
-      metadata: { ...event.metadata, ...ctx.metadata },
-    }, model, callbacks)
+    let merged
+    try {
+      const ctx = context ?? {}
+      merged = {
+        ...event,
+        correlationId: ctx.correlationId || event.correlationId,
+        causationId: ctx.causationId || ctx.parentEventId || event.causationId,
+        metadata: { ...event.metadata, ...ctx.metadata },
+      }
+    } catch (cause) {
+      this.#db.recordFailedWrite()
+      throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${cause && cause.message}`), { cause })
+    }
+    return this.store(merged, model, callbacks)
   }
 
   cycleThrough(model, doneCB, whileCB = eventCallbacks.void, { start = 0, stop = null } = {}) {
     const db = this.#db
-    if (!Number.isSafeInteger(start)) throw argError(`cycleThrough: start must be an integer id, got ${String(start)}`)
+    if (!Number.isSafeInteger(start)) throw argError(`cycleThrough: start must be an integer id, got ${describe(start)}`)
     if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
-      throw argError(`cycleThrough: stop must be an integer id or null, got ${String(stop)}`)
+      throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
     }
     const until = typeof stop === 'number' ? stop : null
     let from = start
