@@ -105,7 +105,9 @@ describe('hostile input', () => {
       getTransactionCached: () => q.getTransactionCached(ANY(g)),
       getChildEvents: () => q.getChildEvents(ANY(g)),
       getEventLineage: () => q.getEventLineage(ANY(g)),
-      cycleThrough: () => q.cycleThrough(model, () => {}, eventCallbacks.void, g.next() < 0.5 ? { start: ANY(g), stop: ANY(g) } : undefined),
+      // Replays the last few events (or a hostile range): replaying the whole growing log on
+      // every call would make the test quadratic.
+      cycleThrough: () => q.cycleThrough(model, () => {}, eventCallbacks.void, g.next() < 0.5 ? { start: ANY(g), stop: ANY(g) } : { start: Math.max(0, (q.getLastRow()?.id ?? 0) - 5) }),
       reads: () => [q.getLastRow(), q.getIndexes(), q.getMetrics(), q.getCacheStats(), q.clearCache()],
     }
     const names = Object.keys(calls)
