@@ -108,4 +108,4 @@ function resolveOptions(options) {
   }
 }
 
-module.exports = { resolveOptions, INDEX_KEYS }
+module.exports = { resolveOptions, INDEX_KEYS, checkObject, checkKeys, checkBoolean, checkInteger, describe }

@@ -5,6 +5,10 @@ const { NativeQueue } = require('./native')
 const { closedError, coded } = require('./errors')
 const { lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
+const { describe } = require('./options')
+const { pageOptions, readPage } = require('./page')
+const { toRows } = require('./rows')
+const { Streams, streamOptions } = require('./stream')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
@@ -26,10 +30,34 @@ function argError(message) {
   return coded(TypeError, 'ERR_INVALID_ARG', message)
 }
 
+/** The key argument of a paginated read: an id as `toId` accepts it. */
+function pageId(method, id) {
+  const key = toId(id)
+  if (key === null) throw argError(`${method}: eventId must be an integer event id, got ${describe(id)}`)
+  return key
+}
+
+/** The key argument of a paginated read: a string (for a correlation id, a number too, as getTransaction accepts). */
+function pageText(method, name, value, numberToo = false) {
+  if (typeof value === 'string') return value
+  if (numberToo && typeof value === 'number') return String(value)
+  throw argError(`${method}: ${name} must be a string, got ${describe(value)}`)
+}
+
+/** A bound of getEventsInTimeRangePaginated: a number of milliseconds, or a Date. */
+function pageTime(method, name, value) {
+  const time = value instanceof Date ? value.getTime() : value
+  if (typeof time !== 'number' || Number.isNaN(time)) {
+    throw argError(`${method}: ${name} must be a number (a datetime as stored) or a valid Date, got ${describe(value)}`)
+  }
+  return time
+}
+
 class EventQueue {
   #native
   #datetime
   #closed = false
+  #streams = new Streams()
 
   constructor(settings) {
     this.#native = new NativeQueue(settings.open)
@@ -57,6 +85,7 @@ class EventQueue {
     }
     const record = toRecord(event, undefined, this.#datetime)
     const id = db.append(toPayload([record], false))
+    this.#streams.wake()
     const row = toRow(record, id, record[CORRELATION] ?? db.correlationId(id))
     if (model === undefined || model === null) return row
     return execute(row, model, callbacks)
@@ -69,6 +98,7 @@ class EventQueue {
     const records = new Array(events.length)
     for (let i = 0; i < events.length; i++) records[i] = toRecord(events[i], i, this.#datetime)
     const firstId = db.append(toPayload(records, true))
+    this.#streams.wake()
     const results = new Array(records.length)
     for (let i = 0; i < records.length; i++) {
       const id = firstId + i
@@ -104,7 +134,7 @@ class EventQueue {
     const until = typeof stop === 'number' ? stop : null
     let from = start
     for (;;) {
-      const rows = JSON.parse(db.range(from, until, REPLAY_BATCH))
+      const rows = toRows(JSON.parse(db.range(from, until, REPLAY_BATCH)))
       for (const row of rows) execute(row, model, whileCB)
       if (rows.length < REPLAY_BATCH) break
       from = rows[rows.length - 1].id + 1
@@ -143,6 +173,48 @@ class EventQueue {
     return key === null ? null : parse(db.lineage(key))
   }
 
+  getByCorrelationIdPaginated(correlationId, options) {
+    const db = this.#db
+    const key = pageText('getByCorrelationIdPaginated', 'correlationId', correlationId, true)
+    const o = pageOptions(options)
+    return readPage(() => db.pageByCorrelation(key, o.limit, o.offset, o.cursor, o.withCount))
+  }
+
+  getChildEventsPaginated(eventId, options) {
+    const db = this.#db
+    const key = pageId('getChildEventsPaginated', eventId)
+    const o = pageOptions(options)
+    return readPage(() => db.pageOfChildren(key, o.limit, o.offset, o.cursor, o.withCount))
+  }
+
+  getEventsByUserPaginated(user, options) {
+    const db = this.#db
+    const key = pageText('getEventsByUserPaginated', 'user', user)
+    const o = pageOptions(options)
+    return readPage(() => db.pageByUser(key, o.limit, o.offset, o.cursor, o.withCount))
+  }
+
+  getEventsByCmdPaginated(cmd, options) {
+    const db = this.#db
+    const key = pageText('getEventsByCmdPaginated', 'cmd', cmd)
+    const o = pageOptions(options)
+    return readPage(() => db.pageByCmd(key, o.limit, o.offset, o.cursor, o.withCount))
+  }
+
+  getEventsInTimeRangePaginated(startTime, endTime, options) {
+    const db = this.#db
+    const start = pageTime('getEventsInTimeRangePaginated', 'startTime', startTime)
+    const end = pageTime('getEventsInTimeRangePaginated', 'endTime', endTime)
+    const o = pageOptions(options)
+    return readPage(() => db.pageInTimeRange(start, end, o.limit, o.offset, o.cursor, o.withCount))
+  }
+
+  streamEvents(options) {
+    const db = this.#db
+    const o = streamOptions(options)
+    return this.#streams.open(() => db.stream(o.native), o)
+  }
+
   getIndexes() {
     return this.#db.indexes()
   }
@@ -154,6 +226,7 @@ class EventQueue {
   close() {
     if (this.#closed) return
     this.#closed = true
+    this.#streams.close()
     this.#native.close()
   }
 }

@@ -5,17 +5,24 @@
 
 pub mod error;
 pub mod event;
+pub mod page;
 pub mod read;
 pub mod row;
 pub mod schema;
 pub mod store;
+pub mod stream;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use napi::bindgen_prelude::{AsyncTask, JsObjectValue, JsValue};
+use napi::{Env, Task};
 use napi_derive::napi;
 
 use crate::error::Error;
+use crate::page::{PageOptions, Query};
 use crate::store::{Config, Store};
+use crate::stream::{Filter, Next, Stream};
 
 /// Named `Result` because the `#[napi]` macro recognises fallible returns by that name.
 type Result<T, E = napi::Error<&'static str>> = std::result::Result<T, E>;
@@ -54,8 +61,9 @@ pub fn index_keys() -> Vec<&'static str> {
 
 #[napi]
 pub struct NativeQueue {
-    /// `None` once closed; dropping the store closes the SQLite connection.
-    store: Option<Store>,
+    /// `None` once closed; dropping the last reference closes the SQLite connection. Shared
+    /// with the streams of a `:memory:` store, which have no other way to reach its data.
+    store: Option<Arc<Mutex<Store>>>,
 }
 
 #[napi]
@@ -71,11 +79,18 @@ impl NativeQueue {
             reset: options.reset,
         };
         let store = Store::open(config).map_err(to_js)?;
-        Ok(NativeQueue { store: Some(store) })
+        Ok(NativeQueue { store: Some(Arc::new(Mutex::new(store))) })
     }
 
-    fn store(&self) -> Result<&Store> {
+    fn shared(&self) -> Result<&Arc<Mutex<Store>>> {
         self.store.as_ref().ok_or_else(|| to_js(Error::QueueClosed))
+    }
+
+    /// The store, locked. Uncontended unless a stream of a `:memory:` store is reading a
+    /// batch. Nothing panics while holding the lock, and a SQLite transaction cut short rolls
+    /// back, so a poisoned lock still guards a usable store.
+    fn store(&self) -> Result<MutexGuard<'_, Store>> {
+        Ok(self.shared()?.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Stores a batch payload (see `src/event.rs`) in one transaction; returns the first id.
@@ -120,11 +135,58 @@ impl NativeQueue {
         read::lineage(self.store()?.conn(), id).map_err(to_js)
     }
 
+    /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as a
+    /// flat JSON array of values: the batches `cycleThrough` replays.
     #[napi]
     pub fn range(&self, from: f64, until: Option<f64>, limit: u32) -> Result<String> {
         let from = to_id(from).map_err(to_js)?;
-        let until = until.map(to_id).transpose().map_err(to_js)?;
-        read::range(self.store()?.conn(), from, until, i64::from(limit)).map_err(to_js)
+        let end = until.map(to_id).transpose().map_err(to_js)?.map_or(i64::MAX, |u| u.saturating_sub(1));
+        let batch = Filter::default().read(self.store()?.conn(), from..=end, i64::from(limit)).map_err(to_js)?;
+        Ok(batch.text)
+    }
+
+    /// One page, as the JSON text described in `src/page.rs`.
+    fn page(&self, query: Query<'_>, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
+        let offset = to_id(offset).map_err(to_js)?;
+        let options = PageOptions { limit: i64::from(limit), offset, cursor: cursor.as_deref(), with_count };
+        page::read(self.store()?.conn(), query, &options).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn page_by_correlation(&self, correlation_id: String, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
+        self.page(Query::Correlation(&correlation_id), limit, offset, cursor, with_count)
+    }
+
+    #[napi]
+    pub fn page_of_children(&self, id: f64, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
+        let id = to_id(id).map_err(to_js)?;
+        self.page(Query::Children(id), limit, offset, cursor, with_count)
+    }
+
+    #[napi]
+    pub fn page_by_user(&self, user: String, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
+        self.page(Query::User(&user), limit, offset, cursor, with_count)
+    }
+
+    #[napi]
+    pub fn page_by_cmd(&self, cmd: String, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
+        self.page(Query::Cmd(&cmd), limit, offset, cursor, with_count)
+    }
+
+    /// `start` and `end` may be infinite; NaN matches nothing.
+    #[napi]
+    pub fn page_in_time_range(&self, start: f64, end: f64, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
+        self.page(Query::TimeRange(start, end), limit, offset, cursor, with_count)
+    }
+
+    /// A reader of this store's events; see [`NativeStream`].
+    #[napi]
+    pub fn stream(&self, options: StreamOptions) -> Result<NativeStream> {
+        let start = to_id(options.start_id).map_err(to_js)?;
+        let end = options.end_id.map(to_id).transpose().map_err(to_js)?;
+        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd };
+        let stream = Stream::new(self.shared()?, filter, start, end, i64::from(options.batch_size));
+        Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
 
     #[napi]
@@ -142,4 +204,76 @@ impl NativeQueue {
     pub fn close(&mut self) {
         self.store = None;
     }
+}
+
+/// The options of `NativeQueue::stream`, validated by `lib/stream.js`.
+#[napi(object)]
+pub struct StreamOptions {
+    pub start_id: f64,
+    pub end_id: Option<f64>,
+    pub batch_size: u32,
+    pub correlation_id: Option<String>,
+    pub user: Option<String>,
+    pub cmd: Option<String>,
+}
+
+/// A stream's reader. Its reads run on the libuv thread pool; `lib/stream.js` keeps at most one
+/// in flight.
+#[napi]
+pub struct NativeStream {
+    /// `None` once closed, which drops the stream's connection.
+    stream: Arc<Mutex<Option<Stream>>>,
+}
+
+#[napi]
+impl NativeStream {
+    /// Resolves to the next batch as a flat JSON array of row values, to `""` when there is
+    /// nothing new yet, or to `null` when nothing more can come (past `endId`, or closed).
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn next(&self) -> AsyncTask<NextBatch> {
+        AsyncTask::new(NextBatch { stream: Arc::clone(&self.stream) })
+    }
+
+    /// Releases the reader. Waits for a read in flight to finish. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.stream.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+pub struct NextBatch {
+    stream: Arc<Mutex<Option<Stream>>>,
+}
+
+impl Task for NextBatch {
+    type Output = std::result::Result<Option<String>, Error>;
+    type JsValue = Option<String>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = match stream.as_mut() {
+            Some(stream) => stream.next(),
+            None => Ok(Next::Finished),
+        };
+        Ok(next.map(|next| match next {
+            Next::Rows(text) => Some(text),
+            Next::CaughtUp => Some(String::new()),
+            Next::Finished => None,
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output.map_err(|err| rejection(&env, err))
+    }
+}
+
+/// The JavaScript error a failed read rejects with, carrying the same `code` as the errors
+/// synchronous calls throw (a task's own error type can only carry napi's status names).
+fn rejection(env: &Env, err: Error) -> napi::Error {
+    let coded = || -> napi::Result<napi::Error> {
+        let mut object = env.create_error(napi::Error::from_reason(err.to_string()))?;
+        object.set_named_property("code", err.code())?;
+        Ok(napi::Error::from(object.to_unknown()))
+    };
+    coded().unwrap_or_else(|failed| failed)
 }

@@ -151,6 +151,10 @@ impl Store {
         &self.conn
     }
 
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// Drops and recreates the event table, ids starting again at 1.
     pub fn reset(&self) -> Result<()> {
         self.prepare_schema(true)
