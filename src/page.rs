@@ -270,17 +270,21 @@ fn render(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>, after:
     let passed = after.map_or(options.offset, |c| c.passed);
     let mut out = String::with_capacity(256 * options.limit.min(1000) as usize);
     out.push_str("{\"events\":[");
-    let (more, last) = write_events(&mut out, conn, query, options, after)?;
+    let events = write_events(&mut out, conn, query, options, after)?;
     out.push_str("],\"totalCount\":");
     if options.with_count {
-        let mut stmt = conn.prepare_cached(&query.sql().count)?;
-        query.bind(&mut stmt)?;
-        let total: i64 = stmt.raw_query().next()?.map(|r| r.get(0)).transpose()?.unwrap_or(0);
+        // A last page reached by offset holds the rest of the result, so it gives the total
+        // without counting. Not one after a cursor: rows can appear before a cursor (an event
+        // stored with an older datetime), so the rows it has passed are no exact count.
+        let total = match events {
+            Events { more: false, rows, .. } if after.is_none() && (rows > 0 || options.offset == 0) => options.offset + rows,
+            _ => count(conn, query)?,
+        };
         out.push_str(itoa::Buffer::new().format(total));
     } else {
         out.push_str("null");
     }
-    match last.filter(|_| more) {
+    match events.last.filter(|_| events.more) {
         Some(last) => {
             let next = passed + options.limit;
             out.push_str(",\"hasMore\":true,\"nextOffset\":");
@@ -294,15 +298,24 @@ fn render(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>, after:
     Ok(out)
 }
 
-/// Writes up to `limit` rows; returns whether a further row exists and the key of the last
-/// row written.
+/// What [`write_events`] wrote.
+#[derive(Clone, Copy)]
+struct Events {
+    rows: i64,
+    /// Whether a further row exists.
+    more: bool,
+    /// The key of the last row written, when the page is full.
+    last: Option<Cursor>,
+}
+
+/// Writes up to `limit` rows, comma-separated.
 fn write_events(
     out: &mut String,
     conn: &Connection,
     query: Query<'_>,
     options: &PageOptions<'_>,
     after: Option<Cursor>,
-) -> Result<(bool, Option<Cursor>)> {
+) -> Result<Events> {
     let sql = query.sql();
     let mut stmt = conn.prepare_cached(if after.is_some() { &sql.after } else { &sql.first })?;
     query.bind(&mut stmt)?;
@@ -315,22 +328,29 @@ fn write_events(
     }
     stmt.raw_bind_parameter(5, options.limit + 1)?;
     let mut rows = stmt.raw_query();
-    let mut written = 0;
-    let mut last = None;
+    let mut events = Events { rows: 0, more: false, last: None };
     while let Some(row) = rows.next()? {
-        if written == options.limit {
-            return Ok((true, last));
+        if events.rows == options.limit {
+            events.more = true;
+            break;
         }
-        if written > 0 {
+        if events.rows > 0 {
             out.push(',');
         }
         write_values(out, row)?;
-        written += 1;
-        if written == options.limit {
-            last = Some(Cursor::at(row, 0)?);
+        events.rows += 1;
+        if events.rows == options.limit {
+            events.last = Some(Cursor::at(row, 0)?);
         }
     }
-    Ok((false, last))
+    Ok(events)
+}
+
+fn count(conn: &Connection, query: Query<'_>) -> Result<i64> {
+    let mut stmt = conn.prepare_cached(&query.sql().count)?;
+    query.bind(&mut stmt)?;
+    let total = stmt.raw_query().next()?.map(|r| r.get(0)).transpose()?;
+    Ok(total.unwrap_or(0))
 }
 
 /// Runs `read` inside one read transaction, unless the connection is in one already.
@@ -452,6 +472,11 @@ mod tests {
         // A page that ends exactly at the last row has no more: the extra row is what says so.
         let exact = page(&store, Query::Children(1), &PageOptions { offset: 5, ..options(4) });
         assert_eq!((ids(&exact), exact["hasMore"].as_bool()), (vec![7, 8, 9, 10], Some(false)));
+        // The total is the same whether counted or taken from a last page, and past the end.
+        for offset in [0, 5, 8, 9, 20] {
+            let p = page(&store, Query::Children(1), &PageOptions { offset, ..options(if offset == 0 { 100 } else { 4 }) });
+            assert_eq!(p["totalCount"], 9, "offset {offset}");
+        }
         let uncounted = page(&store, Query::Children(1), &PageOptions { with_count: false, ..options(4) });
         assert!(uncounted["totalCount"].is_null());
         assert_eq!(uncounted["hasMore"], true);

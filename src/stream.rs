@@ -6,14 +6,13 @@
 
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use once_cell::sync::Lazy;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::Result;
 use crate::row::{select_list, write_values};
-use crate::store::{Store, MEMORY};
+use crate::store::{self, Store, MEMORY};
 
 /// The optional filters of a stream; they combine with AND.
 #[derive(Debug, Clone, Default)]
@@ -121,7 +120,7 @@ impl Source {
 fn open_reader(path: &str, busy_timeout_ms: u32) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_millis(u64::from(busy_timeout_ms)))?;
+    store::configure(&conn, busy_timeout_ms)?;
     Ok(conn)
 }
 
