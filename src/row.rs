@@ -68,9 +68,10 @@ fn write_scalar(out: &mut String, value: ValueRef<'_>) {
         ValueRef::Null => out.push_str("null"),
         ValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
         ValueRef::Real(f) => write_real(out, f),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
-            write_string(out, &String::from_utf8_lossy(bytes))
-        }
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) => write_string(out, text),
+            Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
+        },
     }
 }
 
