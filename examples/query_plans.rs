@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut config = Config::new(MEMORY);
         config.indexes = keys.iter().map(|k| (k.to_string(), true)).collect::<HashMap<_, _>>();
         let store = Store::open(config)?;
-        println!("## {title}");
+        println!("[{title}]");
         for (method, query) in queries {
             println!("{method}");
             println!("  offset: {}", query_plan(store.conn(), query, false)?.join(" | "));
