@@ -249,6 +249,17 @@ describe('streamEvents', () => {
     assert.ok(grownMb < 64, `RSS grew by ${grownMb.toFixed(1)} MB`)
   }, 120000)
 
+  test('a read that fails rejects with the SQLite code, and the stream ends', async () => {
+    const dir = tempDir()
+    const q = initQueue({ dbName: path.join(dir, 'events.sqlite') })
+    after(() => q.close())
+    q.store({ cmd: 'x' })
+    const stream = q.streamEvents()
+    fs.rmSync(dir, { recursive: true, force: true }) // the stream opens its reader on its first read
+    await assert.rejects(stream.next(), { code: 'SQLITE_CANTOPEN' })
+    assert.deepStrictEqual(await stream.next(), { done: true, value: undefined })
+  })
+
   test('options are checked when streamEvents is called', () => {
     const q = open()
     const bad = [

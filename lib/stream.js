@@ -48,6 +48,8 @@ class StreamState {
   #native
   #pending = null
   #waiter = null
+  /** Set by a wake() that found no waiter: an append during a read, which may not have seen it. */
+  #woken = false
   #onEnd
 
   constructor(native, onEnd) {
@@ -57,6 +59,7 @@ class StreamState {
 
   /** Starts reading the next batch: its text, '' when caught up, null when nothing more can come. */
   read() {
+    this.#woken = false
     const pending = this.#native.next()
     // Handled here as well as where it is awaited: a stream abandoned while a read is in
     // flight must not report an unhandled rejection.
@@ -67,6 +70,7 @@ class StreamState {
 
   /** Resolves after POLL_MS, or sooner when this queue appends (`wake`) or the stream ends. */
   idle() {
+    if (this.#woken) return Promise.resolve()
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, POLL_MS)
       this.#waiter = () => {
@@ -80,6 +84,7 @@ class StreamState {
     const waiter = this.#waiter
     this.#waiter = null
     if (waiter) waiter()
+    else this.#woken = true
   }
 
   /** Ends the stream; the reader is closed as soon as no read is in flight. Idempotent. */
