@@ -12,7 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings: [(&str, &[&str]); 3] = [
         ("default indexes (correlation_id, causation_id)", &[]),
         ("+ indexes.cmd, indexes.user, indexes.datetime", &["cmd", "user", "datetime"]),
-        ("+ indexes.correlation_cmd, indexes.user_datetime", &["cmd", "user", "datetime", "correlation_cmd", "user_datetime"]),
+        (
+            "+ indexes.correlation_cmd, indexes.user_datetime",
+            &["cmd", "user", "datetime", "correlation_cmd", "user_datetime"],
+        ),
     ];
     let queries = [
         ("getByCorrelationIdPaginated", Query::Correlation("c")),

@@ -7,20 +7,20 @@ const { toRows } = require('./rows')
 
 const PAGE_KEYS = ['limit', 'offset', 'cursor', 'withCount']
 const MAX_LIMIT = 10000
-const DEFAULTS = Object.freeze({ limit: 100, offset: 0, cursor: null, withCount: true })
+const DEFAULTS = Object.freeze({ limit: 100, offset: 0, cursor: undefined, withCount: true })
 
-/** `{ limit, offset, cursor, withCount }` with the defaults applied; `cursor` is null when absent. */
+/** `{ limit, offset, cursor, withCount }` with the defaults applied, as the native page reads take them. */
 function pageOptions(options) {
   if (options === undefined) return DEFAULTS
   checkObject(options, 'options')
   checkKeys(options, PAGE_KEYS, '')
   const limit = options.limit === undefined ? DEFAULTS.limit : checkInteger(options.limit, 'limit', 1, MAX_LIMIT)
   const offset = options.offset === undefined ? 0 : checkInteger(options.offset, 'offset', 0, Number.MAX_SAFE_INTEGER)
-  const cursor = options.cursor ?? null
-  if (cursor !== null && typeof cursor !== 'string') {
+  const cursor = options.cursor ?? undefined // null means absent, as undefined does
+  if (cursor !== undefined && typeof cursor !== 'string') {
     throw optionError(TypeError, `cursor must be a string (a page's nextCursor), got ${describe(cursor)}`)
   }
-  if (cursor !== null && offset !== 0) {
+  if (cursor !== undefined && offset !== 0) {
     throw optionError(RangeError, 'give either cursor or offset, not both: the cursor already says where the page starts')
   }
   const withCount = options.withCount === undefined ? true : checkBoolean(options.withCount, 'withCount')

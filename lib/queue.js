@@ -176,37 +176,37 @@ class EventQueue {
   getByCorrelationIdPaginated(correlationId, options) {
     const db = this.#db
     const key = pageText('getByCorrelationIdPaginated', 'correlationId', correlationId, true)
-    const o = pageOptions(options)
-    return readPage(() => db.pageByCorrelation(key, o.limit, o.offset, o.cursor, o.withCount))
+    const opts = pageOptions(options)
+    return readPage(() => db.pageByCorrelation(key, opts))
   }
 
   getChildEventsPaginated(eventId, options) {
     const db = this.#db
     const key = pageId('getChildEventsPaginated', eventId)
-    const o = pageOptions(options)
-    return readPage(() => db.pageOfChildren(key, o.limit, o.offset, o.cursor, o.withCount))
+    const opts = pageOptions(options)
+    return readPage(() => db.pageOfChildren(key, opts))
   }
 
   getEventsByUserPaginated(user, options) {
     const db = this.#db
     const key = pageText('getEventsByUserPaginated', 'user', user)
-    const o = pageOptions(options)
-    return readPage(() => db.pageByUser(key, o.limit, o.offset, o.cursor, o.withCount))
+    const opts = pageOptions(options)
+    return readPage(() => db.pageByUser(key, opts))
   }
 
   getEventsByCmdPaginated(cmd, options) {
     const db = this.#db
     const key = pageText('getEventsByCmdPaginated', 'cmd', cmd)
-    const o = pageOptions(options)
-    return readPage(() => db.pageByCmd(key, o.limit, o.offset, o.cursor, o.withCount))
+    const opts = pageOptions(options)
+    return readPage(() => db.pageByCmd(key, opts))
   }
 
   getEventsInTimeRangePaginated(startTime, endTime, options) {
     const db = this.#db
     const start = pageTime('getEventsInTimeRangePaginated', 'startTime', startTime)
     const end = pageTime('getEventsInTimeRangePaginated', 'endTime', endTime)
-    const o = pageOptions(options)
-    return readPage(() => db.pageInTimeRange(start, end, o.limit, o.offset, o.cursor, o.withCount))
+    const opts = pageOptions(options)
+    return readPage(() => db.pageInTimeRange(start, end, opts))
   }
 
   streamEvents(options) {

@@ -146,37 +146,38 @@ impl NativeQueue {
     }
 
     /// One page, as the JSON text described in `src/page.rs`.
-    fn page(&self, query: Query<'_>, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
-        let offset = to_id(offset).map_err(to_js)?;
-        let options = PageOptions { limit: i64::from(limit), offset, cursor: cursor.as_deref(), with_count };
+    fn page(&self, query: Query<'_>, options: PageArgs) -> Result<String> {
+        let offset = to_id(options.offset).map_err(to_js)?;
+        let cursor = options.cursor.as_deref();
+        let options = PageOptions { limit: i64::from(options.limit), offset, cursor, with_count: options.with_count };
         page::read(self.store()?.conn(), query, &options).map_err(to_js)
     }
 
     #[napi]
-    pub fn page_by_correlation(&self, correlation_id: String, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
-        self.page(Query::Correlation(&correlation_id), limit, offset, cursor, with_count)
+    pub fn page_by_correlation(&self, correlation_id: String, options: PageArgs) -> Result<String> {
+        self.page(Query::Correlation(&correlation_id), options)
     }
 
     #[napi]
-    pub fn page_of_children(&self, id: f64, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
+    pub fn page_of_children(&self, id: f64, options: PageArgs) -> Result<String> {
         let id = to_id(id).map_err(to_js)?;
-        self.page(Query::Children(id), limit, offset, cursor, with_count)
+        self.page(Query::Children(id), options)
     }
 
     #[napi]
-    pub fn page_by_user(&self, user: String, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
-        self.page(Query::User(&user), limit, offset, cursor, with_count)
+    pub fn page_by_user(&self, user: String, options: PageArgs) -> Result<String> {
+        self.page(Query::User(&user), options)
     }
 
     #[napi]
-    pub fn page_by_cmd(&self, cmd: String, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
-        self.page(Query::Cmd(&cmd), limit, offset, cursor, with_count)
+    pub fn page_by_cmd(&self, cmd: String, options: PageArgs) -> Result<String> {
+        self.page(Query::Cmd(&cmd), options)
     }
 
     /// `start` and `end` may be infinite; NaN matches nothing.
     #[napi]
-    pub fn page_in_time_range(&self, start: f64, end: f64, limit: u32, offset: f64, cursor: Option<String>, with_count: bool) -> Result<String> {
-        self.page(Query::TimeRange(start, end), limit, offset, cursor, with_count)
+    pub fn page_in_time_range(&self, start: f64, end: f64, options: PageArgs) -> Result<String> {
+        self.page(Query::TimeRange(start, end), options)
     }
 
     /// A reader of this store's events; see [`NativeStream`].
@@ -204,6 +205,15 @@ impl NativeQueue {
     pub fn close(&mut self) {
         self.store = None;
     }
+}
+
+/// The options of a page, validated by `lib/page.js`.
+#[napi(object)]
+pub struct PageArgs {
+    pub limit: u32,
+    pub offset: f64,
+    pub cursor: Option<String>,
+    pub with_count: bool,
 }
 
 /// The options of `NativeQueue::stream`, validated by `lib/stream.js`.
@@ -241,6 +251,7 @@ impl NativeStream {
     }
 }
 
+/// One read of a [`NativeStream`], run on the libuv thread pool.
 pub struct NextBatch {
     stream: Arc<Mutex<Option<Stream>>>,
 }

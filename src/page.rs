@@ -241,7 +241,10 @@ impl Cursor {
 
 fn check(options: &PageOptions<'_>) -> Result<()> {
     if !(1..=MAX_LIMIT).contains(&options.limit) {
-        return Err(Error::InvalidOption(format!("limit must be an integer from 1 to {MAX_LIMIT}, got {}", options.limit)));
+        return Err(Error::InvalidOption(format!(
+            "limit must be an integer from 1 to {MAX_LIMIT}, got {}",
+            options.limit
+        )));
     }
     if options.offset < 0 {
         return Err(Error::InvalidOption(format!("offset must be an integer >= 0, got {}", options.offset)));
@@ -277,7 +280,9 @@ fn render(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>, after:
         // without counting. Not one after a cursor: rows can appear before a cursor (an event
         // stored with an older datetime), so the rows it has passed are no exact count.
         let total = match events {
-            Events { more: false, rows, .. } if after.is_none() && (rows > 0 || options.offset == 0) => options.offset + rows,
+            Events { more: false, rows, .. } if after.is_none() && (rows > 0 || options.offset == 0) => {
+                options.offset + rows
+            }
             _ => count(conn, query)?,
         };
         out.push_str(itoa::Buffer::new().format(total));
@@ -468,13 +473,17 @@ mod tests {
         assert_eq!(first["nextOffset"], 4);
         let last = page(&store, Query::Children(1), &PageOptions { offset: 8, ..options(4) });
         assert_eq!(ids(&last), [10]);
-        assert_eq!((last["hasMore"].as_bool(), last["nextOffset"].is_null(), last["nextCursor"].is_null()), (Some(false), true, true));
+        assert_eq!(
+            (last["hasMore"].as_bool(), last["nextOffset"].is_null(), last["nextCursor"].is_null()),
+            (Some(false), true, true)
+        );
         // A page that ends exactly at the last row has no more: the extra row is what says so.
         let exact = page(&store, Query::Children(1), &PageOptions { offset: 5, ..options(4) });
         assert_eq!((ids(&exact), exact["hasMore"].as_bool()), (vec![7, 8, 9, 10], Some(false)));
         // The total is the same whether counted or taken from a last page, and past the end.
         for offset in [0, 5, 8, 9, 20] {
-            let p = page(&store, Query::Children(1), &PageOptions { offset, ..options(if offset == 0 { 100 } else { 4 }) });
+            let p =
+                page(&store, Query::Children(1), &PageOptions { offset, ..options(if offset == 0 { 100 } else { 4 }) });
             assert_eq!(p["totalCount"], 9, "offset {offset}");
         }
         let uncounted = page(&store, Query::Children(1), &PageOptions { with_count: false, ..options(4) });
@@ -505,7 +514,10 @@ mod tests {
         }
         assert!(refuse(Query::User("u1"), &cursor, 3).to_string().contains("not both"));
         for limit in [0, MAX_LIMIT + 1] {
-            assert_eq!(read(store.conn(), Query::User("u1"), &options(limit)).unwrap_err().code(), "ERR_INVALID_OPTION");
+            assert_eq!(
+                read(store.conn(), Query::User("u1"), &options(limit)).unwrap_err().code(),
+                "ERR_INVALID_OPTION"
+            );
         }
     }
 

@@ -135,7 +135,13 @@ pub struct Stream {
 
 impl Stream {
     /// A stream of `store`'s events with `start_id <= id <= end_id` (no end when `None`).
-    pub fn new(store: &Arc<Mutex<Store>>, filter: Filter, start_id: i64, end_id: Option<i64>, batch_size: i64) -> Stream {
+    pub fn new(
+        store: &Arc<Mutex<Store>>,
+        filter: Filter,
+        start_id: i64,
+        end_id: Option<i64>,
+        batch_size: i64,
+    ) -> Stream {
         let source = {
             let guard = store.lock().unwrap_or_else(PoisonError::into_inner);
             let config = guard.config();
