@@ -64,9 +64,10 @@ const SHAPES: [Shape; 5] = [
     Shape { filter: "causation_id = ?1", after: "causation_id = ?1 AND id > ?4", order: Order::IdAscending },
     Shape { filter: "user = ?1", after: "user = ?1 AND (datetime, id) < (?3, ?4)", order: Order::NewestFirst },
     Shape { filter: "cmd = ?1", after: "cmd = ?1 AND (datetime, id) < (?3, ?4)", order: Order::NewestFirst },
-    // After a cursor the upper bound is the cursor's key, which lies inside the range already:
-    // repeating `datetime <= ?2` would give SQLite two upper bounds to choose from, and seeking
-    // from the range's end would walk every row before the cursor.
+    // After a cursor the upper bound is the cursor's key, which lies inside the range already
+    // (the cursor's fingerprint holds the range). Repeating `datetime <= ?2` would give SQLite
+    // two upper bounds to choose from; should it seek from the range's end, it would step over
+    // every row before the cursor.
     Shape {
         filter: "datetime >= ?1 AND datetime <= ?2",
         after: "datetime >= ?1 AND (datetime, id) < (?3, ?4)",
@@ -223,8 +224,8 @@ impl Cursor {
         Ok(Cursor { passed, datetime, id })
     }
 
-    /// The key of a row selected with `select_list`.
-    fn at(row: &Row<'_>, passed: i64) -> Result<Cursor> {
+    /// The key of a row selected with `select_list`; `passed` is the page's to fill in.
+    fn at(row: &Row<'_>) -> Result<Cursor> {
         let id: i64 = row.get(0)?;
         let datetime = match row.get_ref(2)? {
             ValueRef::Integer(n) => n as f64,
@@ -235,7 +236,7 @@ impl Cursor {
                 )))
             }
         };
-        Ok(Cursor { passed, datetime, id })
+        Ok(Cursor { passed: 0, datetime, id })
     }
 }
 
@@ -345,7 +346,7 @@ fn write_events(
         write_values(out, row)?;
         events.rows += 1;
         if events.rows == options.limit {
-            events.last = Some(Cursor::at(row, 0)?);
+            events.last = Some(Cursor::at(row)?);
         }
     }
     Ok(events)
