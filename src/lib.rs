@@ -263,7 +263,7 @@ impl Task for NextBatch {
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
         let next = match stream.as_mut() {
-            Some(stream) => stream.next(),
+            Some(stream) => stream.read(),
             None => Ok(Next::Finished),
         };
         Ok(next.map(|next| match next {

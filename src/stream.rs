@@ -158,7 +158,7 @@ impl Stream {
     /// to it is committed (writers are serialised and ids only grow), so when a batch comes
     /// back short the stream moves past that id at once, and a filter that matches rarely
     /// never rescans the rows it already passed, however often a following stream polls.
-    pub fn next(&mut self) -> Result<Next> {
+    pub fn read(&mut self) -> Result<Next> {
         if self.next_id > self.end_id {
             return Ok(Next::Finished);
         }
@@ -208,7 +208,7 @@ mod tests {
     fn drain(stream: &mut Stream) -> (Vec<Vec<i64>>, Next) {
         let mut batches = Vec::new();
         loop {
-            match stream.next().unwrap() {
+            match stream.read().unwrap() {
                 Next::Rows(text) => batches.push(ids(&text)),
                 other => return (batches, other),
             }
