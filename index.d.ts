@@ -230,6 +230,54 @@ export interface CycleRange {
   stop?: number | null
 }
 
+/** The last argument of the paginated reads. */
+export interface PageOptions {
+  /** Rows per page, an integer from 1 to 10,000. Default `100`. */
+  limit?: number
+  /** Rows of the result to skip, an integer ≥ 0. Default `0`. Not together with a non-zero `cursor`. */
+  offset?: number
+  /**
+   * The `nextCursor` of an earlier page of the same method with the same key arguments: the
+   * page after it, found by an index seek however deep it is. `null` or absent: no cursor.
+   */
+  cursor?: string | null
+  /** Count the whole result into `totalCount`. Default `true`. */
+  withCount?: boolean
+}
+
+/** One page of a paginated read. */
+export interface Page<Row = EventRow> {
+  events: Row[]
+  /** Rows in the whole result; `null` with `withCount: false`. */
+  totalCount: number | null
+  /** Whether rows follow this page (exact, counted or not). */
+  hasMore: boolean
+  /** `offset + limit` when rows follow, else `null`. Along a walk by cursor, the rows passed so far. */
+  nextOffset: number | null
+  /** An opaque cursor for the next page when rows follow, else `null`. */
+  nextCursor: string | null
+}
+
+/** The options of `streamEvents`. */
+export interface StreamOptions {
+  /** Rows per batch at most, an integer from 1 to 10,000. Default `1000`. */
+  batchSize?: number
+  /** First id, inclusive. Default `0`. */
+  startId?: number
+  /** Last id, inclusive; `null` (the default) has no end. */
+  endId?: number | null
+  /** Only events of this correlation id. Filters combine with AND. */
+  correlationId?: string | null
+  /** Only events of this user. */
+  user?: string | null
+  /** Only events of this cmd. */
+  cmd?: string | null
+  /** After the last event, wait for new ones (appended by this queue or another process) instead of ending. Default `false`. */
+  follow?: boolean
+  /** Aborting it ends the stream; the loop ends normally. */
+  signal?: AbortSignal | null
+}
+
 export interface EventQueue {
   /**
    * Stores one event, then executes it through `model` and returns what that returned; with
@@ -258,6 +306,27 @@ export interface EventQueue {
   /** Events whose `causation_id` is `id`, in id order. */
   getChildEvents(id: number): EventRow[]
   getEventLineage(id: number): EventLineage | null
+
+  /**
+   * Events of one correlation id, id ascending, a page at a time.
+   * @throws RangeError with `code: 'ERR_INVALID_OPTION'` for a limit or offset out of range, or a cursor of another query.
+   */
+  getByCorrelationIdPaginated(correlationId: string | number, options?: PageOptions): Page
+  /** Events whose `causation_id` is `eventId`, id ascending, a page at a time. */
+  getChildEventsPaginated(eventId: number, options?: PageOptions): Page
+  /** Events of one user, newest first (datetime descending, then id descending). */
+  getEventsByUserPaginated(user: string, options?: PageOptions): Page
+  /** Events of one cmd, newest first (datetime descending, then id descending). */
+  getEventsByCmdPaginated(cmd: string, options?: PageOptions): Page
+  /** Events with `startTime <= datetime <= endTime`, newest first. Bounds may be `±Infinity` or `Date`s. */
+  getEventsInTimeRangePaginated(startTime: number | Date, endTime: number | Date, options?: PageOptions): Page
+
+  /**
+   * Batches of events in id order, read off the JavaScript thread, one batch ahead of the loop.
+   * Leaving the loop early releases the reader; `close()` ends the stream.
+   * @throws TypeError or RangeError with `code: 'ERR_INVALID_OPTION'` for a bad option, when called.
+   */
+  streamEvents(options?: StreamOptions): AsyncGenerator<EventRow[], void, undefined>
 
   /**
    * `retrieveByID` served from the query cache: the same result, as a fresh object each call.

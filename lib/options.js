@@ -101,4 +101,4 @@ function resolveOptions(options) {
   }
 }
 
-module.exports = { resolveOptions, INDEX_KEYS }
+module.exports = { resolveOptions, INDEX_KEYS, checkObject, checkKeys, checkBoolean, checkInteger }

@@ -6,6 +6,9 @@ const { closedError, coded, describe, shown } = require('./errors')
 const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
+const { pageOptions, readPage } = require('./page')
+const { toRows } = require('./rows')
+const { Streams, streamOptions } = require('./stream')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
@@ -36,6 +39,29 @@ function toCorrelationId(correlationId, method) {
   return String(correlationId)
 }
 
+/** The key argument of a paginated read: an id as `toId` accepts it. */
+function pageId(method, id) {
+  const key = toId(id)
+  if (key === null) throw argError(`${method}: eventId must be an integer event id, got ${describe(id)}`)
+  return key
+}
+
+/** The key argument of a paginated read: a string (for a correlation id, a number too, as getTransaction accepts). */
+function pageText(method, name, value, numberToo = false) {
+  if (typeof value === 'string') return value
+  if (numberToo && typeof value === 'number') return String(value)
+  throw argError(`${method}: ${name} must be a string, got ${describe(value)}`)
+}
+
+/** A bound of getEventsInTimeRangePaginated: a number of milliseconds, or a Date. */
+function pageTime(method, name, value) {
+  const time = value instanceof Date ? value.getTime() : value
+  if (typeof time !== 'number' || Number.isNaN(time)) {
+    throw argError(`${method}: ${name} must be a number (a datetime as stored) or a valid Date, got ${describe(value)}`)
+  }
+  return time
+}
+
 class EventQueue {
   #native
   #datetime
@@ -46,6 +72,7 @@ class EventQueue {
    * the cache is unreachable, and overwritten when its slot is handed out again.
    */
   #templates = []
+  #streams = new Streams()
 
   constructor(settings) {
     this.#native = new NativeQueue({ ...settings.open, cache: settings.cache })
@@ -82,6 +109,7 @@ class EventQueue {
       throw err
     }
     const id = db.append(payload)
+    this.#streams.wake()
     const row = toRow(record, id, record[CORRELATION] ?? db.correlationId(id))
     if (model === undefined || model === null) return row
     return execute(row, model, callbacks)
@@ -101,6 +129,7 @@ class EventQueue {
       throw err
     }
     const firstId = db.appendBatch(payload)
+    this.#streams.wake()
     const results = new Array(records.length)
     for (let i = 0; i < records.length; i++) {
       const id = firstId + i
@@ -143,7 +172,7 @@ class EventQueue {
     const until = typeof stop === 'number' ? stop : null
     let from = start
     for (;;) {
-      const rows = JSON.parse(db.range(from, until, REPLAY_BATCH))
+      const rows = toRows(JSON.parse(db.range(from, until, REPLAY_BATCH)))
       for (const row of rows) execute(row, model, whileCB)
       if (rows.length < REPLAY_BATCH) break
       from = rows[rows.length - 1].id + 1
@@ -177,6 +206,48 @@ class EventQueue {
     const db = this.#db
     const key = toId(id)
     return key === null ? null : parse(db.lineage(key))
+  }
+
+  getByCorrelationIdPaginated(correlationId, options) {
+    const db = this.#db
+    const key = pageText('getByCorrelationIdPaginated', 'correlationId', correlationId, true)
+    const opts = pageOptions(options)
+    return readPage(() => db.pageByCorrelation(key, opts))
+  }
+
+  getChildEventsPaginated(eventId, options) {
+    const db = this.#db
+    const key = pageId('getChildEventsPaginated', eventId)
+    const opts = pageOptions(options)
+    return readPage(() => db.pageOfChildren(key, opts))
+  }
+
+  getEventsByUserPaginated(user, options) {
+    const db = this.#db
+    const key = pageText('getEventsByUserPaginated', 'user', user)
+    const opts = pageOptions(options)
+    return readPage(() => db.pageByUser(key, opts))
+  }
+
+  getEventsByCmdPaginated(cmd, options) {
+    const db = this.#db
+    const key = pageText('getEventsByCmdPaginated', 'cmd', cmd)
+    const opts = pageOptions(options)
+    return readPage(() => db.pageByCmd(key, opts))
+  }
+
+  getEventsInTimeRangePaginated(startTime, endTime, options) {
+    const db = this.#db
+    const start = pageTime('getEventsInTimeRangePaginated', 'startTime', startTime)
+    const end = pageTime('getEventsInTimeRangePaginated', 'endTime', endTime)
+    const opts = pageOptions(options)
+    return readPage(() => db.pageInTimeRange(start, end, opts))
+  }
+
+  streamEvents(options) {
+    const db = this.#db
+    const o = streamOptions(options)
+    return this.#streams.open(() => db.stream(o.native), o)
   }
 
   retrieveByIDCached(id) {
@@ -243,6 +314,7 @@ class EventQueue {
   close() {
     if (this.#closed) return
     this.#closed = true
+    this.#streams.close()
     this.#native.close()
     this.#templates.length = 0
   }

@@ -7,23 +7,28 @@ pub mod cache;
 pub mod error;
 pub mod event;
 pub mod metrics;
+pub mod page;
 pub mod read;
 pub mod row;
 pub mod schema;
 pub mod store;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::ptr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use napi::bindgen_prelude::{validate_type_tag, Either, JsValue, Object, TypeTag};
-use napi::{check_status, sys, Env};
+use napi::bindgen_prelude::{validate_type_tag, AsyncTask, Either, JsObjectValue, JsValue, Object, TypeTag};
+use napi::{check_status, sys, Env, Task};
 use napi_derive::napi;
 
 use crate::cache::{CacheConfig, Lookup};
 use crate::error::Error;
+use crate::page::{PageOptions, Query};
 use crate::store::{Config, Store};
+use crate::stream::{Filter, Next, Stream};
 
 /// Named `Result` because the `#[napi]` macro recognises fallible returns by that name.
 type Result<T, E = napi::Error<&'static str>> = std::result::Result<T, E>;
@@ -80,8 +85,9 @@ pub fn index_keys() -> Vec<&'static str> {
 
 #[napi]
 pub struct NativeQueue {
-    /// `None` once closed; dropping the store closes the SQLite connection.
-    store: Option<Store>,
+    /// `None` once closed; dropping the last reference closes the SQLite connection. Shared
+    /// with the streams of a `:memory:` store, which have no other way to reach its data.
+    store: Option<Arc<Mutex<Store>>>,
 }
 
 #[napi]
@@ -103,35 +109,38 @@ impl NativeQueue {
             },
         };
         let store = Store::open(config).map_err(to_js)?;
-        Ok(NativeQueue { store: Some(store) })
+        Ok(NativeQueue { store: Some(Arc::new(Mutex::new(store))) })
     }
 
-    fn store(&self) -> Result<&Store> {
+    fn shared(&self) -> Result<&Arc<Mutex<Store>>> {
         self.store.as_ref().ok_or_else(|| to_js(Error::QueueClosed))
     }
 
-    fn store_mut(&mut self) -> Result<&mut Store> {
-        self.store.as_mut().ok_or_else(|| to_js(Error::QueueClosed))
+    /// The store, locked. Uncontended unless a stream of a `:memory:` store is reading a
+    /// batch. Nothing panics while holding the lock, and a SQLite transaction cut short rolls
+    /// back, so a poisoned lock still guards a usable store.
+    fn store(&self) -> Result<MutexGuard<'_, Store>> {
+        Ok(self.shared()?.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Stores the payload (see `src/event.rs`) of one `store` call; returns the first id.
     #[napi]
-    pub fn append(&mut self, payload: String) -> Result<f64> {
-        let appended = self.store_mut()?.append(&payload).map_err(to_js)?;
+    pub fn append(&self, payload: String) -> Result<f64> {
+        let appended = self.store()?.append(&payload).map_err(to_js)?;
         Ok(appended.first_id as f64)
     }
 
     /// Stores the payload of one `storeBulk` call in one transaction; returns the first id.
     #[napi]
-    pub fn append_batch(&mut self, payload: String) -> Result<f64> {
-        let appended = self.store_mut()?.append_batch(&payload).map_err(to_js)?;
+    pub fn append_batch(&self, payload: String) -> Result<f64> {
+        let appended = self.store()?.append_batch(&payload).map_err(to_js)?;
         Ok(appended.first_id as f64)
     }
 
     /// Counts a write refused in JavaScript, before `append`.
     #[napi]
-    pub fn record_failed_write(&mut self) -> Result<()> {
-        self.store_mut()?.record_failed_write();
+    pub fn record_failed_write(&self) -> Result<()> {
+        self.store()?.record_failed_write();
         Ok(())
     }
 
@@ -170,34 +179,82 @@ impl NativeQueue {
         read::lineage(self.store()?.conn(), id).map_err(to_js)
     }
 
+    /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as a
+    /// flat JSON array of values: the batches `cycleThrough` replays.
     #[napi]
     pub fn range(&self, from: f64, until: Option<f64>, limit: u32) -> Result<String> {
         let from = to_id(from).map_err(to_js)?;
-        let until = until.map(to_id).transpose().map_err(to_js)?;
-        read::range(self.store()?.conn(), from, until, i64::from(limit)).map_err(to_js)
+        let end = until.map(to_id).transpose().map_err(to_js)?.map_or(i64::MAX, |u| u.saturating_sub(1));
+        let batch = Filter::default().read(self.store()?.conn(), from..=end, i64::from(limit)).map_err(to_js)?;
+        Ok(batch.text)
+    }
+
+    /// One page, as the JSON text described in `src/page.rs`.
+    fn page(&self, query: Query<'_>, options: PageArgs) -> Result<String> {
+        let offset = to_id(options.offset).map_err(to_js)?;
+        let cursor = options.cursor.as_deref();
+        let options = PageOptions { limit: i64::from(options.limit), offset, cursor, with_count: options.with_count };
+        page::read(self.store()?.conn(), query, &options).map_err(to_js)
     }
 
     #[napi]
-    pub fn cached_by_id(&mut self, id: f64) -> Result<Option<Either<u32, String>>> {
+    pub fn page_by_correlation(&self, correlation_id: String, options: PageArgs) -> Result<String> {
+        self.page(Query::Correlation(&correlation_id), options)
+    }
+
+    #[napi]
+    pub fn page_of_children(&self, id: f64, options: PageArgs) -> Result<String> {
         let id = to_id(id).map_err(to_js)?;
-        self.store_mut()?.cached_by_id(id).map(to_found).map_err(to_js)
+        self.page(Query::Children(id), options)
     }
 
     #[napi]
-    pub fn cached_transaction(&mut self, correlation_id: String) -> Result<Option<Either<u32, String>>> {
-        self.store_mut()?.cached_transaction(correlation_id).map(to_found).map_err(to_js)
+    pub fn page_by_user(&self, user: String, options: PageArgs) -> Result<String> {
+        self.page(Query::User(&user), options)
     }
 
     #[napi]
-    pub fn clear_cache(&mut self) -> Result<()> {
-        self.store_mut()?.clear_cache();
+    pub fn page_by_cmd(&self, cmd: String, options: PageArgs) -> Result<String> {
+        self.page(Query::Cmd(&cmd), options)
+    }
+
+    /// `start` and `end` may be infinite; NaN matches nothing.
+    #[napi]
+    pub fn page_in_time_range(&self, start: f64, end: f64, options: PageArgs) -> Result<String> {
+        self.page(Query::TimeRange(start, end), options)
+    }
+
+    /// A reader of this store's events; see [`NativeStream`].
+    #[napi]
+    pub fn stream(&self, options: StreamOptions) -> Result<NativeStream> {
+        let start = to_id(options.start_id).map_err(to_js)?;
+        let end = options.end_id.map(to_id).transpose().map_err(to_js)?;
+        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd };
+        let stream = Stream::new(self.shared()?, filter, start, end, i64::from(options.batch_size));
+        Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
+    }
+
+    #[napi]
+    pub fn cached_by_id(&self, id: f64) -> Result<Option<Either<u32, String>>> {
+        let id = to_id(id).map_err(to_js)?;
+        self.store()?.cached_by_id(id).map(to_found).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn cached_transaction(&self, correlation_id: String) -> Result<Option<Either<u32, String>>> {
+        self.store()?.cached_transaction(correlation_id).map(to_found).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn clear_cache(&self) -> Result<()> {
+        self.store()?.clear_cache();
         Ok(())
     }
 
     /// `getCacheStats()` as JSON text.
     #[napi]
-    pub fn cache_stats(&mut self) -> Result<String> {
-        Ok(self.store_mut()?.cache_stats().to_json())
+    pub fn cache_stats(&self) -> Result<String> {
+        Ok(self.store()?.cache_stats().to_json())
     }
 
     /// `getMetrics()` as JSON text.
@@ -212,8 +269,8 @@ impl NativeQueue {
     }
 
     #[napi]
-    pub fn reset(&mut self) -> Result<()> {
-        self.store_mut()?.reset().map_err(to_js)
+    pub fn reset(&self) -> Result<()> {
+        self.store()?.reset().map_err(to_js)
     }
 
     /// Closes the connection. Idempotent.
@@ -221,6 +278,88 @@ impl NativeQueue {
     pub fn close(&mut self) {
         self.store = None;
     }
+}
+
+/// The options of a page, validated by `lib/page.js`.
+#[napi(object)]
+pub struct PageArgs {
+    pub limit: u32,
+    pub offset: f64,
+    pub cursor: Option<String>,
+    pub with_count: bool,
+}
+
+/// The options of `NativeQueue::stream`, validated by `lib/stream.js`.
+#[napi(object)]
+pub struct StreamOptions {
+    pub start_id: f64,
+    pub end_id: Option<f64>,
+    pub batch_size: u32,
+    pub correlation_id: Option<String>,
+    pub user: Option<String>,
+    pub cmd: Option<String>,
+}
+
+/// A stream's reader. Its reads run on the libuv thread pool; `lib/stream.js` keeps at most one
+/// in flight.
+#[napi]
+pub struct NativeStream {
+    /// `None` once closed, which drops the stream's connection.
+    stream: Arc<Mutex<Option<Stream>>>,
+}
+
+#[napi]
+impl NativeStream {
+    /// Resolves to the next batch as a flat JSON array of row values, to `""` when there is
+    /// nothing new yet, or to `null` when nothing more can come (past `endId`, or closed).
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub fn next(&self) -> AsyncTask<NextBatch> {
+        AsyncTask::new(NextBatch { stream: Arc::clone(&self.stream) })
+    }
+
+    /// Releases the reader. Waits for a read in flight to finish. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.stream.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+/// One read of a [`NativeStream`], run on the libuv thread pool.
+pub struct NextBatch {
+    stream: Arc<Mutex<Option<Stream>>>,
+}
+
+impl Task for NextBatch {
+    type Output = std::result::Result<Option<String>, Error>;
+    type JsValue = Option<String>;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = match stream.as_mut() {
+            Some(stream) => stream.read(),
+            None => Ok(Next::Finished),
+        };
+        Ok(next.map(|next| match next {
+            Next::Rows(text) => Some(text),
+            Next::CaughtUp => Some(String::new()),
+            Next::Finished => None,
+        }))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        output.map_err(|err| rejection(&env, err))
+    }
+}
+
+/// The JavaScript error a failed read rejects with, carrying the same `code` as the errors
+/// synchronous calls throw (a task's own error type can only carry napi's status names).
+fn rejection(env: &Env, err: Error) -> napi::Error {
+    let coded = || -> napi::Result<napi::Error> {
+        let mut object = env.create_error(napi::Error::from_reason(err.to_string()))?;
+        object.set_named_property("code", err.code())?;
+        Ok(napi::Error::from(object.to_unknown()))
+    };
+    coded().unwrap_or_else(|failed| failed)
 }
 
 /// Adds `cachedIdHit` to the exports; see [`cached_id_hit`].
@@ -265,9 +404,8 @@ unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u3
     let mut wrapped = ptr::null_mut();
     let mut id = 0.0;
     // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
-    // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, alive for this call. No
-    // other reference to it exists: JavaScript runs on one thread, and no `#[napi]` method
-    // of `NativeQueue` calls back into JavaScript, so none is running now.
+    // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, alive for this call; the
+    // store behind it is reached through its lock, as every method does.
     unsafe {
         let ok = sys::Status::napi_ok;
         if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
@@ -282,7 +420,8 @@ unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u3
         {
             return None;
         }
-        let queue = &mut *wrapped.cast::<NativeQueue>();
-        queue.store.as_mut()?.cached_id_hit(to_id(id).ok()?)
+        let queue = &*wrapped.cast::<NativeQueue>();
+        let id = to_id(id).ok()?;
+        queue.store.as_ref()?.lock().unwrap_or_else(PoisonError::into_inner).cached_id_hit(id)
     }
 }

@@ -11,8 +11,6 @@ struct Sql {
     last: String,
     by_correlation: String,
     children: String,
-    range: String,
-    range_until: String,
 }
 
 /// The statements, built once so that `prepare_cached` finds them by the same text each time.
@@ -23,8 +21,6 @@ static SQL: Lazy<Sql> = Lazy::new(|| {
         last: format!("SELECT {cols} FROM queue ORDER BY id DESC LIMIT 1"),
         by_correlation: format!("SELECT {cols} FROM queue WHERE correlation_id = ?1 ORDER BY id"),
         children: format!("SELECT {cols} FROM queue WHERE causation_id = ?1 ORDER BY id"),
-        range: format!("SELECT {cols} FROM queue WHERE id >= ?1 ORDER BY id LIMIT ?2"),
-        range_until: format!("SELECT {cols} FROM queue WHERE id >= ?1 AND id < ?3 ORDER BY id LIMIT ?2"),
     }
 });
 
@@ -129,15 +125,6 @@ pub fn lineage(conn: &Connection, id: i64) -> Result<Option<String>> {
     Ok(Some(out))
 }
 
-/// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order: the
-/// batches `cycleThrough` replays, so that memory stays bounded whatever the log's size.
-pub fn range(conn: &Connection, from: i64, until: Option<i64>, limit: i64) -> Result<String> {
-    match until {
-        Some(until) => all(conn, &SQL.range_until, [from, limit, until]),
-        None => all(conn, &SQL.range, [from, limit]),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,13 +169,11 @@ mod tests {
     }
 
     #[test]
-    fn range_pages_through_ids_in_order() {
+    fn transactions_and_children_come_in_id_order() {
         let store = store_with(5);
         let ids = |text: String| -> Vec<i64> {
             parse(&text).as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect()
         };
-        assert_eq!(ids(range(store.conn(), 2, None, 2).unwrap()), [2, 3]);
-        assert_eq!(ids(range(store.conn(), 2, Some(4), 10).unwrap()), [2, 3]);
         assert_eq!(ids(by_correlation(store.conn(), "c").unwrap()).len(), 5);
         assert_eq!(ids(children(store.conn(), 1).unwrap()), [2, 3, 4, 5]);
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement};
 
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
@@ -125,7 +126,7 @@ impl Store {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&config.path, flags)?;
-        conn.busy_timeout(Duration::from_millis(u64::from(config.busy_timeout_ms)))?;
+        configure(&conn, config.busy_timeout_ms)?;
         conn.set_prepared_statement_cache_capacity(64);
         let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
         if !read_only {
@@ -164,6 +165,10 @@ impl Store {
 
     pub fn conn(&self) -> &Connection {
         &self.conn
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// Drops and recreates the event table, ids starting again at 1, and empties the cache.
@@ -347,6 +352,17 @@ fn synchronous_name(level: i64) -> &'static str {
         3 => "EXTRA",
         _ => "UNKNOWN",
     }
+}
+
+/// What every connection of the library needs, the store's and a stream's alike.
+pub fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
+    conn.busy_timeout(Duration::from_millis(u64::from(busy_timeout_ms)))?;
+    // The query planner stability guarantee. Without it SQLite (built with STAT4, as the
+    // bundled one is) marks a statement whose LIMIT is a bound parameter to be compiled again
+    // whenever that parameter is bound, which a cached statement is on every run: about 12 µs
+    // per page or stream batch here, a third of what stepping through 100 rows costs.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 fn create_parent_folder(path: &str) -> Result<()> {

@@ -1,0 +1,47 @@
+'use strict'
+// The options and the result of the paginated reads. Options are checked here, before the
+// native call; the core builds the whole page, rows and all, as one JSON text (src/page.rs).
+const { optionError, describe } = require('./errors')
+const { checkObject, checkKeys, checkBoolean, checkInteger } = require('./options')
+const { toRows } = require('./rows')
+
+const PAGE_KEYS = ['limit', 'offset', 'cursor', 'withCount']
+const MAX_LIMIT = 10000
+const DEFAULTS = Object.freeze({ limit: 100, offset: 0, cursor: undefined, withCount: true })
+
+/** `{ limit, offset, cursor, withCount }` with the defaults applied, as the native page reads take them. */
+function pageOptions(options) {
+  if (options === undefined) return DEFAULTS
+  checkObject(options, 'options')
+  checkKeys(options, PAGE_KEYS, '')
+  const limit = options.limit === undefined ? DEFAULTS.limit : checkInteger(options.limit, 'limit', 1, MAX_LIMIT)
+  const offset = options.offset === undefined ? 0 : checkInteger(options.offset, 'offset', 0, Number.MAX_SAFE_INTEGER)
+  const cursor = options.cursor ?? undefined // null means absent, as undefined does
+  if (cursor !== undefined && typeof cursor !== 'string') {
+    throw optionError(TypeError, `cursor must be a string (a page's nextCursor), got ${describe(cursor)}`)
+  }
+  if (cursor !== undefined && offset !== 0) {
+    throw optionError(RangeError, 'give either cursor or offset, not both: the cursor already says where the page starts')
+  }
+  const withCount = options.withCount === undefined ? true : checkBoolean(options.withCount, 'withCount')
+  return { limit, offset, cursor, withCount }
+}
+
+/**
+ * Runs one native page read and returns `{ events, totalCount, hasMore, nextOffset, nextCursor }`.
+ * The core refuses a malformed cursor, or one returned by another query, with ERR_INVALID_OPTION:
+ * to the caller that is a value out of range, so it becomes a RangeError.
+ */
+function readPage(read) {
+  let text
+  try {
+    text = read()
+  } catch (err) {
+    throw err.code === 'ERR_INVALID_OPTION' ? optionError(RangeError, err.message) : err
+  }
+  const page = JSON.parse(text)
+  page.events = toRows(page.events)
+  return page
+}
+
+module.exports = { pageOptions, readPage }

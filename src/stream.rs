@@ -1,0 +1,264 @@
+//! Reading the log in id order, batch by batch: the one batched reader behind `streamEvents`
+//! (a [`Stream`], read on the libuv thread pool) and `cycleThrough` (a [`Filter::read`] per
+//! batch on the queue's own connection). Each batch is a keyset step, `id >= next`, so the
+//! cost of a batch does not grow with how far into the log it is, and no statement stays open
+//! between batches: nothing is held that could block a writer or a checkpoint.
+
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use once_cell::sync::Lazy;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::Result;
+use crate::row::{select_list, write_values};
+use crate::store::{self, Store, MEMORY};
+
+/// The optional filters of a stream; they combine with AND.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub correlation_id: Option<String>,
+    pub user: Option<String>,
+    pub cmd: Option<String>,
+}
+
+/// One statement per combination of the filters present (bit 0 correlation id, bit 1 user,
+/// bit 2 cmd), so that SQLite sees plain equalities and can use `idx_correlation_id`,
+/// `idx_user` or `idx_cmd` with the id range. Parameters: `?1`/`?2` the id range, `?3`..`?5`
+/// the filters, `?6` the limit.
+static BATCH_SQL: Lazy<Vec<String>> = Lazy::new(|| {
+    let cols = select_list();
+    (0..8)
+        .map(|mask| {
+            let mut sql = format!("SELECT {cols} FROM queue WHERE id >= ?1 AND id <= ?2");
+            for (bit, clause) in [" AND correlation_id = ?3", " AND user = ?4", " AND cmd = ?5"].iter().enumerate() {
+                if mask & (1 << bit) != 0 {
+                    sql.push_str(clause);
+                }
+            }
+            sql.push_str(" ORDER BY id LIMIT ?6");
+            sql
+        })
+        .collect()
+});
+
+/// A batch: the rows as a flat JSON array of values, how many, and the id of the last.
+#[derive(Debug)]
+pub struct Batch {
+    pub text: String,
+    pub rows: usize,
+    pub last_id: Option<i64>,
+}
+
+impl Filter {
+    /// Reads up to `limit` matching rows with an id in `ids`, in id order.
+    pub fn read(&self, conn: &Connection, ids: RangeInclusive<i64>, limit: i64) -> Result<Batch> {
+        let filters = [&self.correlation_id, &self.user, &self.cmd];
+        let mask = filters.iter().enumerate().fold(0, |m, (bit, f)| if f.is_some() { m | 1 << bit } else { m });
+        let mut stmt = conn.prepare_cached(&BATCH_SQL[mask])?;
+        stmt.raw_bind_parameter(1, ids.start())?;
+        stmt.raw_bind_parameter(2, ids.end())?;
+        for (i, value) in filters.iter().enumerate() {
+            if let Some(value) = value {
+                stmt.raw_bind_parameter(3 + i, value.as_str())?;
+            }
+        }
+        stmt.raw_bind_parameter(6, limit)?;
+        let mut rows = stmt.raw_query();
+        let mut batch = Batch { text: String::with_capacity(256 * limit.min(1000) as usize), rows: 0, last_id: None };
+        batch.text.push('[');
+        while let Some(row) = rows.next()? {
+            if batch.rows > 0 {
+                batch.text.push(',');
+            }
+            write_values(&mut batch.text, row)?;
+            batch.rows += 1;
+            batch.last_id = Some(row.get(0)?);
+        }
+        batch.text.push(']');
+        Ok(batch)
+    }
+}
+
+/// What a stream's next read found.
+#[derive(Debug, PartialEq)]
+pub enum Next {
+    /// A batch of rows (see [`Batch::text`]).
+    Rows(String),
+    /// Nothing new yet: a following stream waits and reads again.
+    CaughtUp,
+    /// Past `end_id`: nothing can ever come.
+    Finished,
+}
+
+/// Where a stream reads from.
+enum Source {
+    /// A file: the stream's own read-only connection, opened on the first read (on a pool
+    /// thread). WAL lets it read while the queue writes.
+    File { path: String, busy_timeout_ms: u32, conn: Option<Connection> },
+    /// `:memory:` cannot be opened twice, so the stream reads through the queue's own
+    /// connection, taking the lock a batch at a time: a write on the JavaScript thread waits
+    /// for at most one batch read.
+    Shared(Arc<Mutex<Store>>),
+}
+
+impl Source {
+    fn with_conn<T>(&mut self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        match self {
+            Source::File { path, busy_timeout_ms, conn } => {
+                let conn = match conn {
+                    Some(conn) => conn,
+                    None => conn.insert(open_reader(path, *busy_timeout_ms)?),
+                };
+                read(conn)
+            }
+            Source::Shared(store) => read(store.lock().unwrap_or_else(PoisonError::into_inner).conn()),
+        }
+    }
+}
+
+fn open_reader(path: &str, busy_timeout_ms: u32) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    store::configure(&conn, busy_timeout_ms)?;
+    Ok(conn)
+}
+
+/// A stream's reader: its source, its filters, and how far it has read.
+pub struct Stream {
+    source: Source,
+    filter: Filter,
+    next_id: i64,
+    end_id: i64,
+    batch_size: i64,
+}
+
+impl Stream {
+    /// A stream of `store`'s events with `start_id <= id <= end_id` (no end when `None`).
+    pub fn new(
+        store: &Arc<Mutex<Store>>,
+        filter: Filter,
+        start_id: i64,
+        end_id: Option<i64>,
+        batch_size: i64,
+    ) -> Stream {
+        let source = {
+            let guard = store.lock().unwrap_or_else(PoisonError::into_inner);
+            let config = guard.config();
+            if config.path == MEMORY {
+                Source::Shared(Arc::clone(store))
+            } else {
+                Source::File { path: config.path.clone(), busy_timeout_ms: config.busy_timeout_ms, conn: None }
+            }
+        };
+        Stream { source, filter, next_id: start_id, end_id: end_id.unwrap_or(i64::MAX), batch_size: batch_size.max(1) }
+    }
+
+    /// Reads the next batch. Each read is bounded by the newest id at its start: every id up
+    /// to it is committed (writers are serialised and ids only grow), so when a batch comes
+    /// back short the stream moves past that id at once, and a filter that matches rarely
+    /// never rescans the rows it already passed, however often a following stream polls.
+    pub fn read(&mut self) -> Result<Next> {
+        if self.next_id > self.end_id {
+            return Ok(Next::Finished);
+        }
+        let Stream { source, filter, next_id, end_id, batch_size } = self;
+        source.with_conn(|conn| {
+            let newest: Option<i64> = conn.prepare_cached("SELECT MAX(id) FROM queue")?.query_row([], |r| r.get(0))?;
+            let upper = newest.unwrap_or(0).min(*end_id);
+            if upper < *next_id {
+                return Ok(Next::CaughtUp);
+            }
+            let batch = filter.read(conn, *next_id..=upper, *batch_size)?;
+            let passed = match batch.last_id {
+                Some(last) if batch.rows as i64 == *batch_size => last,
+                _ => upper,
+            };
+            *next_id = passed.saturating_add(1);
+            Ok(match batch.rows {
+                0 if passed >= *end_id => Next::Finished,
+                0 => Next::CaughtUp,
+                _ => Next::Rows(batch.text),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Config;
+    use serde_json::Value;
+
+    /// Appends events `from..to` by this crate's payload format: user `u{i % 2}`, cmd
+    /// `c{i % 3}`, correlation `k{i % 5}`.
+    fn append(store: &mut Store, range: std::ops::Range<usize>) {
+        let events: Vec<String> = range
+            .map(|i| format!(r#"["c{}",{{"i":{i}}},"u{}","",1,"k{}",null,{{}},{i}]"#, i % 3, i % 2, i % 5))
+            .collect();
+        store.append(&format!("[{}]", events.join(","))).unwrap();
+    }
+
+    fn ids(text: &str) -> Vec<i64> {
+        let values: Vec<Value> = serde_json::from_str(text).unwrap();
+        values.chunks(10).map(|row| row[0].as_i64().unwrap()).collect()
+    }
+
+    /// Every id the stream yields until it catches up or finishes, batch by batch.
+    fn drain(stream: &mut Stream) -> (Vec<Vec<i64>>, Next) {
+        let mut batches = Vec::new();
+        loop {
+            match stream.read().unwrap() {
+                Next::Rows(text) => batches.push(ids(&text)),
+                other => return (batches, other),
+            }
+        }
+    }
+
+    fn shared(config: Config) -> Arc<Mutex<Store>> {
+        Arc::new(Mutex::new(Store::open(config).unwrap()))
+    }
+
+    #[test]
+    fn batches_come_in_id_order_within_the_bounds() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..10);
+        let mut stream = Stream::new(&store, Filter::default(), 2, Some(8), 3);
+        assert_eq!(drain(&mut stream), (vec![vec![2, 3, 4], vec![5, 6, 7], vec![8]], Next::Finished));
+        let mut open_ended = Stream::new(&store, Filter::default(), 0, None, 4);
+        assert_eq!(drain(&mut open_ended), (vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![9, 10]], Next::CaughtUp));
+        append(&mut store.lock().unwrap(), 10..12);
+        assert_eq!(drain(&mut open_ended), (vec![vec![11, 12]], Next::CaughtUp));
+    }
+
+    #[test]
+    fn filters_combine_and_rare_matches_are_not_rescanned() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..30);
+        // Event id = i + 1: user u1 means i odd, cmd c0 means i % 3 == 0.
+        let filter = Filter { user: Some("u1".into()), cmd: Some("c0".into()), correlation_id: None };
+        let mut stream = Stream::new(&store, filter, 0, None, 2);
+        let (batches, end) = drain(&mut stream);
+        assert_eq!((batches.concat(), end), (vec![4, 10, 16, 22, 28], Next::CaughtUp));
+        assert_eq!(stream.next_id, 31, "a short batch moves the stream past every id it looked at");
+        let by_correlation = Filter { correlation_id: Some("k2".into()), ..Filter::default() };
+        let mut stream = Stream::new(&store, by_correlation, 10, Some(20), 100);
+        assert_eq!(drain(&mut stream).0.concat(), vec![13, 18]);
+    }
+
+    #[test]
+    fn a_file_stream_reads_through_its_own_connection() {
+        let dir = std::env::temp_dir().join(format!("eventlite-stream-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = shared(Config::new(dir.join("events.sqlite").to_string_lossy().into_owned()));
+        append(&mut store.lock().unwrap(), 0..5);
+        let mut stream = Stream::new(&store, Filter::default(), 0, None, 10);
+        assert!(matches!(stream.source, Source::File { .. }));
+        assert_eq!(drain(&mut stream).0, vec![vec![1, 2, 3, 4, 5]]);
+        // The queue writes while the stream's connection is open, and the stream sees it.
+        append(&mut store.lock().unwrap(), 5..7);
+        assert_eq!(drain(&mut stream).0, vec![vec![6, 7]]);
+        drop(stream);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
