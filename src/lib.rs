@@ -20,7 +20,7 @@ use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use napi::bindgen_prelude::{validate_type_tag, AsyncTask, Either, JsObjectValue, JsValue, Object, TypeTag};
+use napi::bindgen_prelude::{validate_type_tag, AsyncTask, Either, JsObjectValue, JsValue, Object, ObjectFinalize, TypeTag};
 use napi::{check_status, sys, Env, Task};
 use napi_derive::napi;
 
@@ -83,17 +83,38 @@ pub fn index_keys() -> Vec<&'static str> {
     schema::index_keys()
 }
 
-#[napi]
+/// Roughly what an open queue holds outside the JavaScript heap: SQLite's connection, its page
+/// cache, statements and lookaside, and file descriptors. It is reported to the engine while
+/// the queue is open, so that queues dropped without `close()` are collected (closing their
+/// files) before the process runs out of file descriptors: the engine cannot see those.
+const NATIVE_FOOTPRINT: i64 = 1 << 20;
+
+/// Tells the engine that `bytes` of native memory came or went. Advisory: a failure changes
+/// only when the engine collects, so it does not fail the call that reports it.
+fn report_native_memory(env: &Env, bytes: i64) {
+    let _ = env.adjust_external_memory(bytes);
+}
+
+#[napi(custom_finalize)]
 pub struct NativeQueue {
     /// `None` once closed; dropping the last reference closes the SQLite connection. Shared
     /// with the streams of a `:memory:` store, which have no other way to reach its data.
     store: Option<Arc<Mutex<Store>>>,
 }
 
+impl ObjectFinalize for NativeQueue {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        if self.store.is_some() {
+            report_native_memory(&env, -NATIVE_FOOTPRINT);
+        }
+        Ok(())
+    }
+}
+
 #[napi]
 impl NativeQueue {
     #[napi(constructor)]
-    pub fn new(options: OpenOptions) -> Result<NativeQueue> {
+    pub fn new(env: Env, options: OpenOptions) -> Result<NativeQueue> {
         let config = Config {
             path: options.db_name,
             wal: options.wal,
@@ -109,6 +130,7 @@ impl NativeQueue {
             },
         };
         let store = Store::open(config).map_err(to_js)?;
+        report_native_memory(&env, NATIVE_FOOTPRINT);
         Ok(NativeQueue { store: Some(Arc::new(Mutex::new(store))) })
     }
 
@@ -275,8 +297,10 @@ impl NativeQueue {
 
     /// Closes the connection. Idempotent.
     #[napi]
-    pub fn close(&mut self) {
-        self.store = None;
+    pub fn close(&mut self, env: Env) {
+        if self.store.take().is_some() {
+            report_native_memory(&env, -NATIVE_FOOTPRINT);
+        }
     }
 }
 
