@@ -123,6 +123,33 @@ describe('errors from files', () => {
     throwsCode(() => initQueue({ dbName: path.join(blocker, 'sub', 'events.sqlite') }), Error, 'SQLITE_CANTOPEN')
   })
 
+  for (const journal of ['wal', 'delete']) {
+    test(`a read-only file reads, and refuses writes with SQLITE_READONLY (${journal} journal)`, () => {
+      const { spawnSync } = require('node:child_process')
+      const file = tempDb()
+      const q = initQueue({ dbName: file, WAL: journal === 'wal' })
+      q.store({ cmd: 'kept' })
+      q.close()
+      // Root writes whatever the file mode says, so as root the reader runs as nobody.
+      // The folder stays writable: SQLite needs its -shm file there to read a WAL database.
+      const asRoot = process.getuid() === 0
+      fs.chmodSync(file, 0o444)
+      fs.chmodSync(path.dirname(file), 0o1777)
+      const run = spawnSync(process.execPath, [path.join(__dirname, 'fixtures', 'read-only-reader.js'), file, journal], {
+        encoding: 'utf8', ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+      })
+      assert.equal(run.status, 0, run.stderr)
+      assert.deepEqual(JSON.parse(run.stdout), {
+        open: { ok: true },
+        last: { ok: true, value: 'kept' },
+        store: { ok: false, code: 'SQLITE_READONLY' },
+        storeBulk: { ok: false, code: 'SQLITE_READONLY' },
+        page: { ok: true, value: 1 },
+        count: { ok: true, value: 1 },
+      })
+    })
+  }
+
   test('a queue table with other columns is refused, not corrupted', () => {
     const file = tempDb()
     const { openRaw } = require('./helpers')
