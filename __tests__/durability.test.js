@@ -8,6 +8,26 @@ const { describe, test, tempDb, openRaw } = require('./helpers')
 const { initQueue } = require('..')
 
 const WRITER = path.join(__dirname, 'fixtures', 'append-loop.js')
+const READER = path.join(__dirname, 'fixtures', 'follow-reader.js')
+
+/** Starts a process that follows the file; `done(total)` tells it how many events to expect. */
+function startFollower(file, journal) {
+  const child = spawn(process.execPath, [READER, file, journal], { stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (chunk) => { out += chunk })
+  child.stderr.on('data', (chunk) => { stderr += chunk })
+  const ready = new Promise((resolve) => child.stdout.once('data', resolve))
+  const exited = new Promise((resolve) => child.once('exit', (code) => resolve({ code, stderr })))
+  const done = async (total) => {
+    child.stdin.write(`${total}\n`)
+    const { code } = await exited
+    assert.equal(code, 0, `the follower failed: ${stderr}`)
+    return JSON.parse(out.split('\n').filter(Boolean).pop())
+  }
+  return { ready, done }
+}
 
 /** Starts a writer process; `acks` fills as it acknowledges, `exited` settles on exit. */
 function startWriter(file, journal, name, operations, seed) {
@@ -92,9 +112,11 @@ describe('crash safety', () => {
 
 describe('concurrent processes', () => {
   for (const journal of ['wal', 'delete']) {
-    test(`writers in separate processes neither lose nor duplicate events (${journal} journal)`, async () => {
+    test(`writers in separate processes neither lose nor duplicate events, and a follower sees each once (${journal} journal)`, async () => {
       const file = tempDb()
       initQueue({ dbName: file, WAL: journal === 'wal' }).close()
+      const follower = startFollower(file, journal)
+      await follower.ready
       const writers = ['a', 'b', 'c'].map((name, k) => startWriter(file, journal, name, 300, 5 + k))
       const results = await Promise.all(writers.map((w) => w.exited))
       for (const { code, stderr } of results) assert.equal(code, 0, `a writer failed: ${stderr}`)
@@ -108,6 +130,13 @@ describe('concurrent processes', () => {
       assert.equal(new Set(rows.map((r) => r.id)).size, rows.length, 'ids are unique')
       const switches = rows.filter((r, k) => k > 0 && r.writer !== rows[k - 1].writer).length
       assert.ok(switches >= 3, `the writers ran at the same time (${switches} interleavings)`)
+      const followed = await follower.done(rows.length)
+      assert.deepEqual(followed, {
+        count: rows.length,
+        last: rows.at(-1).id,
+        sum: rows.reduce((n, r) => n + r.id, 0),
+        ordered: true,
+      }, 'the follower saw every event exactly once, in id order')
       for (const w of writers) {
         const firsts = w.acks.map((a) => a.first)
         assert.ok(firsts.every((id, k) => k === 0 || id > firsts[k - 1]), 'each writer sees its ids increase')
