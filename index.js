@@ -4,18 +4,10 @@
 const { resolveOptions } = require('./lib/options')
 const { EventQueue } = require('./lib/queue')
 const { eventCallbacks } = require('./lib/execute')
-const { coded } = require('./lib/errors')
 
 /** Opens (creating if needed) an event queue; see README.md for every option. */
 function initQueue(options) {
-  let settings
-  try {
-    settings = resolveOptions(options)
-  } catch (err) {
-    // An option whose getter throws is a bad option, reported like any other.
-    throw err && typeof err.code === 'string' ? err : Object.assign(coded(TypeError, 'ERR_INVALID_OPTION', `reading the options threw: ${err && err.message}`), { cause: err })
-  }
-  return new EventQueue(settings)
+  return new EventQueue(resolveOptions(options))
 }
 
 module.exports = { initQueue, eventCallbacks }

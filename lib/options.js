@@ -17,16 +17,27 @@ const MAX_INT32 = 2 ** 31 - 1
 
 const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
 
-function checkObject(value, name) {
+/**
+ * A plain copy of an options object, each of its own keys checked against `allowed` and read
+ * once. `prefix` names the object in messages ('' for the top level, 'cache.' for a nested
+ * one). A getter that throws, or a proxy, is a bad option rather than an escape of the
+ * caller's own error.
+ */
+function readOptions(value, allowed, prefix) {
+  const name = prefix ? prefix.slice(0, -1) : 'options'
   if (!isPlainObject(value)) throw optionError(TypeError, `${name} must be an object, got ${describe(value)}`)
-}
-
-function checkKeys(object, allowed, name) {
-  for (const key of Object.keys(object)) {
+  let copy
+  try {
+    copy = { ...value }
+  } catch (cause) {
+    throw Object.assign(optionError(TypeError, `reading ${name} threw: ${cause && cause.message}`), { cause })
+  }
+  for (const key of Object.keys(copy)) {
     if (!allowed.includes(key)) {
-      throw optionError(TypeError, `unknown option ${name}${key}; known: ${allowed.join(', ')}`)
+      throw optionError(TypeError, `unknown option ${prefix}${key}; known: ${allowed.join(', ')}`)
     }
   }
+  return copy
 }
 
 function checkBoolean(value, name) {
@@ -43,10 +54,8 @@ function checkInteger(value, name, min, max) {
 }
 
 /** Returns the native open options and the settings the JavaScript layer keeps. */
-function resolveOptions(options) {
-  if (options === undefined) options = {}
-  checkObject(options, 'options')
-  checkKeys(options, OPTION_KEYS, '')
+function resolveOptions(given) {
+  const options = given === undefined ? {} : readOptions(given, OPTION_KEYS, '')
 
   const dbName = options.dbName === undefined ? 'data/events.sqlite' : options.dbName
   if (typeof dbName !== 'string') throw optionError(TypeError, `dbName must be a string, got ${describe(dbName)}`)
@@ -71,20 +80,17 @@ function resolveOptions(options) {
 
   const indexes = {}
   if (options.indexes !== undefined) {
-    checkObject(options.indexes, 'indexes')
-    checkKeys(options.indexes, INDEX_KEYS, 'indexes.')
-    for (const [key, value] of Object.entries(options.indexes)) {
+    for (const [key, value] of Object.entries(readOptions(options.indexes, INDEX_KEYS, 'indexes.'))) {
       if (value !== undefined) indexes[key] = checkBoolean(value, `indexes.${key}`)
     }
   }
 
   const cache = { ...CACHE_DEFAULTS }
   if (options.cache !== undefined) {
-    checkObject(options.cache, 'cache')
-    checkKeys(options.cache, CACHE_KEYS, 'cache.')
-    if (options.cache.enabled !== undefined) cache.enabled = checkBoolean(options.cache.enabled, 'cache.enabled')
-    if (options.cache.maxSize !== undefined) cache.maxSize = checkInteger(options.cache.maxSize, 'cache.maxSize', 1, MAX_INT32)
-    if (options.cache.ttl !== undefined) cache.ttl = checkInteger(options.cache.ttl, 'cache.ttl', 1, Number.MAX_SAFE_INTEGER)
+    const given = readOptions(options.cache, CACHE_KEYS, 'cache.')
+    if (given.enabled !== undefined) cache.enabled = checkBoolean(given.enabled, 'cache.enabled')
+    if (given.maxSize !== undefined) cache.maxSize = checkInteger(given.maxSize, 'cache.maxSize', 1, MAX_INT32)
+    if (given.ttl !== undefined) cache.ttl = checkInteger(given.ttl, 'cache.ttl', 1, Number.MAX_SAFE_INTEGER)
   }
 
   const datetime = options.datetime === undefined ? Date.now : options.datetime
@@ -101,4 +107,4 @@ function resolveOptions(options) {
   }
 }
 
-module.exports = { resolveOptions, INDEX_KEYS, checkObject, checkKeys, checkBoolean, checkInteger }
+module.exports = { resolveOptions, INDEX_KEYS, readOptions, checkBoolean, checkInteger }

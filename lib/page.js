@@ -2,7 +2,7 @@
 // The options and the result of the paginated reads. Options are checked here, before the
 // native call; the core builds the whole page, rows and all, as one JSON text (src/page.rs).
 const { optionError, describe } = require('./errors')
-const { checkObject, checkKeys, checkBoolean, checkInteger } = require('./options')
+const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { toRows } = require('./rows')
 
 const PAGE_KEYS = ['limit', 'offset', 'cursor', 'withCount']
@@ -10,10 +10,9 @@ const MAX_LIMIT = 10000
 const DEFAULTS = Object.freeze({ limit: 100, offset: 0, cursor: undefined, withCount: true })
 
 /** `{ limit, offset, cursor, withCount }` with the defaults applied, as the native page reads take them. */
-function pageOptions(options) {
-  if (options === undefined) return DEFAULTS
-  checkObject(options, 'options')
-  checkKeys(options, PAGE_KEYS, '')
+function pageOptions(given) {
+  if (given === undefined) return DEFAULTS
+  const options = readOptions(given, PAGE_KEYS, '')
   const limit = options.limit === undefined ? DEFAULTS.limit : checkInteger(options.limit, 'limit', 1, MAX_LIMIT)
   const offset = options.offset === undefined ? 0 : checkInteger(options.offset, 'offset', 0, Number.MAX_SAFE_INTEGER)
   const cursor = options.cursor ?? undefined // null means absent, as undefined does

@@ -3,7 +3,7 @@
 // of the consumer, so that the event loop keeps turning while a stream reads and memory stays
 // bounded whatever the size of the log.
 const { optionError, describe } = require('./errors')
-const { checkObject, checkKeys, checkBoolean, checkInteger } = require('./options')
+const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { toRows } = require('./rows')
 
 const STREAM_KEYS = ['batchSize', 'startId', 'endId', 'correlationId', 'user', 'cmd', 'follow', 'signal']
@@ -19,10 +19,8 @@ function checkFilter(value, name) {
 }
 
 /** The native reader's options, plus `follow` and `signal`, which stay on this side. */
-function streamOptions(options) {
-  if (options === undefined) options = {}
-  checkObject(options, 'options')
-  checkKeys(options, STREAM_KEYS, '')
+function streamOptions(given) {
+  const options = given === undefined ? {} : readOptions(given, STREAM_KEYS, '')
   const { batchSize = 1000, startId = 0, endId = null, follow = false, signal = null } = options
   const isSignal = signal !== null && typeof signal === 'object' && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function'
   if (signal !== null && !isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
