@@ -1,7 +1,8 @@
 'use strict'
 // npm run example: a bank account kept as an event log. Events are stored through a model
-// (which keeps the current state), then replayed from the log into a fresh model, which
-// arrives at the same state.
+// (which keeps the current state), replayed from the log into a fresh model (which arrives at
+// the same state), then read back: one transaction, a user's events page by page, and the
+// whole log as a stream.
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -69,5 +70,22 @@ for (const row of queue.getTransaction(first.correlation_id)) {
   console.log(`  #${row.id} ${row.cmd} ${JSON.stringify(row.data)}${row.causation_id ? ` (caused by #${row.causation_id})` : ''}`)
 }
 
-queue.close()
-fs.rmSync(dir, { recursive: true, force: true })
+console.log("\nBob's events, two per page, newest first:")
+let page = queue.getEventsByUserPaginated('bob', { limit: 2 })
+for (let n = 1; ; n++) {
+  console.log(`  page ${n} of ${Math.ceil(page.totalCount / 2)}: ${page.events.map((row) => `#${row.id} ${row.cmd}`).join(', ')}`)
+  if (!page.nextCursor) break
+  page = queue.getEventsByUserPaginated('bob', { limit: 2, cursor: page.nextCursor })
+}
+
+async function streamTheLog() {
+  console.log('\nThe whole log as a stream, in batches of 4 (read off the JavaScript thread):')
+  for await (const batch of queue.streamEvents({ batchSize: 4 })) {
+    console.log(`  ${batch.map((row) => `#${row.id} ${row.cmd}`).join(', ')}`)
+  }
+}
+
+streamTheLog().finally(() => {
+  queue.close()
+  fs.rmSync(dir, { recursive: true, force: true })
+})
