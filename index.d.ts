@@ -274,8 +274,18 @@ export interface StreamOptions {
   cmd?: string | null
   /** After the last event, wait for new ones (appended by this queue or another process) instead of ending. Default `false`. */
   follow?: boolean
-  /** Aborting it ends the stream; the loop ends normally. */
-  signal?: AbortSignal | null
+  /** Aborting it ends the stream; the loop ends normally. An `AbortController`'s `signal`. */
+  signal?: AbortSignalLike | null
+}
+
+/**
+ * What `streamEvents` uses of an `AbortSignal`, spelled out so that these types compile
+ * without the DOM library or `@types/node`; a real `AbortSignal` is one.
+ */
+export interface AbortSignalLike {
+  readonly aborted: boolean
+  addEventListener(type: 'abort', listener: () => void): void
+  removeEventListener(type: 'abort', listener: () => void): void
 }
 
 export interface EventQueue {
