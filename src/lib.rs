@@ -68,7 +68,7 @@ pub struct CacheOptions {
     pub ttl: f64,
 }
 
-/// A cached read for JavaScript: the slot of a template it holds, or the `[value, slot]` text
+/// A cached read for JavaScript: the slot of a template it holds, or the `[values, slot]` text
 /// of a miss; see `src/cache.rs`.
 fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, String>> {
     lookup.map(|found| match found {
