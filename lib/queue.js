@@ -1,7 +1,7 @@
 'use strict'
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
-const { NativeQueue, cachedIdHit } = require('./native')
+const { NativeQueue, byId, cachedIdHit } = require('./native')
 const { closedError, coded, describe, shown } = require('./errors')
 const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
@@ -184,7 +184,7 @@ class EventQueue {
   retrieveByID(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? null : parseRow(db.byId(key))
+    return key === null ? null : parseRow(byId(db, key))
   }
 
   getLastRow() {
