@@ -85,4 +85,17 @@ describe('reads', () => {
     assert.equal(q.getTransaction('flow')[0].data.step, 0)
     q.close()
   })
+
+  test('the native byId throws coded errors for anything but an open queue and an id', () => {
+    const { NativeQueue, byId } = require('../lib/native')
+    for (const args of [[], [null, 1], [1, 1], ['queue', 1], [{}, 1], [Object.create(NativeQueue.prototype), 1], [[], 1]]) {
+      assert.throws(() => byId(...args), (err) => err instanceof Error && err.code === 'ERR_INVALID_ARG', String(args))
+    }
+    const native = new NativeQueue({ dbName: ':memory:', wal: false, busyTimeout: 0, indexes: {}, reset: false, cache: { enabled: false, maxSize: 1, ttl: 1 } })
+    assert.equal(byId(native, 1), null)
+    assert.throws(() => byId(native, 'x'), { code: 'NumberExpected' }, 'as the #[napi] glue reports it')
+    assert.throws(() => byId(native, 1.5), { code: 'ERR_INVALID_OPTION' })
+    native.close()
+    assert.throws(() => byId(native, 1), { code: 'ERR_QUEUE_CLOSED' })
+  })
 })

@@ -1,19 +1,20 @@
 'use strict'
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
-const { NativeQueue, cachedIdHit } = require('./native')
+const { NativeQueue, byId, cachedIdHit } = require('./native')
 const { closedError, coded, describe, shown } = require('./errors')
 const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
-const { toRows } = require('./rows')
+const { toRows, oneRow } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
 
-const parse = (text) => (text === null || text === undefined ? null : JSON.parse(text))
+/** The row of a read that returns one row's values as JSON text, or null. */
+const parseRow = (text) => (text === null || text === undefined ? null : oneRow(JSON.parse(text)))
 
 /**
  * An event id as EventLite accepts it: an integer, or a string of digits (SQLite compares
@@ -183,29 +184,32 @@ class EventQueue {
   retrieveByID(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? null : parse(db.byId(key))
+    return key === null ? null : parseRow(byId(db, key))
   }
 
   getLastRow() {
-    return parse(this.#db.last())
+    return parseRow(this.#db.last())
   }
 
   getTransaction(correlationId) {
     const db = this.#db
     const key = toCorrelationId(correlationId, 'getTransaction')
-    return key === null ? [] : JSON.parse(db.byCorrelation(key))
+    return key === null ? [] : toRows(JSON.parse(db.byCorrelation(key)))
   }
 
   getChildEvents(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? [] : JSON.parse(db.children(key))
+    return key === null ? [] : toRows(JSON.parse(db.children(key)))
   }
 
   getEventLineage(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? null : parse(db.lineage(key))
+    const text = key === null ? null : db.lineage(key)
+    if (text === null || text === undefined) return null
+    const [event, parent, children] = JSON.parse(text)
+    return { event: oneRow(event), parent: oneRow(parent), children: toRows(children) }
   }
 
   getByCorrelationIdPaginated(correlationId, options) {
@@ -255,7 +259,7 @@ class EventQueue {
     const key = toId(id)
     if (key === null) return null
     const slot = cachedIdHit(db, key)
-    return slot >= 0 ? copyRow(this.#templates[slot]) : this.#miss(db.cachedById(key), copyRow)
+    return slot >= 0 ? copyRow(this.#templates[slot]) : this.#miss(db.cachedById(key), oneRow, copyRow)
   }
 
   getTransactionCached(correlationId) {
@@ -263,15 +267,15 @@ class EventQueue {
     const key = toCorrelationId(correlationId, 'getTransactionCached')
     if (key === null) return []
     const found = db.cachedTransaction(key)
-    return typeof found === 'number' ? copyRows(this.#templates[found]) : this.#miss(found, copyRows)
+    return typeof found === 'number' ? copyRows(this.#templates[found]) : this.#miss(found, toRows, copyRows)
   }
 
   /**
    * A cached read that went to SQLite: `found` is null (no such event) or the text
-   * `[value, slot]`. The parsed value becomes the slot's template and a copy is returned;
-   * slot -1 means the cache is disabled and nothing is kept.
+   * `[values, slot]`. The row or rows `build` makes of the values become the slot's template
+   * and a copy is returned; slot -1 means the cache is disabled and nothing is kept.
    */
-  #miss(found, copy) {
+  #miss(found, build, copy) {
     if (found === null) return null
     let pair
     try {
@@ -282,7 +286,7 @@ class EventQueue {
       this.clearCache()
       throw err
     }
-    const value = pair[0]
+    const value = build(pair[0])
     const slot = pair[1]
     if (slot < 0) return value
     this.#templates[slot] = value

@@ -20,8 +20,11 @@ use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use napi::bindgen_prelude::{validate_type_tag, AsyncTask, Either, JsObjectValue, JsValue, Object, ObjectFinalize, TypeTag};
-use napi::{check_status, sys, Env, Task};
+use napi::bindgen_prelude::{
+    validate_type_tag, AsyncTask, Either, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue,
+    TypeTag,
+};
+use napi::{check_status, sys, Env, JsError, Task};
 use napi_derive::napi;
 
 use crate::cache::{CacheConfig, Lookup};
@@ -68,7 +71,7 @@ pub struct CacheOptions {
     pub ttl: f64,
 }
 
-/// A cached read for JavaScript: the slot of a template it holds, or the `[value, slot]` text
+/// A cached read for JavaScript: the slot of a template it holds, or the `[values, slot]` text
 /// of a miss; see `src/cache.rs`.
 fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, String>> {
     lookup.map(|found| match found {
@@ -173,7 +176,8 @@ impl NativeQueue {
         read::correlation_id(self.store()?.conn(), id).map_err(to_js)
     }
 
-    #[napi]
+    /// Event `id`'s values (see `src/read.rs`). Exported as the raw function `byId(queue, id)`;
+    /// see [`RAW_FUNCTIONS`].
     pub fn by_id(&self, id: f64) -> Result<Option<String>> {
         let id = to_id(id).map_err(to_js)?;
         read::by_id(self.store()?.conn(), id).map_err(to_js)
@@ -386,30 +390,121 @@ fn rejection(env: &Env, err: Error) -> napi::Error {
     coded().unwrap_or_else(|failed| failed)
 }
 
-/// Adds `cachedIdHit` to the exports; see [`cached_id_hit`].
+/// A plain Node-API callback, as `napi_create_function` takes it.
+type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+/// The hottest reads, exported as plain Node-API functions that take the queue as their first
+/// argument (`byId(queue, id)`). The `#[napi]` method glue spends about 240 ns per call
+/// tracking borrows, on Node and Bun alike: 6-8 % of a whole `retrieveByID`, and more than what
+/// a cache hit costs without it. Writes keep the glue: a commit costs a hundred times more, and
+/// going raw bought nothing measurable there.
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"byId", raw_by_id)];
+
+/// Adds [`RAW_FUNCTIONS`] to the exports.
 #[napi(module_exports)]
-pub fn export_cached_id_hit(exports: Object, env: Env) -> napi::Result<()> {
-    const NAME: &CStr = c"cachedIdHit";
-    let mut function = ptr::null_mut();
-    // SAFETY: plain Node-API calls on the env and exports object this module is loading with.
+pub fn export_raw_functions(exports: Object, env: Env) -> napi::Result<()> {
+    for (name, callback) in RAW_FUNCTIONS {
+        let mut function = ptr::null_mut();
+        // SAFETY: plain Node-API calls on the env and exports object this module is loading
+        // with; `name` is NUL-terminated.
+        unsafe {
+            check_status!(sys::napi_create_function(
+                env.raw(),
+                name.as_ptr(),
+                name.count_bytes() as isize,
+                Some(callback),
+                ptr::null_mut(),
+                &mut function,
+            ))?;
+            check_status!(sys::napi_set_named_property(env.raw(), exports.raw(), name.as_ptr(), function))?;
+        }
+    }
+    Ok(())
+}
+
+/// The `NativeQueue` that a raw callback's first argument wraps, and its second argument;
+/// `None` unless it got both.
+///
+/// # Safety
+/// `env` and `info` must be those of a Node-API callback in progress, and the queue must not
+/// be used after that callback returns.
+unsafe fn queue_and_arg<'a>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(&'a NativeQueue, sys::napi_value)> {
+    let mut argc = 2;
+    let mut argv = [ptr::null_mut(); 2];
+    let mut kind = sys::ValueType::napi_undefined;
+    let mut wrapped = ptr::null_mut();
+    // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
+    // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, which JavaScript keeps alive
+    // for the call since it is an argument; its store is only reached through its lock.
     unsafe {
-        check_status!(sys::napi_create_function(
-            env.raw(),
-            NAME.as_ptr(),
-            NAME.count_bytes() as isize,
-            Some(cached_id_hit),
-            ptr::null_mut(),
-            &mut function,
-        ))?;
-        check_status!(sys::napi_set_named_property(env.raw(), exports.raw(), NAME.as_ptr(), function))
+        let ok = sys::Status::napi_ok;
+        if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
+            || argc < 2
+            // Checking the tag of a non-object throws (it converts the value to an object).
+            || sys::napi_typeof(env, argv[0], &mut kind) != ok
+            || kind != sys::ValueType::napi_object
+            || validate_type_tag(env, argv[0], &NativeQueue::type_tag(), "NativeQueue").is_err()
+            || sys::napi_unwrap(env, argv[0], &mut wrapped) != ok
+            || wrapped.is_null()
+        {
+            return None;
+        }
+        Some((&*wrapped.cast::<NativeQueue>(), argv[1]))
     }
 }
 
+/// Runs `method` for a raw callback `name(queue, arg)`, converting the argument and the result
+/// as the `#[napi]` glue does; an error is thrown as the `Error`, with its `code`, that the
+/// method would throw through the glue.
+///
+/// # Safety
+/// `env` and `info` must be those of a Node-API callback in progress.
+unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+    method: fn(&NativeQueue, A) -> Result<R>,
+) -> sys::napi_value {
+    // SAFETY: as this function requires; the queue does not outlive this call.
+    let Some((queue, arg)) = (unsafe { queue_and_arg(env, info) }) else {
+        let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue and one argument".to_string());
+        // SAFETY: `env` is this callback's.
+        return unsafe { throw(env, err) };
+    };
+    // SAFETY: `arg` is a value of this callback; `env` is its.
+    let result = match unsafe { A::from_napi_value(env, arg) } {
+        Ok(arg) => method(queue, arg),
+        Err(err) => return unsafe { throw(env, err) },
+    };
+    // SAFETY: `env` is this callback's.
+    unsafe {
+        match result.map(|value| R::to_napi_value(env, value)) {
+            Ok(Ok(value)) => value,
+            Ok(Err(err)) => throw(env, err),
+            Err(err) => throw(env, err),
+        }
+    }
+}
+
+/// Throws `err` as a JavaScript `Error` whose `code` is its status; returns the null value a
+/// callback that threw returns.
+///
+/// # Safety
+/// `env` must be that of a Node-API callback in progress.
+unsafe fn throw<S: AsRef<str>>(env: sys::napi_env, err: napi::Error<S>) -> sys::napi_value {
+    // SAFETY: as this function requires.
+    unsafe { JsError::from(err).throw_into(env) };
+    ptr::null_mut()
+}
+
+unsafe extern "C" fn raw_by_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: called by Node-API with its own env and callback info.
+    unsafe { call(env, info, NativeQueue::by_id) }
+}
+
 /// `cachedIdHit(queue, id)`: the slot of event `id` when the cache holds it (counted as a
-/// hit), else -1 (counting nothing). The hot call of `retrieveByIDCached`, so it is a plain
-/// Node-API callback: the `#[napi]` glue spends about 300 ns per call tracking borrows, twice
-/// what the whole hit costs without it. It never throws: on anything but a hit JavaScript
-/// calls `cachedById`, which reports errors and counts the miss.
+/// hit), else -1 (counting nothing). The hot call of `retrieveByIDCached`. It never throws:
+/// on anything but a hit JavaScript calls `cachedById`, which reports errors and counts the
+/// miss.
 unsafe extern "C" fn cached_id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: called by Node-API with its own env and callback info.
     let slot = unsafe { id_hit(env, info) }.map_or(-1, |slot| slot as i32);
@@ -422,30 +517,13 @@ unsafe extern "C" fn cached_id_hit(env: sys::napi_env, info: sys::napi_callback_
 /// # Safety
 /// `env` and `info` must be those of a Node-API callback in progress.
 unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u32> {
-    let mut argc = 2;
-    let mut argv = [ptr::null_mut(); 2];
-    let mut kind = sys::ValueType::napi_undefined;
-    let mut wrapped = ptr::null_mut();
+    // SAFETY: as this function requires; the queue does not outlive this call.
+    let (queue, arg) = unsafe { queue_and_arg(env, info) }?;
     let mut id = 0.0;
-    // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
-    // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, alive for this call; the
-    // store behind it is reached through its lock, as every method does.
-    unsafe {
-        let ok = sys::Status::napi_ok;
-        if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
-            || argc < 2
-            // Checking the tag of a non-object throws (it converts the value to an object).
-            || sys::napi_typeof(env, argv[0], &mut kind) != ok
-            || kind != sys::ValueType::napi_object
-            || validate_type_tag(env, argv[0], &NativeQueue::type_tag(), "NativeQueue").is_err()
-            || sys::napi_unwrap(env, argv[0], &mut wrapped) != ok
-            || wrapped.is_null()
-            || sys::napi_get_value_double(env, argv[1], &mut id) != ok
-        {
-            return None;
-        }
-        let queue = &*wrapped.cast::<NativeQueue>();
-        let id = to_id(id).ok()?;
-        queue.store.as_ref()?.lock().unwrap_or_else(PoisonError::into_inner).cached_id_hit(id)
+    // SAFETY: `arg` is a value of this callback; a non-number leaves a status, not `id`.
+    if unsafe { sys::napi_get_value_double(env, arg, &mut id) } != sys::Status::napi_ok {
+        return None;
     }
+    let id = to_id(id).ok()?;
+    queue.store.as_ref()?.lock().unwrap_or_else(PoisonError::into_inner).cached_id_hit(id)
 }

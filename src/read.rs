@@ -1,10 +1,11 @@
-//! Plain reads. Each returns JSON text (see [`crate::row`]) that JavaScript parses once.
+//! Plain reads. Each returns JSON text that JavaScript parses once: rows as flat arrays of
+//! values (see [`crate::row::write_values`]), which `lib/rows.js` turns into row objects.
 
 use once_cell::sync::Lazy;
 use rusqlite::{Connection, Params};
 
 use crate::error::Result;
-use crate::row::{select_list, write_row};
+use crate::row::{select_list, write_values};
 
 struct Sql {
     by_id: String,
@@ -24,20 +25,23 @@ static SQL: Lazy<Sql> = Lazy::new(|| {
     }
 });
 
-/// Appends the first row of a query as a JSON object; returns whether there was one.
+/// Appends the first row of a query as a JSON array of its values; returns whether there was
+/// one.
 fn write_first(out: &mut String, conn: &Connection, sql: &str, params: impl Params) -> Result<bool> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
     match rows.next()? {
         Some(row) => {
-            write_row(out, row)?;
+            out.push('[');
+            write_values(out, row)?;
+            out.push(']');
             Ok(true)
         }
         None => Ok(false),
     }
 }
 
-/// Appends every row of a query as a JSON array.
+/// Appends every row of a query as one flat JSON array of their values, row after row.
 fn write_all(out: &mut String, conn: &Connection, sql: &str, params: impl Params) -> Result<usize> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params)?;
@@ -47,7 +51,7 @@ fn write_all(out: &mut String, conn: &Connection, sql: &str, params: impl Params
         if n > 0 {
             out.push(',');
         }
-        write_row(out, row)?;
+        write_values(out, row)?;
         n += 1;
     }
     out.push(']');
@@ -69,7 +73,7 @@ pub fn by_id(conn: &Connection, id: i64) -> Result<Option<String>> {
     first(conn, &SQL.by_id, [id])
 }
 
-/// Appends event `id` as a JSON object; returns whether it exists.
+/// Appends event `id` as a JSON array of its values; returns whether it exists.
 pub fn write_by_id(out: &mut String, conn: &Connection, id: i64) -> Result<bool> {
     write_first(out, conn, &SQL.by_id, [id])
 }
@@ -82,7 +86,7 @@ pub fn by_correlation(conn: &Connection, correlation_id: &str) -> Result<String>
     all(conn, &SQL.by_correlation, [correlation_id])
 }
 
-/// Appends the events of one correlation id as a JSON array, in id order.
+/// Appends the events of one correlation id as a flat JSON array of values, in id order.
 pub fn write_by_correlation(out: &mut String, conn: &Connection, correlation_id: &str) -> Result<usize> {
     write_all(out, conn, &SQL.by_correlation, [correlation_id])
 }
@@ -101,17 +105,18 @@ pub fn correlation_id(conn: &Connection, id: i64) -> Result<Option<String>> {
     }
 }
 
-/// `{"event":…,"parent":…,"children":[…]}`, or `None` when `id` does not exist.
+/// `[event, parent, children]`: the event's values, its parent's (or `null`), and its
+/// children's as one flat array; `None` when `id` does not exist.
 pub fn lineage(conn: &Connection, id: i64) -> Result<Option<String>> {
     let mut out = String::with_capacity(1024);
-    out.push_str("{\"event\":");
+    out.push('[');
     if !write_first(&mut out, conn, &SQL.by_id, [id])? {
         return Ok(None);
     }
     let parent: Option<i64> = conn
         .prepare_cached("SELECT causation_id FROM queue WHERE id = ?1")?
         .query_row([id], |r| r.get(0))?;
-    out.push_str(",\"parent\":");
+    out.push(',');
     let found = match parent {
         Some(parent_id) => write_first(&mut out, conn, &SQL.by_id, [parent_id])?,
         None => false,
@@ -119,9 +124,9 @@ pub fn lineage(conn: &Connection, id: i64) -> Result<Option<String>> {
     if !found {
         out.push_str("null");
     }
-    out.push_str(",\"children\":");
+    out.push(',');
     write_all(&mut out, conn, &SQL.children, [id])?;
-    out.push('}');
+    out.push(']');
     Ok(Some(out))
 }
 
@@ -145,13 +150,18 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
+    /// The ids of a flat array of rows: every tenth value, from the first.
+    fn ids(flat: &Value) -> Vec<i64> {
+        flat.as_array().unwrap().chunks(10).map(|row| row[0].as_i64().unwrap()).collect()
+    }
+
     #[test]
     fn by_id_and_last_return_one_row_or_none() {
         let store = store_with(3);
         let row = parse(&by_id(store.conn(), 2).unwrap().unwrap());
-        assert_eq!((row["id"].as_i64(), row["data"]["i"].as_i64()), (Some(2), Some(1)));
+        assert_eq!((row[0].as_i64(), row[6]["i"].as_i64()), (Some(2), Some(1)));
         assert!(by_id(store.conn(), 9).unwrap().is_none());
-        assert_eq!(parse(&last(store.conn()).unwrap().unwrap())["id"], 3);
+        assert_eq!(parse(&last(store.conn()).unwrap().unwrap())[0], 3);
         let empty = Store::open(Config::new(MEMORY)).unwrap();
         assert!(last(empty.conn()).unwrap().is_none());
     }
@@ -160,21 +170,19 @@ mod tests {
     fn lineage_joins_event_parent_and_children() {
         let store = store_with(3);
         let root = parse(&lineage(store.conn(), 1).unwrap().unwrap());
-        assert!(root["parent"].is_null());
-        assert_eq!(root["children"].as_array().unwrap().len(), 2);
+        assert_eq!(root[0][0], 1);
+        assert!(root[1].is_null());
+        assert_eq!(ids(&root[2]), [2, 3]);
         let child = parse(&lineage(store.conn(), 3).unwrap().unwrap());
-        assert_eq!(child["parent"]["id"], 1);
-        assert_eq!(child["children"], Value::Array(vec![]));
+        assert_eq!(child[1][0], 1);
+        assert_eq!(child[2], Value::Array(vec![]));
         assert!(lineage(store.conn(), 42).unwrap().is_none());
     }
 
     #[test]
     fn transactions_and_children_come_in_id_order() {
         let store = store_with(5);
-        let ids = |text: String| -> Vec<i64> {
-            parse(&text).as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect()
-        };
-        assert_eq!(ids(by_correlation(store.conn(), "c").unwrap()).len(), 5);
-        assert_eq!(ids(children(store.conn(), 1).unwrap()), [2, 3, 4, 5]);
+        assert_eq!(ids(&parse(&by_correlation(store.conn(), "c").unwrap())), [1, 2, 3, 4, 5]);
+        assert_eq!(ids(&parse(&children(store.conn(), 1).unwrap())), [2, 3, 4, 5]);
     }
 }

@@ -20,7 +20,7 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS queue (
     metadata TEXT
 )";
 
-/// The columns every read selects, in the order `row::write_row` expects them.
+/// The columns every read selects, in the order `row::write_values` writes them.
 pub const COLUMNS: [&str; 10] = [
     "id",
     "version",

@@ -4,6 +4,7 @@
 use eventlite_native::event::parse_batch;
 use eventlite_native::read;
 use eventlite_native::row::write_string;
+use eventlite_native::schema::COLUMNS;
 use eventlite_native::store::{Config, Store, MEMORY};
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -23,6 +24,13 @@ fn json_value() -> impl Strategy<Value = Value> {
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
+}
+
+/// A row as the reads send it (its values in column order), keyed by column name.
+fn keyed(values: Value) -> Value {
+    let values = values.as_array().unwrap();
+    assert_eq!(values.len(), COLUMNS.len());
+    Value::Object(COLUMNS.iter().map(|c| c.to_string()).zip(values.iter().cloned()).collect())
 }
 
 fn count(store: &Store) -> i64 {
@@ -74,7 +82,7 @@ proptest! {
             .unwrap();
         prop_assert_eq!(data_text, serde_json::to_string(&data).unwrap());
         prop_assert_eq!(metadata_text, serde_json::to_string(&metadata).unwrap());
-        let row: Value = serde_json::from_str(&read::by_id(store.conn(), id).unwrap().unwrap()).unwrap();
+        let row = keyed(serde_json::from_str(&read::by_id(store.conn(), id).unwrap().unwrap()).unwrap());
         prop_assert_eq!(&row["cmd"], &json!(cmd));
         prop_assert_eq!(&row["user"], &json!(user));
         prop_assert_eq!(&row["ip"], &json!(ip));
