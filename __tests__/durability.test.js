@@ -26,7 +26,11 @@ function startFollower(file, journal) {
     assert.equal(code, 0, `the follower failed: ${stderr}`)
     return JSON.parse(out.split('\n').filter(Boolean).pop())
   }
-  return { ready, done }
+  /** Ends the follower if it still runs (a failed assertion before `done`). */
+  const stop = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  }
+  return { ready, done, stop }
 }
 
 /** Starts a writer process; `acks` fills as it acknowledges, `exited` settles on exit. */
@@ -116,31 +120,40 @@ describe('concurrent processes', () => {
       const file = tempDb()
       initQueue({ dbName: file, WAL: journal === 'wal' }).close()
       const follower = startFollower(file, journal)
-      await follower.ready
-      const writers = ['a', 'b', 'c'].map((name, k) => startWriter(file, journal, name, 300, 5 + k))
-      const results = await Promise.all(writers.map((w) => w.exited))
-      for (const { code, stderr } of results) assert.equal(code, 0, `a writer failed: ${stderr}`)
-      const { rows, integrity } = storedEvents(file)
-      assert.equal(integrity, 'ok')
-      const batches = assertBatchesWhole(rows)
-      const acks = writers.flatMap((w) => w.acks)
-      assert.equal(acks.length, 900)
-      assert.equal(batches.size, 900, 'every acknowledged batch once, nothing else')
-      assert.equal(rows.length, acks.reduce((n, a) => n + a.size, 0))
-      assert.equal(new Set(rows.map((r) => r.id)).size, rows.length, 'ids are unique')
-      const switches = rows.filter((r, k) => k > 0 && r.writer !== rows[k - 1].writer).length
-      assert.ok(switches >= 3, `the writers ran at the same time (${switches} interleavings)`)
-      const followed = await follower.done(rows.length)
-      assert.deepEqual(followed, {
-        count: rows.length,
-        last: rows.at(-1).id,
-        sum: rows.reduce((n, r) => n + r.id, 0),
-        ordered: true,
-      }, 'the follower saw every event exactly once, in id order')
-      for (const w of writers) {
-        const firsts = w.acks.map((a) => a.first)
-        assert.ok(firsts.every((id, k) => k === 0 || id > firsts[k - 1]), 'each writer sees its ids increase')
+      try {
+        await follower.ready
+        await writeAndCheck(file, journal, follower)
+      } finally {
+        follower.stop()
       }
     })
   }
 })
+
+/** Three writers at once, then the file and the follower checked against what they acknowledged. */
+async function writeAndCheck(file, journal, follower) {
+  const writers = ['a', 'b', 'c'].map((name, k) => startWriter(file, journal, name, 300, 5 + k))
+  const results = await Promise.all(writers.map((w) => w.exited))
+  for (const { code, stderr } of results) assert.equal(code, 0, `a writer failed: ${stderr}`)
+  const { rows, integrity } = storedEvents(file)
+  assert.equal(integrity, 'ok')
+  const batches = assertBatchesWhole(rows)
+  const acks = writers.flatMap((w) => w.acks)
+  assert.equal(acks.length, 900)
+  assert.equal(batches.size, 900, 'every acknowledged batch once, nothing else')
+  assert.equal(rows.length, acks.reduce((n, a) => n + a.size, 0))
+  assert.equal(new Set(rows.map((r) => r.id)).size, rows.length, 'ids are unique')
+  for (const w of writers) {
+    const firsts = w.acks.map((a) => a.first)
+    assert.ok(firsts.every((id, k) => k === 0 || id > firsts[k - 1]), 'each writer sees its ids increase')
+  }
+  const followed = await follower.done(rows.length)
+  assert.deepEqual(followed, {
+    count: rows.length,
+    last: rows.at(-1).id,
+    sum: rows.reduce((n, r) => n + r.id, 0),
+    ordered: true,
+  }, 'the follower saw every event exactly once, in id order')
+  const switches = rows.filter((r, k) => k > 0 && r.writer !== rows[k - 1].writer).length
+  assert.ok(switches >= 3, `the writers ran at the same time (${switches} interleavings)`)
+}
