@@ -100,8 +100,7 @@ function resolveOptions(given) {
   const risky = options.risky === undefined ? false : checkBoolean(options.risky, 'risky')
 
   return {
-    open: { dbName, wal, synchronous: synchronous ?? undefined, busyTimeout, indexes, reset },
-    cache,
+    open: { dbName, wal, synchronous: synchronous ?? undefined, busyTimeout, indexes, reset, cache },
     datetime,
     risky,
   }

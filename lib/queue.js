@@ -31,15 +31,6 @@ function argError(message) {
   return coded(TypeError, 'ERR_INVALID_ARG', message)
 }
 
-/** A correlation id as reads take it: its text, or null when none was given (no events). */
-function toCorrelationId(correlationId, method) {
-  if (correlationId === undefined || correlationId === null) return null
-  if (typeof correlationId !== 'string' && typeof correlationId !== 'number') {
-    throw argError(`${method}: correlationId must be a string, got ${typeof correlationId}`)
-  }
-  return String(correlationId)
-}
-
 /** The key argument of a paginated read: an id as `toId` accepts it. */
 function pageId(method, id) {
   const key = toId(id)
@@ -47,12 +38,16 @@ function pageId(method, id) {
   return key
 }
 
-/** The key argument of a paginated read: a string (for a correlation id, a number too, as getTransaction accepts). */
+/** A text key argument of a read: a string (for a correlation id, a number too, as SQLite compares it). */
 function pageText(method, name, value, numberToo = false) {
   if (typeof value === 'string') return value
   if (numberToo && typeof value === 'number') return String(value)
   throw argError(`${method}: ${name} must be a string, got ${describe(value)}`)
 }
+
+/** A correlation id as the transaction reads take it, or null when none was given (no events). */
+const toCorrelationId = (correlationId, method) =>
+  correlationId === undefined || correlationId === null ? null : pageText(method, 'correlationId', correlationId, true)
 
 /** A bound of getEventsInTimeRangePaginated: a number of milliseconds, or a Date. */
 function pageTime(method, name, value) {
@@ -76,7 +71,7 @@ class EventQueue {
   #streams = new Streams()
 
   constructor(settings) {
-    this.#native = new NativeQueue({ ...settings.open, cache: settings.cache })
+    this.#native = new NativeQueue(settings.open)
     this.#datetime = settings.datetime
     if (settings.risky) {
       // EventLite adds reset() only to queues opened with risky: true.

@@ -26,45 +26,24 @@ pub fn write_values(out: &mut String, row: &Row<'_>) -> rusqlite::Result<()> {
         if i > 0 {
             out.push(',');
         }
-        write_value(out, row, i, *is_json)?;
+        write_value(out, row.get_ref(i)?, *is_json);
     }
     Ok(())
 }
 
-fn write_value(out: &mut String, row: &Row<'_>, column: usize, is_json: bool) -> rusqlite::Result<()> {
-    let value = row.get_ref(column)?;
-    if is_json {
-        write_json_text(out, value);
-    } else {
-        write_scalar(out, value);
-    }
-    Ok(())
-}
-
-/// A plain column: text becomes a JSON string, numbers stay numbers.
-fn write_scalar(out: &mut String, value: ValueRef<'_>) {
+/// One column's value as JSON. Text of a JSON column (`data`, `metadata`) was written by this
+/// library or by EventLite as `JSON.stringify` output and goes in verbatim; other text becomes
+/// a JSON string; numbers stay numbers (a number stored by hand is valid JSON as it is).
+fn write_value(out: &mut String, value: ValueRef<'_>, is_json: bool) {
     match value {
         ValueRef::Null => out.push_str("null"),
         ValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
         ValueRef::Real(f) => write_real(out, f),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => write_string(out, text),
-            Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
-        },
-    }
-}
-
-/// A JSON-text column. Text written by this library or by EventLite is `JSON.stringify`
-/// output and goes in verbatim; a number stored by hand is valid JSON as it is.
-fn write_json_text(out: &mut String, value: ValueRef<'_>) {
-    match value {
-        ValueRef::Null => out.push_str("null"),
-        ValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
-        ValueRef::Real(f) => write_real(out, f),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) if !text.trim().is_empty() => out.push_str(text),
-            Ok(_) => out.push_str("null"),
-            Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match (std::str::from_utf8(bytes), is_json) {
+            (Ok(text), true) if !text.trim().is_empty() => out.push_str(text),
+            (Ok(_), true) => out.push_str("null"),
+            (Ok(text), false) => write_string(out, text),
+            (Err(_), _) => write_string(out, &String::from_utf8_lossy(bytes)),
         },
     }
 }
