@@ -196,13 +196,14 @@ describe('paginated reads', () => {
     for (const call of bad) assert.throws(call, { name: 'TypeError', code: 'ERR_INVALID_ARG' }, String(call))
   })
 
-  test('bad options throw before anything is read: RangeError for values, TypeError for types', () => {
+  test('bad options throw before anything is read: RangeError for limit and offset, TypeError for other types', () => {
     const q = queueWith(5)
     const read = (options) => () => q.getEventsByUserPaginated('u0', options)
-    for (const options of [{ limit: 0 }, { limit: 10001 }, { limit: 1.5 }, { limit: -1 }, { offset: -1 }, { offset: 0.5 }]) {
+    // API.md: limit an integer 1..10000, offset an integer >= 0, "otherwise RangeError".
+    for (const options of [{ limit: 0 }, { limit: 10001 }, { limit: 1.5 }, { limit: -1 }, { offset: -1 }, { offset: 0.5 }, { limit: '10' }, { offset: null }, { limit: NaN }]) {
       assert.throws(read(options), { name: 'RangeError', code: 'ERR_INVALID_OPTION' }, JSON.stringify(options))
     }
-    for (const options of [{ limit: '10' }, { offset: null }, { withCount: 'no' }, { cursor: 42 }, { colour: 'red' }, null, 'fast']) {
+    for (const options of [{ withCount: 'no' }, { cursor: 42 }, { colour: 'red' }, null, 'fast']) {
       assert.throws(read(options), { name: 'TypeError', code: 'ERR_INVALID_OPTION' }, JSON.stringify(options))
     }
     assert.equal(q.getEventsByUserPaginated('u0', { limit: 10000, cursor: null, offset: undefined }).totalCount, 2)

@@ -9,12 +9,23 @@ const PAGE_KEYS = ['limit', 'offset', 'cursor', 'withCount']
 const MAX_LIMIT = 10000
 const DEFAULTS = Object.freeze({ limit: 100, offset: 0, cursor: undefined, withCount: true })
 
+/**
+ * `limit` or `offset`: the spec makes anything but an integer in range a RangeError, a value
+ * of another type included (unlike initQueue's options, where a wrong type is a TypeError).
+ */
+function checkBound(value, name, min, max) {
+  if (typeof value !== 'number') {
+    throw optionError(RangeError, `${name} must be an integer from ${min} to ${max}, got ${describe(value)}`)
+  }
+  return checkInteger(value, name, min, max)
+}
+
 /** `{ limit, offset, cursor, withCount }` with the defaults applied, as the native page reads take them. */
 function pageOptions(given) {
   if (given === undefined) return DEFAULTS
   const options = readOptions(given, PAGE_KEYS, '')
-  const limit = options.limit === undefined ? DEFAULTS.limit : checkInteger(options.limit, 'limit', 1, MAX_LIMIT)
-  const offset = options.offset === undefined ? 0 : checkInteger(options.offset, 'offset', 0, Number.MAX_SAFE_INTEGER)
+  const limit = options.limit === undefined ? DEFAULTS.limit : checkBound(options.limit, 'limit', 1, MAX_LIMIT)
+  const offset = options.offset === undefined ? 0 : checkBound(options.offset, 'offset', 0, Number.MAX_SAFE_INTEGER)
   const cursor = options.cursor ?? undefined // null means absent, as undefined does
   if (cursor !== undefined && typeof cursor !== 'string') {
     throw optionError(TypeError, `cursor must be a string (a page's nextCursor), got ${describe(cursor)}`)
