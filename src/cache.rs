@@ -22,7 +22,7 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use rusqlite::Connection;
+use crate::connection::Connection;
 use serde::Serialize;
 
 use crate::error::{Error, Result};

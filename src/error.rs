@@ -65,6 +65,13 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// A stored value of another type than the schema's, such as a text `id` written by hand.
+impl From<rusqlite::types::FromSqlError> for Error {
+    fn from(err: rusqlite::types::FromSqlError) -> Error {
+        Error::SchemaMismatch(format!("a stored value has the wrong type: {err}"))
+    }
+}
+
 /// SQLite's name for the primary result code inside an extended one.
 fn primary_code_name(extended: i32) -> &'static str {
     use rusqlite::ffi;

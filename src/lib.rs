@@ -4,6 +4,7 @@
 //! and results; see `lib/queue.js`.
 
 pub mod cache;
+pub mod connection;
 pub mod error;
 pub mod event;
 pub mod metrics;
@@ -11,6 +12,7 @@ pub mod page;
 pub mod read;
 pub mod row;
 pub mod schema;
+pub mod statement;
 pub mod store;
 pub mod stream;
 
@@ -22,7 +24,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::{
     validate_type_tag, AsyncTask, Either, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue,
-    TypeTag,
+    TypeName, TypeTag, ValueType,
 };
 use napi::{check_status, sys, Env, JsError, Task};
 use napi_derive::napi;
@@ -73,10 +75,10 @@ pub struct CacheOptions {
 
 /// A cached read for JavaScript: the slot of a template it holds, or the `[values, slot]` text
 /// of a miss; see `src/cache.rs`.
-fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, String>> {
+fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, Json>> {
     lookup.map(|found| match found {
         Lookup::Hit(slot) => Either::A(slot),
-        Lookup::Miss(text) => Either::B(text),
+        Lookup::Miss(text) => Either::B(Json(text)),
     })
 }
 
@@ -178,75 +180,75 @@ impl NativeQueue {
 
     /// Event `id`'s values (see `src/read.rs`). Exported as the raw function `byId(queue, id)`;
     /// see [`RAW_FUNCTIONS`].
-    pub fn by_id(&self, id: f64) -> Result<Option<String>> {
+    pub fn by_id(&self, id: f64) -> Result<Option<Json>> {
         let id = to_id(id).map_err(to_js)?;
-        read::by_id(self.store()?.conn(), id).map_err(to_js)
+        read::by_id(self.store()?.conn(), id).map(|row| row.map(Json)).map_err(to_js)
     }
 
-    #[napi]
-    pub fn last(&self) -> Result<Option<String>> {
-        read::last(self.store()?.conn()).map_err(to_js)
+    #[napi(ts_return_type = "string | null")]
+    pub fn last(&self) -> Result<Option<Json>> {
+        read::last(self.store()?.conn()).map(|row| row.map(Json)).map_err(to_js)
     }
 
-    #[napi]
-    pub fn by_correlation(&self, correlation_id: String) -> Result<String> {
-        read::by_correlation(self.store()?.conn(), &correlation_id).map_err(to_js)
+    #[napi(ts_return_type = "string")]
+    pub fn by_correlation(&self, correlation_id: String) -> Result<Json> {
+        read::by_correlation(self.store()?.conn(), &correlation_id).map(Json).map_err(to_js)
     }
 
-    #[napi]
-    pub fn children(&self, id: f64) -> Result<String> {
+    #[napi(ts_return_type = "string")]
+    pub fn children(&self, id: f64) -> Result<Json> {
         let id = to_id(id).map_err(to_js)?;
-        read::children(self.store()?.conn(), id).map_err(to_js)
+        read::children(self.store()?.conn(), id).map(Json).map_err(to_js)
     }
 
-    #[napi]
-    pub fn lineage(&self, id: f64) -> Result<Option<String>> {
+    #[napi(ts_return_type = "string | null")]
+    pub fn lineage(&self, id: f64) -> Result<Option<Json>> {
         let id = to_id(id).map_err(to_js)?;
-        read::lineage(self.store()?.conn(), id).map_err(to_js)
+        read::lineage(self.store()?.conn(), id).map(|text| text.map(Json)).map_err(to_js)
     }
 
     /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as a
     /// flat JSON array of values: the batches `cycleThrough` replays.
-    #[napi]
-    pub fn range(&self, from: f64, until: Option<f64>, limit: u32) -> Result<String> {
+    #[napi(ts_return_type = "string")]
+    pub fn range(&self, from: f64, until: Option<f64>, limit: u32) -> Result<Json> {
         let from = to_id(from).map_err(to_js)?;
         let end = until.map(to_id).transpose().map_err(to_js)?.map_or(i64::MAX, |u| u.saturating_sub(1));
         let batch = Filter::default().read(self.store()?.conn(), from..=end, i64::from(limit)).map_err(to_js)?;
-        Ok(batch.text)
+        Ok(Json(batch.text))
     }
 
     /// One page, as the JSON text described in `src/page.rs`.
-    fn page(&self, query: Query<'_>, options: PageArgs) -> Result<String> {
+    fn page(&self, query: Query<'_>, options: PageArgs) -> Result<Json> {
         let offset = to_id(options.offset).map_err(to_js)?;
         let cursor = options.cursor.as_deref();
         let options = PageOptions { limit: i64::from(options.limit), offset, cursor, with_count: options.with_count };
-        page::read(self.store()?.conn(), query, &options).map_err(to_js)
+        page::read(self.store()?.conn(), query, &options).map(Json).map_err(to_js)
     }
 
-    #[napi]
-    pub fn page_by_correlation(&self, correlation_id: String, options: PageArgs) -> Result<String> {
+    #[napi(ts_return_type = "string")]
+    pub fn page_by_correlation(&self, correlation_id: String, options: PageArgs) -> Result<Json> {
         self.page(Query::Correlation(&correlation_id), options)
     }
 
-    #[napi]
-    pub fn page_of_children(&self, id: f64, options: PageArgs) -> Result<String> {
+    #[napi(ts_return_type = "string")]
+    pub fn page_of_children(&self, id: f64, options: PageArgs) -> Result<Json> {
         let id = to_id(id).map_err(to_js)?;
         self.page(Query::Children(id), options)
     }
 
-    #[napi]
-    pub fn page_by_user(&self, user: String, options: PageArgs) -> Result<String> {
+    #[napi(ts_return_type = "string")]
+    pub fn page_by_user(&self, user: String, options: PageArgs) -> Result<Json> {
         self.page(Query::User(&user), options)
     }
 
-    #[napi]
-    pub fn page_by_cmd(&self, cmd: String, options: PageArgs) -> Result<String> {
+    #[napi(ts_return_type = "string")]
+    pub fn page_by_cmd(&self, cmd: String, options: PageArgs) -> Result<Json> {
         self.page(Query::Cmd(&cmd), options)
     }
 
     /// `start` and `end` may be infinite; NaN matches nothing.
-    #[napi]
-    pub fn page_in_time_range(&self, start: f64, end: f64, options: PageArgs) -> Result<String> {
+    #[napi(ts_return_type = "string")]
+    pub fn page_in_time_range(&self, start: f64, end: f64, options: PageArgs) -> Result<Json> {
         self.page(Query::TimeRange(start, end), options)
     }
 
@@ -260,14 +262,14 @@ impl NativeQueue {
         Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
 
-    #[napi]
-    pub fn cached_by_id(&self, id: f64) -> Result<Option<Either<u32, String>>> {
+    #[napi(ts_return_type = "number | string | null")]
+    pub fn cached_by_id(&self, id: f64) -> Result<Option<Either<u32, Json>>> {
         let id = to_id(id).map_err(to_js)?;
         self.store()?.cached_by_id(id).map(to_found).map_err(to_js)
     }
 
-    #[napi]
-    pub fn cached_transaction(&self, correlation_id: String) -> Result<Option<Either<u32, String>>> {
+    #[napi(ts_return_type = "number | string | null")]
+    pub fn cached_transaction(&self, correlation_id: String) -> Result<Option<Either<u32, Json>>> {
         self.store()?.cached_transaction(correlation_id).map(to_found).map_err(to_js)
     }
 
@@ -358,8 +360,8 @@ pub struct NextBatch {
 }
 
 impl Task for NextBatch {
-    type Output = std::result::Result<Option<String>, Error>;
-    type JsValue = Option<String>;
+    type Output = std::result::Result<Option<Json>, Error>;
+    type JsValue = Option<Json>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
@@ -368,8 +370,8 @@ impl Task for NextBatch {
             None => Ok(Next::Finished),
         };
         Ok(next.map(|next| match next {
-            Next::Rows(text) => Some(text),
-            Next::CaughtUp => Some(String::new()),
+            Next::Rows(text) => Some(Json(text)),
+            Next::CaughtUp => Some(Json(String::new())),
             Next::Finished => None,
         }))
     }
@@ -388,6 +390,34 @@ fn rejection(env: &Env, err: Error) -> napi::Error {
         Ok(napi::Error::from(object.to_unknown()))
     };
     coded().unwrap_or_else(|failed| failed)
+}
+
+/// JSON text on its way to JavaScript. Text that is all ASCII (nearly every row) is handed over
+/// with `napi_create_string_latin1`, a plain copy into a one-byte string; `_utf8` first decodes
+/// the text, which on Bun costs about as much as reading the rows did.
+pub struct Json(pub String);
+
+impl ToNapiValue for Json {
+    unsafe fn to_napi_value(env: sys::napi_env, value: Json) -> napi::Result<sys::napi_value> {
+        let text = value.0;
+        if !text.is_ascii() {
+            return unsafe { String::to_napi_value(env, text) };
+        }
+        let mut result = ptr::null_mut();
+        // SAFETY: `text` is valid for its length during the call, and ASCII is Latin-1.
+        check_status!(unsafe { sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut result) })?;
+        Ok(result)
+    }
+}
+
+impl TypeName for Json {
+    fn type_name() -> &'static str {
+        "String"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::String
+    }
 }
 
 /// A plain Node-API callback, as `napi_create_function` takes it.

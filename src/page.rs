@@ -12,10 +12,11 @@ use std::fmt::Write as _;
 
 use once_cell::sync::Lazy;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, Row, Statement};
 
+use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::row::{select_list, write_values};
+use crate::statement::{Row, Statement};
 
 /// The largest `limit` a page accepts.
 pub const MAX_LIMIT: i64 = 10_000;
@@ -81,7 +82,7 @@ struct Sql {
     count: String,
 }
 
-/// The statements, built once so that `prepare_cached` finds them by the same text each time.
+/// The statements, built once: [`Connection::cached`] knows a statement by its text's address.
 static SQL: Lazy<Vec<Sql>> = Lazy::new(|| {
     let cols = select_list();
     SHAPES
@@ -120,16 +121,15 @@ impl Query<'_> {
     }
 
     /// Binds the query's arguments, `?1` and `?2`.
-    fn bind(&self, stmt: &mut Statement<'_>) -> Result<()> {
+    fn bind(&self, stmt: &mut Statement) -> Result<()> {
         match *self {
-            Query::Correlation(text) | Query::User(text) | Query::Cmd(text) => stmt.raw_bind_parameter(1, text)?,
-            Query::Children(id) => stmt.raw_bind_parameter(1, id)?,
+            Query::Correlation(text) | Query::User(text) | Query::Cmd(text) => stmt.bind(1, text),
+            Query::Children(id) => stmt.bind(1, id),
             Query::TimeRange(start, end) => {
-                stmt.raw_bind_parameter(1, start)?;
-                stmt.raw_bind_parameter(2, end)?;
+                stmt.bind(1, start)?;
+                stmt.bind(2, end)
             }
         }
-        Ok(())
     }
 
     /// A hash of the method and its arguments, carried in cursors so that a cursor given to
@@ -226,8 +226,8 @@ impl Cursor {
 
     /// The key of a row selected with `select_list`; `passed` is the page's to fill in.
     fn at(row: &Row<'_>) -> Result<Cursor> {
-        let id: i64 = row.get(0)?;
-        let datetime = match row.get_ref(2)? {
+        let id = row.value(0)?.as_i64()?;
+        let datetime = match row.value(2)? {
             ValueRef::Integer(n) => n as f64,
             ValueRef::Real(f) => f,
             _ => {
@@ -323,17 +323,17 @@ fn write_events(
     after: Option<Cursor>,
 ) -> Result<Events> {
     let sql = query.sql();
-    let mut stmt = conn.prepare_cached(if after.is_some() { &sql.after } else { &sql.first })?;
+    let mut stmt = conn.cached(if after.is_some() { &sql.after } else { &sql.first })?;
     query.bind(&mut stmt)?;
     match after {
         Some(key) => {
-            stmt.raw_bind_parameter(3, key.datetime)?;
-            stmt.raw_bind_parameter(4, key.id)?;
+            stmt.bind(3, key.datetime)?;
+            stmt.bind(4, key.id)?;
         }
-        None => stmt.raw_bind_parameter(6, options.offset)?,
+        None => stmt.bind(6, options.offset)?,
     }
-    stmt.raw_bind_parameter(5, options.limit + 1)?;
-    let mut rows = stmt.raw_query();
+    stmt.bind(5, options.limit + 1)?;
+    let mut rows = stmt.rows();
     let mut events = Events { rows: 0, more: false, last: None };
     while let Some(row) = rows.next()? {
         if events.rows == options.limit {
@@ -343,19 +343,20 @@ fn write_events(
         if events.rows > 0 {
             out.push(',');
         }
-        write_values(out, row)?;
+        write_values(out, &row)?;
         events.rows += 1;
         if events.rows == options.limit {
-            events.last = Some(Cursor::at(row)?);
+            events.last = Some(Cursor::at(&row)?);
         }
     }
     Ok(events)
 }
 
 fn count(conn: &Connection, query: Query<'_>) -> Result<i64> {
-    let mut stmt = conn.prepare_cached(&query.sql().count)?;
+    let mut stmt = conn.cached(&query.sql().count)?;
     query.bind(&mut stmt)?;
-    let total = stmt.raw_query().next()?.map(|r| r.get(0)).transpose()?;
+    let mut rows = stmt.rows();
+    let total = rows.next()?.map(|r| Ok::<_, Error>(r.value(0)?.as_i64()?)).transpose()?;
     Ok(total.unwrap_or(0))
 }
 

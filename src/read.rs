@@ -2,10 +2,11 @@
 //! values (see [`crate::row::write_values`]), which `lib/rows.js` turns into row objects.
 
 use once_cell::sync::Lazy;
-use rusqlite::{Connection, Params};
 
+use crate::connection::Connection;
 use crate::error::Result;
 use crate::row::{select_list, write_values};
+use crate::statement::Param;
 
 struct Sql {
     by_id: String,
@@ -14,7 +15,7 @@ struct Sql {
     children: String,
 }
 
-/// The statements, built once so that `prepare_cached` finds them by the same text each time.
+/// The statements, built once: [`Connection::cached`] knows a statement by its text's address.
 static SQL: Lazy<Sql> = Lazy::new(|| {
     let cols = select_list();
     Sql {
@@ -27,13 +28,14 @@ static SQL: Lazy<Sql> = Lazy::new(|| {
 
 /// Appends the first row of a query as a JSON array of its values; returns whether there was
 /// one.
-fn write_first(out: &mut String, conn: &Connection, sql: &str, params: impl Params) -> Result<bool> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
+fn write_first(out: &mut String, conn: &Connection, sql: &'static str, params: impl Params) -> Result<bool> {
+    let mut stmt = conn.cached(sql)?;
+    params.bind(&mut stmt)?;
+    let mut rows = stmt.rows();
     match rows.next()? {
         Some(row) => {
             out.push('[');
-            write_values(out, row)?;
+            write_values(out, &row)?;
             out.push(']');
             Ok(true)
         }
@@ -42,28 +44,29 @@ fn write_first(out: &mut String, conn: &Connection, sql: &str, params: impl Para
 }
 
 /// Appends every row of a query as one flat JSON array of their values, row after row.
-fn write_all(out: &mut String, conn: &Connection, sql: &str, params: impl Params) -> Result<usize> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params)?;
+fn write_all(out: &mut String, conn: &Connection, sql: &'static str, params: impl Params) -> Result<usize> {
+    let mut stmt = conn.cached(sql)?;
+    params.bind(&mut stmt)?;
+    let mut rows = stmt.rows();
     let mut n = 0;
     out.push('[');
     while let Some(row) = rows.next()? {
         if n > 0 {
             out.push(',');
         }
-        write_values(out, row)?;
+        write_values(out, &row)?;
         n += 1;
     }
     out.push(']');
     Ok(n)
 }
 
-fn first(conn: &Connection, sql: &str, params: impl Params) -> Result<Option<String>> {
+fn first(conn: &Connection, sql: &'static str, params: impl Params) -> Result<Option<String>> {
     let mut out = String::with_capacity(256);
     Ok(write_first(&mut out, conn, sql, params)?.then_some(out))
 }
 
-fn all(conn: &Connection, sql: &str, params: impl Params) -> Result<String> {
+fn all(conn: &Connection, sql: &'static str, params: impl Params) -> Result<String> {
     let mut out = String::with_capacity(1024);
     write_all(&mut out, conn, sql, params)?;
     Ok(out)
@@ -79,7 +82,7 @@ pub fn write_by_id(out: &mut String, conn: &Connection, id: i64) -> Result<bool>
 }
 
 pub fn last(conn: &Connection) -> Result<Option<String>> {
-    first(conn, &SQL.last, [])
+    first(conn, &SQL.last, ())
 }
 
 pub fn by_correlation(conn: &Connection, correlation_id: &str) -> Result<String> {
@@ -128,6 +131,24 @@ pub fn lineage(conn: &Connection, id: i64) -> Result<Option<String>> {
     write_all(&mut out, conn, &SQL.children, [id])?;
     out.push(']');
     Ok(Some(out))
+}
+
+/// The parameters of a read: none, or one bound to `?1`.
+trait Params {
+    fn bind(self, stmt: &mut crate::statement::Statement) -> Result<()>;
+}
+
+impl Params for () {
+    fn bind(self, _: &mut crate::statement::Statement) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<P: Param> Params for [P; 1] {
+    fn bind(self, stmt: &mut crate::statement::Statement) -> Result<()> {
+        let [value] = self;
+        stmt.bind(1, value)
+    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 //! parsed in Rust.
 
 use rusqlite::types::ValueRef;
-use rusqlite::Row;
 
+use crate::error::Result;
 use crate::schema::COLUMNS;
+use crate::statement::Row;
 
 /// `SELECT` list matching [`write_values`].
 pub fn select_list() -> String {
@@ -21,12 +22,12 @@ const IS_JSON: [bool; 10] = [false, false, false, false, false, false, true, fal
 /// another): JavaScript parses a flat array of values about 40 % faster than the same rows as
 /// objects, then builds each row with one object literal (`lib/rows.js`): the keys are known,
 /// so there is no point sending them.
-pub fn write_values(out: &mut String, row: &Row<'_>) -> rusqlite::Result<()> {
-    for (i, is_json) in IS_JSON.iter().enumerate() {
+pub fn write_values(out: &mut String, row: &Row<'_>) -> Result<()> {
+    for (i, is_json) in (0..).zip(IS_JSON) {
         if i > 0 {
             out.push(',');
         }
-        write_value(out, row.get_ref(i)?, *is_json);
+        write_value(out, row.value(i)?, is_json);
     }
     Ok(())
 }
@@ -39,12 +40,40 @@ fn write_value(out: &mut String, value: ValueRef<'_>, is_json: bool) {
         ValueRef::Null => out.push_str("null"),
         ValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
         ValueRef::Real(f) => write_real(out, f),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match (std::str::from_utf8(bytes), is_json) {
-            (Ok(text), true) if !text.trim().is_empty() => out.push_str(text),
-            (Ok(_), true) => out.push_str("null"),
-            (Ok(text), false) => write_string(out, text),
-            (Err(_), _) => write_string(out, &String::from_utf8_lossy(bytes)),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) if !is_json => write_text(out, bytes),
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) if !text.trim().is_empty() => out.push_str(text),
+            Ok(_) => out.push_str("null"),
+            Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
         },
+    }
+}
+
+/// Bytes that stop the fast path of [`write_text`]: those JSON escapes, and non-ASCII.
+static SLOW: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize || b >= 0x80;
+        b += 1;
+    }
+    table
+};
+
+/// Appends stored text as a JSON string literal. Most stored strings (commands, users, ids)
+/// are plain ASCII: one pass over the bytes proves it, and they are copied as they are,
+/// without UTF-8 validation or escaping.
+fn write_text(out: &mut String, bytes: &[u8]) {
+    if !bytes.iter().any(|&b| SLOW[b as usize]) {
+        out.push('"');
+        // SAFETY: no byte is 0x80 or above: ASCII, so valid UTF-8.
+        out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+        out.push('"');
+        return;
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => write_string(out, text),
+        Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
     }
 }
 
@@ -90,9 +119,10 @@ pub fn write_string(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
-    fn quoted(s: &str) -> String {
+    /// Stored text as a row renders it.
+    fn quoted(bytes: &[u8]) -> String {
         let mut out = String::new();
-        write_string(&mut out, s);
+        write_text(&mut out, bytes);
         out
     }
 
@@ -105,17 +135,23 @@ mod tests {
 
     #[test]
     fn strings_escape_exactly_as_json_requires() {
-        for s in ["plain", "quote \" back \\ slash", "tab\tnl\ncr\r", "\u{0}\u{1f}", "é 😀 \u{2028}"] {
-            let text = quoted(s);
+        for s in ["", "plain", "quote \" back \\ slash", "tab\tnl\ncr\r", "\u{0}\u{1f}", "é 😀 \u{2028}", "\u{7f}"] {
+            let text = quoted(s.as_bytes());
             let back: String = serde_json::from_str(&text).unwrap();
             assert_eq!(back, s);
         }
-        assert_eq!(quoted("\u{1}"), "\"\\u0001\"");
+        assert_eq!(quoted(b"\x01"), "\"\\u0001\"");
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_renders_with_replacement_characters() {
+        let back: String = serde_json::from_str(&quoted(b"a\xffb\"")).unwrap();
+        assert_eq!(back, "a\u{fffd}b\"");
     }
 
     #[test]
     fn rows_render_as_flat_values_with_data_spliced() {
-        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let conn = crate::connection::Connection::new(rusqlite::Connection::open_in_memory().unwrap());
         crate::schema::ensure_table(&conn).unwrap();
         conn.execute(
             "INSERT INTO queue (datetime, user, ip, cmd, data, correlation_id, metadata)
@@ -123,15 +159,12 @@ mod tests {
             [],
         )
         .unwrap();
-        let sql = format!("SELECT {} FROM queue", select_list());
-        let flat: String = conn
-            .query_row(&sql, [], |r| {
-                let mut out = String::from("[");
-                write_values(&mut out, r)?;
-                out.push(']');
-                Ok(out)
-            })
-            .unwrap();
+        let sql: &'static str = format!("SELECT {} FROM queue", select_list()).leak();
+        let mut stmt = conn.cached(sql).unwrap();
+        let mut rows = stmt.rows();
+        let mut flat = String::from("[");
+        write_values(&mut flat, &rows.next().unwrap().unwrap()).unwrap();
+        flat.push(']');
         let values: Vec<serde_json::Value> = serde_json::from_str(&flat).unwrap();
         let expected = serde_json::json!([1, 1, 5, "u\"", null, "go", {"a": [1, 2]}, "c", null, null]);
         assert_eq!(serde_json::Value::Array(values), expected, "the values, in column order");

@@ -9,6 +9,8 @@ use once_cell::sync::Lazy;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement};
 
+use crate::connection::Connection as ReadConnection;
+
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
@@ -66,7 +68,7 @@ pub struct Appended {
 
 /// The connection, and what lives as long as it: the query cache and the write metrics.
 pub struct Store {
-    conn: Connection,
+    conn: ReadConnection,
     config: Config,
     cache: Cache,
     metrics: Metrics,
@@ -125,7 +127,7 @@ impl Store {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&config.path, flags)?;
+        let conn = ReadConnection::new(Connection::open_with_flags(&config.path, flags)?);
         configure(&conn, config.busy_timeout_ms)?;
         conn.set_prepared_statement_cache_capacity(64);
         let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
@@ -163,7 +165,7 @@ impl Store {
         txn.commit()
     }
 
-    pub fn conn(&self) -> &Connection {
+    pub fn conn(&self) -> &ReadConnection {
         &self.conn
     }
 

@@ -8,7 +8,9 @@ use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use once_cell::sync::Lazy;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
+
+use crate::connection::Connection;
 
 use crate::error::Result;
 use crate::row::{select_list, write_values};
@@ -55,25 +57,25 @@ impl Filter {
     pub fn read(&self, conn: &Connection, ids: RangeInclusive<i64>, limit: i64) -> Result<Batch> {
         let filters = [&self.correlation_id, &self.user, &self.cmd];
         let mask = filters.iter().enumerate().fold(0, |m, (bit, f)| if f.is_some() { m | 1 << bit } else { m });
-        let mut stmt = conn.prepare_cached(&BATCH_SQL[mask])?;
-        stmt.raw_bind_parameter(1, ids.start())?;
-        stmt.raw_bind_parameter(2, ids.end())?;
-        for (i, value) in filters.iter().enumerate() {
+        let mut stmt = conn.cached(&BATCH_SQL[mask])?;
+        stmt.bind(1, *ids.start())?;
+        stmt.bind(2, *ids.end())?;
+        for (i, value) in (3..).zip(filters) {
             if let Some(value) = value {
-                stmt.raw_bind_parameter(3 + i, value.as_str())?;
+                stmt.bind(i, value.as_str())?;
             }
         }
-        stmt.raw_bind_parameter(6, limit)?;
-        let mut rows = stmt.raw_query();
+        stmt.bind(6, limit)?;
+        let mut rows = stmt.rows();
         let mut batch = Batch { text: String::with_capacity(256 * limit.min(1000) as usize), rows: 0, last_id: None };
         batch.text.push('[');
         while let Some(row) = rows.next()? {
             if batch.rows > 0 {
                 batch.text.push(',');
             }
-            write_values(&mut batch.text, row)?;
+            write_values(&mut batch.text, &row)?;
             batch.rows += 1;
-            batch.last_id = Some(row.get(0)?);
+            batch.last_id = row.value(0)?.as_i64().ok();
         }
         batch.text.push(']');
         Ok(batch)
@@ -119,7 +121,7 @@ impl Source {
 
 fn open_reader(path: &str, busy_timeout_ms: u32) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
+    let conn = Connection::new(rusqlite::Connection::open_with_flags(path, flags)?);
     store::configure(&conn, busy_timeout_ms)?;
     Ok(conn)
 }
