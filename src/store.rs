@@ -2,20 +2,21 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ffi::c_int;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement};
-
-use crate::connection::Connection as ReadConnection;
+use rusqlite::{OpenFlags, OptionalExtension};
 
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
+use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::schema;
+use crate::statement::Binder;
 
 pub const MEMORY: &str = ":memory:";
 
@@ -68,7 +69,7 @@ pub struct Appended {
 
 /// The connection, and what lives as long as it: the query cache and the write metrics.
 pub struct Store {
-    conn: ReadConnection,
+    conn: Connection,
     config: Config,
     cache: Cache,
     metrics: Metrics,
@@ -78,7 +79,7 @@ pub struct Store {
 /// quarter of SQLite's cost per event (AUTOINCREMENT updates `sqlite_sequence` once per
 /// statement, and each statement run has fixed overhead); larger chunks gain nothing more.
 const CHUNK: usize = 32;
-const FIELDS_PER_ROW: usize = 9;
+const FIELDS_PER_ROW: c_int = 9;
 
 static INSERT_ONE: Lazy<String> = Lazy::new(|| insert_sql(1));
 static INSERT_CHUNK: Lazy<String> = Lazy::new(|| insert_sql(CHUNK));
@@ -87,23 +88,22 @@ const PARENT_CORRELATION: &str = "SELECT correlation_id FROM queue WHERE id = ?1
 fn insert_sql(rows: usize) -> String {
     let row = "(?,?,?,?,?,?,?,?,?)";
     format!(
-        "INSERT INTO queue (version, datetime, user, ip, cmd, data, correlation_id, causation_id, metadata) VALUES {}",
+        "INSERT OR FAIL INTO queue (version, datetime, user, ip, cmd, data, correlation_id, causation_id, metadata) VALUES {}",
         vec![row; rows].join(",")
     )
 }
 
 /// Binds one event's nine values from parameter `offset + 1` on.
-fn bind_event(stmt: &mut Statement<'_>, offset: usize, e: &NewEvent<'_>, correlation_id: Option<&str>) -> Result<()> {
-    stmt.raw_bind_parameter(offset + 1, e.version())?;
-    stmt.raw_bind_parameter(offset + 2, e.datetime())?;
-    stmt.raw_bind_parameter(offset + 3, e.user())?;
-    stmt.raw_bind_parameter(offset + 4, e.ip())?;
-    stmt.raw_bind_parameter(offset + 5, e.cmd())?;
-    stmt.raw_bind_parameter(offset + 6, e.data())?;
-    stmt.raw_bind_parameter(offset + 7, correlation_id)?;
-    stmt.raw_bind_parameter(offset + 8, e.causation_id())?;
-    stmt.raw_bind_parameter(offset + 9, e.metadata())?;
-    Ok(())
+fn bind_event<'t>(b: &mut Binder<'_, 't>, offset: c_int, e: &'t NewEvent<'_>, correlation_id: Option<&'t str>) -> Result<()> {
+    b.bind(offset + 1, Some(e.version()))?;
+    b.bind(offset + 2, Some(e.datetime()))?;
+    b.text(offset + 3, e.user())?;
+    b.text(offset + 4, e.ip())?;
+    b.text(offset + 5, Some(e.cmd()))?;
+    b.text(offset + 6, Some(e.data()))?;
+    b.text(offset + 7, correlation_id)?;
+    b.bind(offset + 8, e.causation_id())?;
+    b.text(offset + 9, Some(e.metadata()))
 }
 
 /// A child with no correlation id of its own joins its parent's transaction.
@@ -127,7 +127,7 @@ impl Store {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = ReadConnection::new(Connection::open_with_flags(&config.path, flags)?);
+        let conn = Connection::new(rusqlite::Connection::open_with_flags(&config.path, flags)?);
         configure(&conn, config.busy_timeout_ms)?;
         conn.set_prepared_statement_cache_capacity(64);
         let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
@@ -165,7 +165,7 @@ impl Store {
         txn.commit()
     }
 
-    pub fn conn(&self) -> &ReadConnection {
+    pub fn conn(&self) -> &Connection {
         &self.conn
     }
 
@@ -321,26 +321,27 @@ impl Writer<'_> {
 
     /// Inserts one event; returns its id.
     fn insert_one(&mut self, e: &NewEvent<'_>, correlation_id: Option<&str>) -> Result<i64> {
-        let mut stmt = self.conn.prepare_cached(&INSERT_ONE)?;
-        bind_event(&mut stmt, 0, e, correlation_id)?;
-        stmt.raw_execute()?;
+        self.conn.cached(&INSERT_ONE)?.execute(|b| bind_event(b, 0, e, correlation_id))?;
         self.cache.forget_transaction(correlation_id);
         Ok(self.conn.last_insert_rowid())
     }
 
     /// Inserts [`CHUNK`] events that carry their own correlation ids; returns the last id.
     fn insert_chunk(&mut self, events: &[NewEvent<'_>]) -> Result<i64> {
-        let mut stmt = self.conn.prepare_cached(&INSERT_CHUNK)?;
+        self.conn.cached(&INSERT_CHUNK)?.execute(|b| {
+            for (offset, e) in (0..).step_by(FIELDS_PER_ROW as usize).zip(events) {
+                bind_event(b, offset, e, e.correlation_id())?;
+            }
+            Ok(())
+        })?;
         let mut forgotten = None;
-        for (i, e) in events.iter().enumerate() {
-            bind_event(&mut stmt, i * FIELDS_PER_ROW, e, e.correlation_id())?;
+        for e in events {
             // Events of one transaction usually come together: forget each id once.
             if e.correlation_id() != forgotten {
                 self.cache.forget_transaction(e.correlation_id());
                 forgotten = e.correlation_id();
             }
         }
-        stmt.raw_execute()?;
         Ok(self.conn.last_insert_rowid())
     }
 }
