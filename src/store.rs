@@ -470,6 +470,29 @@ mod tests {
         assert_eq!(count(&store), 2);
     }
 
+    /// SQLite refusing a row half way through a multi-row INSERT (which runs OR FAIL, keeping
+    /// the rows before it) or in the single inserts after the last full chunk: the write
+    /// transaction still takes the whole batch back.
+    #[test]
+    fn a_batch_that_sqlite_refuses_half_way_stores_nothing() {
+        let mut store = Store::open(Config::new(MEMORY)).unwrap();
+        store.conn().execute_batch("CREATE UNIQUE INDEX test_unique_cmd ON queue(cmd)").unwrap();
+        store.append(r#"[["first",{},"","",1,"c",null,{},1]]"#).unwrap();
+        for clash in [5, 35] {
+            let events: Vec<String> = (0..40)
+                .map(|i| {
+                    let cmd = if i == clash { "first".to_string() } else { format!("e{clash}-{i}") };
+                    format!(r#"["{cmd}",{{}},"","",1,"c",null,{{}},{i}]"#)
+                })
+                .collect();
+            let err = store.append(&format!("[{}]", events.join(","))).unwrap_err();
+            assert_eq!(err.code(), "SQLITE_CONSTRAINT", "event {clash}");
+            assert_eq!(count(&store), 1, "event {clash}: nothing of the batch stays");
+        }
+        store.append(r#"[["next",{},"","",1,"c",null,{},1]]"#).unwrap();
+        assert_eq!(count(&store), 2);
+    }
+
     #[test]
     fn reset_empties_the_table_and_restarts_ids() {
         let mut store = Store::open(Config::new(MEMORY)).unwrap();
