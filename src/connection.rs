@@ -44,7 +44,8 @@ impl Connection {
         Ok(CachedStatement { conn: self, key, stmt: ManuallyDrop::new(stmt) })
     }
 
-    fn handle(&self) -> Result<NonNull<ffi::sqlite3>> {
+    /// The connection's SQLite handle, valid while `self` lives.
+    pub fn handle(&self) -> Result<NonNull<ffi::sqlite3>> {
         // SAFETY: reading the handle of an open connection; it is only used while `self` lives.
         let raw = unsafe { self.conn.handle() };
         NonNull::new(raw).ok_or(Error::QueueClosed)

@@ -4,6 +4,7 @@
 //! and results; see `lib/queue.js`.
 
 pub mod cache;
+pub mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod event;

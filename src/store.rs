@@ -11,6 +11,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{OpenFlags, OptionalExtension};
 
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
+use crate::checkpoint::Checkpoints;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
@@ -69,6 +70,9 @@ pub struct Appended {
 
 /// The connection, and what lives as long as it: the query cache and the write metrics.
 pub struct Store {
+    /// Held for its drop, which waits for a checkpoint in progress; declared before `conn` so
+    /// that it runs before the connection closes.
+    _checkpoints: Option<Checkpoints>,
     conn: Connection,
     config: Config,
     cache: Cache,
@@ -131,16 +135,22 @@ impl Store {
         configure(&conn, config.busy_timeout_ms)?;
         conn.set_prepared_statement_cache_capacity(64);
         let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
+        let mut checkpoints = None;
         if !read_only {
             let mode = if config.wal { "WAL" } else { "DELETE" };
-            conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))?;
+            let mode = conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))?;
+            if mode.eq_ignore_ascii_case("wal") && config.path != MEMORY {
+                // SAFETY: the handle is the store's open connection, which `checkpoints`,
+                // declared before it in `Store`, does not outlive.
+                checkpoints = unsafe { Checkpoints::attach(conn.handle()?, &config.path) };
+            }
         }
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {synchronous}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16384;"
         ))?;
         let mut cache = Cache::new(config.cache);
         cache.follow_other_connections(&conn)?;
-        let store = Store { conn, cache, metrics: Metrics::default(), config };
+        let store = Store { _checkpoints: checkpoints, conn, cache, metrics: Metrics::default(), config };
         if read_only {
             schema::check_table(&store.conn)?;
         } else {
