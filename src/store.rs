@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ffi::c_int;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -83,7 +82,6 @@ pub struct Store {
 /// quarter of SQLite's cost per event (AUTOINCREMENT updates `sqlite_sequence` once per
 /// statement, and each statement run has fixed overhead); larger chunks gain nothing more.
 const CHUNK: usize = 32;
-const FIELDS_PER_ROW: c_int = 9;
 
 static INSERT_ONE: Lazy<String> = Lazy::new(|| insert_sql(1));
 static INSERT_CHUNK: Lazy<String> = Lazy::new(|| insert_sql(CHUNK));
@@ -97,17 +95,17 @@ fn insert_sql(rows: usize) -> String {
     )
 }
 
-/// Binds one event's nine values from parameter `offset + 1` on.
-fn bind_event<'t>(b: &mut Binder<'_, 't>, offset: c_int, e: &'t NewEvent<'_>, correlation_id: Option<&'t str>) -> Result<()> {
-    b.bind(offset + 1, Some(e.version()))?;
-    b.bind(offset + 2, Some(e.datetime()))?;
-    b.text(offset + 3, e.user())?;
-    b.text(offset + 4, e.ip())?;
-    b.text(offset + 5, Some(e.cmd()))?;
-    b.text(offset + 6, Some(e.data()))?;
-    b.text(offset + 7, correlation_id)?;
-    b.bind(offset + 8, e.causation_id())?;
-    b.text(offset + 9, Some(e.metadata()))
+/// Binds one event's nine values, next in line.
+fn bind_event<'t>(b: &mut Binder<'_, 't>, e: &'t NewEvent<'_>, correlation_id: Option<&'t str>) -> Result<()> {
+    b.push(Some(e.version()))?;
+    b.push(Some(e.datetime()))?;
+    b.push_text(e.user())?;
+    b.push_text(e.ip())?;
+    b.push_text(Some(e.cmd()))?;
+    b.push_text(Some(e.data()))?;
+    b.push_text(correlation_id)?;
+    b.push(e.causation_id())?;
+    b.push_text(Some(e.metadata()))
 }
 
 /// A child with no correlation id of its own joins its parent's transaction.
@@ -331,19 +329,14 @@ impl Writer<'_> {
 
     /// Inserts one event; returns its id.
     fn insert_one(&mut self, e: &NewEvent<'_>, correlation_id: Option<&str>) -> Result<i64> {
-        self.conn.cached(&INSERT_ONE)?.execute(|b| bind_event(b, 0, e, correlation_id))?;
+        self.conn.cached(&INSERT_ONE)?.execute(|b| bind_event(b, e, correlation_id))?;
         self.cache.forget_transaction(correlation_id);
         Ok(self.conn.last_insert_rowid())
     }
 
     /// Inserts [`CHUNK`] events that carry their own correlation ids; returns the last id.
     fn insert_chunk(&mut self, events: &[NewEvent<'_>]) -> Result<i64> {
-        self.conn.cached(&INSERT_CHUNK)?.execute(|b| {
-            for (offset, e) in (0..).step_by(FIELDS_PER_ROW as usize).zip(events) {
-                bind_event(b, offset, e, e.correlation_id())?;
-            }
-            Ok(())
-        })?;
+        self.conn.cached(&INSERT_CHUNK)?.execute(|b| events.iter().try_for_each(|e| bind_event(b, e, e.correlation_id())))?;
         let mut forgotten = None;
         for e in events {
             // Events of one transaction usually come together: forget each id once.
