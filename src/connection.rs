@@ -1,8 +1,10 @@
-//! A SQLite connection with the statements of the row-rendering reads prepared on it once.
+//! A SQLite connection with its hot statements (the reads that render rows, the inserts)
+//! prepared on it once.
 //!
-//! It dereferences to [`rusqlite::Connection`] for everything else (pragmas, schema, writes).
-//! The read statements are [`crate::statement::Statement`]s, looked up by the address of their
-//! `'static` SQL text: no hashing of the text on every call, as a cache keyed by text needs.
+//! It dereferences to [`rusqlite::Connection`] for everything else (pragmas, schema,
+//! transactions). The hot statements are [`crate::statement::Statement`]s, looked up by the
+//! address of their `'static` SQL text: no hashing of the text on every call, as a cache keyed
+//! by text needs.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
