@@ -67,6 +67,23 @@ describe('lifecycle', () => {
     again.close()
   })
 
+  test('close right after heavy writes waits for the background checkpoint and releases the file', () => {
+    // Each round fills the WAL past the mark (1,000 pages) where a background thread starts
+    // checkpointing, then closes at once, while that checkpoint is likely still running.
+    const big = 'x'.repeat(3500) // a page per event
+    for (let round = 0; round < 3; round++) {
+      const file = tempDb()
+      const q = initQueue({ dbName: file })
+      for (let b = 0; b < 3; b++) q.storeBulk(Array.from({ length: 500 }, (_, i) => ({ cmd: 'x', data: { big, i } })))
+      q.close()
+      assert.equal(openDescriptors(file), 0, `round ${round}: a descriptor outlived close()`)
+      assert.equal(fs.existsSync(`${file}-wal`), false, `round ${round}: the WAL outlived close()`)
+      const again = initQueue({ dbName: file })
+      assert.equal(again.getLastRow().id, 1500)
+      again.close()
+    }
+  })
+
   test('a queue dropped without close() releases its file when garbage-collected', async () => {
     const file = tempDb()
     ;(() => {

@@ -66,12 +66,9 @@ impl Shared {
             }
             *state = State::Running;
         }
+        // Ends the run even if the checkpoint unwinds: a store that is closing waits for it.
+        let _ended = Ended(self);
         self.checkpoint_file();
-        let mut state = self.lock();
-        if *state == State::Running {
-            *state = State::Idle;
-        }
-        self.ended.notify_all();
     }
 
     /// Checkpoints on a connection of its own, opened for the occasion: it holds no file
@@ -83,6 +80,19 @@ impl Shared {
         if let Ok(conn) = rusqlite::Connection::open_with_flags(&self.path, flags) {
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
+    }
+}
+
+/// Marks a checkpoint run over when dropped, and wakes a store waiting to close.
+struct Ended<'a>(&'a Shared);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        if *state == State::Running {
+            *state = State::Idle;
+        }
+        self.0.ended.notify_all();
     }
 }
 

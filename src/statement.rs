@@ -241,7 +241,10 @@ impl Row<'_> {
     pub fn value(&self, index: c_int) -> Result<ValueRef<'_>> {
         // SAFETY: the statement is live and on a row (the borrow of `Rows` guarantees no step
         // or reset until this row is dropped), so the value and the memory its text or blob
-        // points to stay valid for the lifetime of `&self`.
+        // points to stay valid for the lifetime of `&self`. The value is "unprotected", which
+        // SQLite lets the `sqlite3_value_*` accessors read when the connection has no mutex
+        // of its own: every connection here is opened with SQLITE_OPEN_NO_MUTEX (rusqlite's
+        // default too) and used by one thread at a time.
         unsafe {
             let value = ffi::sqlite3_column_value(self.raw.as_ptr(), index);
             if value.is_null() {
