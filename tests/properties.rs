@@ -1,13 +1,88 @@
 //! Property tests of the core's validation and JSON handling: whatever the input, parsing
 //! never panics, what is stored reads back byte for byte, and a refused batch changes nothing.
 
-use eventlite_native::event::parse_batch;
+use eventlite_native::event::{parse_batch, parse_events, NewEvent};
 use eventlite_native::read;
 use eventlite_native::row::write_string;
 use eventlite_native::schema::COLUMNS;
 use eventlite_native::store::{Config, Store, MEMORY};
 use proptest::prelude::*;
 use serde_json::{json, Value};
+
+/// serde_json reading the payload, as `src/event.rs` did before its own parser: the oracle
+/// that parser must agree with.
+mod reference {
+    use std::borrow::Cow;
+
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+
+    #[derive(Deserialize)]
+    struct Tuple<'a>(
+        #[serde(borrow)] Cow<'a, str>,
+        #[serde(borrow)] &'a RawValue,
+        #[serde(borrow)] Option<Cow<'a, str>>,
+        #[serde(borrow)] Option<Cow<'a, str>>,
+        i64,
+        #[serde(borrow)] Option<Cow<'a, str>>,
+        Option<i64>,
+        #[serde(borrow)] &'a RawValue,
+        i64,
+    );
+
+    /// Each event's fields as text, or `None` when serde_json refuses the payload.
+    pub fn parse(payload: &str) -> Option<Vec<String>> {
+        let events: Vec<Tuple<'_>> = serde_json::from_str(payload).ok()?;
+        let fields = |e: &Tuple<'_>| format!("{:?}", (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), e.8));
+        Some(events.iter().map(fields).collect())
+    }
+}
+
+/// The same, read by the core's parser (`None` for an error).
+fn parsed(payload: &str) -> Option<Vec<String>> {
+    let fields = |e: &NewEvent<'_>| {
+        format!("{:?}", (e.cmd(), e.data(), e.user(), e.ip(), e.version(), e.correlation_id(), e.causation_id(), e.metadata(), e.datetime()))
+    };
+    Some(parse_events(payload).ok()?.iter().map(fields).collect())
+}
+
+/// An event tuple as JavaScript sends it, with anything in its strings and JSON values.
+fn event_tuple() -> impl Strategy<Value = Value> {
+    (
+        any::<String>(),
+        json_value(),
+        proptest::option::of(any::<String>()),
+        proptest::option::of(any::<String>()),
+        any::<i64>(),
+        proptest::option::of(any::<String>()),
+        proptest::option::of(any::<i64>()),
+        json_value(),
+        any::<i64>(),
+    )
+        .prop_map(|(cmd, data, user, ip, version, corr, caus, metadata, datetime)| {
+            json!([cmd, data, user, ip, version, corr, caus, metadata, datetime])
+        })
+}
+
+/// A batch's text: compact as `JSON.stringify` writes it, or indented; then, sometimes,
+/// damaged by deleting or inserting a character somewhere.
+fn payload() -> impl Strategy<Value = String> {
+    (prop::collection::vec(event_tuple(), 0..4), any::<bool>(), any::<Option<(prop::sample::Index, char, bool)>>()).prop_map(
+        |(events, pretty, damage)| {
+            let text = if pretty { serde_json::to_string_pretty(&events) } else { serde_json::to_string(&events) };
+            let mut chars: Vec<char> = text.unwrap().chars().collect();
+            if let Some((at, c, insert)) = damage {
+                let at = at.index(chars.len() + 1);
+                if insert {
+                    chars.insert(at, c);
+                } else if at < chars.len() {
+                    chars.remove(at);
+                }
+            }
+            chars.into_iter().collect()
+        },
+    )
+}
 
 /// Any JSON value of a few levels, with strings drawn from all of Unicode.
 fn json_value() -> impl Strategy<Value = Value> {
@@ -38,7 +113,7 @@ fn count(store: &Store) -> i64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn parsing_any_text_never_panics(text in any::<String>()) {
@@ -53,6 +128,11 @@ proptest! {
         if let Err(err) = parse_batch(&text) {
             prop_assert_eq!(err.code(), "ERR_INVALID_EVENT");
         }
+    }
+
+    #[test]
+    fn the_payload_parser_agrees_with_serde_json(text in payload()) {
+        prop_assert_eq!(parsed(&text), reference::parse(&text), "payload {}", text);
     }
 
     #[test]
