@@ -7,7 +7,8 @@
 //! turns automatic checkpoints off and, through its WAL hook, asks a background thread to run
 //! a PASSIVE checkpoint on a connection of its own, while writers and readers go on. The
 //! guarantees do not change: with `synchronous=NORMAL` a checkpoint is where the WAL reaches
-//! the disk, wherever it runs, and it runs at least as often as before.
+//! the disk, wherever it runs, and it runs as often as before: each time the WAL has grown by
+//! 1,000 pages.
 //!
 //! While commits follow each other without a pause, a checkpoint running beside them never
 //! finds the WAL idle, and SQLite starts the WAL over from its beginning only after a
