@@ -31,10 +31,10 @@ use once_cell::sync::Lazy;
 use rusqlite::{ffi, OpenFlags};
 
 /// WAL pages after which a commit asks for a checkpoint: SQLite's own default.
-pub const REQUEST_PAGES: c_int = 1000;
+const REQUEST_PAGES: c_int = 1000;
 /// WAL pages after which a commit checkpoints itself (PASSIVE) instead of waiting for the
 /// thread.
-pub const INLINE_PAGES: c_int = 4 * REQUEST_PAGES;
+const INLINE_PAGES: c_int = 4 * REQUEST_PAGES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
