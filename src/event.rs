@@ -122,24 +122,23 @@ impl<'a> Parser<'a> {
     fn event(&mut self) -> Result<NewEvent<'a>> {
         self.expect(b'[')?;
         let cmd = self.string()?;
-        self.expect(b',')?;
-        let data = self.raw()?;
-        self.expect(b',')?;
-        let user = self.nullable(Self::string)?;
-        self.expect(b',')?;
-        let ip = self.nullable(Self::string)?;
-        self.expect(b',')?;
-        let version = self.integer()?;
-        self.expect(b',')?;
-        let correlation_id = self.nullable(Self::string)?;
-        self.expect(b',')?;
-        let causation_id = self.nullable(Self::integer)?;
-        self.expect(b',')?;
-        let metadata = self.raw()?;
-        self.expect(b',')?;
-        let datetime = self.integer()?;
+        let data = self.then(Self::raw)?;
+        let user = self.then(|p| p.nullable(Self::string))?;
+        let ip = self.then(|p| p.nullable(Self::string))?;
+        let version = self.then(Self::integer)?;
+        let correlation_id = self.then(|p| p.nullable(Self::string))?;
+        let causation_id = self.then(|p| p.nullable(Self::integer))?;
+        let metadata = self.then(Self::raw)?;
+        let datetime = self.then(Self::integer)?;
         self.expect(b']')?;
         Ok(NewEvent { cmd, data, user, ip, version, correlation_id, causation_id, metadata, datetime })
+    }
+
+    /// The next field of a tuple: a comma, then what `field` reads.
+    #[inline]
+    fn then<T>(&mut self, field: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.expect(b',')?;
+        field(self)
     }
 
     fn bytes(&self) -> &'a [u8] {
@@ -183,7 +182,8 @@ impl<'a> Parser<'a> {
         Error::InvalidEvent(format!("malformed event batch: {what} at byte {}", self.at))
     }
 
-    fn nullable<T>(&mut self, value: fn(&mut Self) -> Result<T>) -> Result<Option<T>> {
+    #[inline]
+    fn nullable<T>(&mut self, value: impl FnOnce(&mut Self) -> Result<T>) -> Result<Option<T>> {
         self.space();
         if self.bytes()[self.at..].starts_with(b"null") {
             self.at += 4;

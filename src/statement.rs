@@ -41,7 +41,7 @@ impl Statement {
     pub(crate) unsafe fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> Result<Statement> {
         let mut raw = std::ptr::null_mut();
         let len = c_int::try_from(sql.len()).map_err(|_| failure(db, ffi::SQLITE_TOOBIG))?;
-        let flags = ffi::SQLITE_PREPARE_PERSISTENT as u32;
+        let flags = ffi::SQLITE_PREPARE_PERSISTENT;
         let rc = ffi::sqlite3_prepare_v3(db.as_ptr(), sql.as_ptr().cast(), len, flags, &mut raw, std::ptr::null_mut());
         if rc != ffi::SQLITE_OK {
             return Err(failure(db, rc));
