@@ -21,8 +21,8 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use lru::LruCache;
 use crate::connection::Connection;
+use lru::LruCache;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -313,8 +313,7 @@ impl Cache {
         if !self.config.enabled {
             return Ok(());
         }
-        let version: i64 =
-            conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
+        let version: i64 = conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?;
         if self.data_version.replace(version) != Some(version) {
             self.clear();
         }

@@ -172,7 +172,13 @@ unsafe extern "C" fn on_commit(arg: *mut c_void, db: *mut ffi::sqlite3, _name: *
         // SAFETY: `db` is the committing connection, which may checkpoint from its hook (SQLite's
         // own automatic checkpoint is such a hook). PASSIVE neither waits nor blocks anyone.
         unsafe {
-            ffi::sqlite3_wal_checkpoint_v2(db, std::ptr::null(), ffi::SQLITE_CHECKPOINT_PASSIVE, std::ptr::null_mut(), std::ptr::null_mut())
+            ffi::sqlite3_wal_checkpoint_v2(
+                db,
+                std::ptr::null(),
+                ffi::SQLITE_CHECKPOINT_PASSIVE,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
         };
     } else if pages >= REQUEST_PAGES {
         // SAFETY: `arg` is the `Shared` that `attach` registered, alive while the hook is.

@@ -42,9 +42,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) => {
-                f.write_str(m)
-            }
+            Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) => f.write_str(m),
             Error::QueueClosed => f.write_str("the queue is closed"),
             Error::Sqlite { message, .. } => f.write_str(message),
         }
@@ -110,13 +108,9 @@ mod tests {
 
     #[test]
     fn sqlite_failures_keep_sqlites_own_name() {
-        let busy = rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY_SNAPSHOT),
-            None,
-        );
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY_SNAPSHOT), None);
         assert_eq!(Error::from(busy).code(), "SQLITE_BUSY");
-        let notadb =
-            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB), None);
+        let notadb = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB), None);
         assert_eq!(Error::from(notadb).code(), "SQLITE_NOTADB");
     }
 

@@ -459,7 +459,8 @@ mod tests {
 
     #[test]
     fn escapes_decode_as_json_says_and_data_keeps_them_as_written() {
-        let payload = r#" [ [ "\ud83d\ude00\u00e9\/\b\f\n\r\t" , {"s":"\ud800"} , "u" , null , 1 , null , null , { } , -5 ] ] "#;
+        let payload =
+            r#" [ [ "\ud83d\ude00\u00e9\/\b\f\n\r\t" , {"s":"\ud800"} , "u" , null , 1 , null , null , { } , -5 ] ] "#;
         let events = parse_batch(payload).unwrap();
         assert_eq!(events[0].cmd(), "😀é/\u{8}\u{c}\n\r\t");
         // JSON.stringify writes a lone surrogate as an escape: valid JSON, stored as written.
@@ -469,7 +470,8 @@ mod tests {
 
     #[test]
     fn data_nests_up_to_the_limit() {
-        let nested = |depth: usize| format!(r#"[["a",{}1{},"u","i",1,null,null,{{}},0]]"#, "[".repeat(depth), "]".repeat(depth));
+        let nested =
+            |depth: usize| format!(r#"[["a",{}1{},"u","i",1,null,null,{{}},0]]"#, "[".repeat(depth), "]".repeat(depth));
         assert!(parse_batch(&nested(MAX_DEPTH)).is_ok());
         assert_eq!(parse_batch(&nested(MAX_DEPTH + 2)).unwrap_err().code(), "ERR_INVALID_EVENT");
     }

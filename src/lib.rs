@@ -406,7 +406,9 @@ impl ToNapiValue for Json {
         }
         let mut result = ptr::null_mut();
         // SAFETY: `text` is valid for its length during the call, and ASCII is Latin-1.
-        check_status!(unsafe { sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut result) })?;
+        check_status!(unsafe {
+            sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut result)
+        })?;
         Ok(result)
     }
 }
@@ -459,7 +461,10 @@ pub fn export_raw_functions(exports: Object, env: Env) -> napi::Result<()> {
 /// # Safety
 /// `env` and `info` must be those of a Node-API callback in progress, and the queue must not
 /// be used after that callback returns.
-unsafe fn queue_and_arg<'a>(env: sys::napi_env, info: sys::napi_callback_info) -> Option<(&'a NativeQueue, sys::napi_value)> {
+unsafe fn queue_and_arg<'a>(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> Option<(&'a NativeQueue, sys::napi_value)> {
     let mut argc = 2;
     let mut argv = [ptr::null_mut(); 2];
     let mut kind = sys::ValueType::napi_undefined;

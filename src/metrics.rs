@@ -186,11 +186,7 @@ impl Metrics {
             } else {
                 self.batch_events_total as f64 / self.batch_writes_total as f64
             },
-            last_batch_throughput_eps: if batch_secs > 0.0 {
-                self.last_batch_size as f64 / batch_secs
-            } else {
-                0.0
-            },
+            last_batch_throughput_eps: if batch_secs > 0.0 { self.last_batch_size as f64 / batch_secs } else { 0.0 },
             errors_total: self.errors_total,
             write_latency_ms: Percentiles {
                 p50: ms(self.latency.percentile(0.50)),

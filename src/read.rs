@@ -116,9 +116,8 @@ pub fn lineage(conn: &Connection, id: i64) -> Result<Option<String>> {
     if !write_first(&mut out, conn, &SQL.by_id, [id])? {
         return Ok(None);
     }
-    let parent: Option<i64> = conn
-        .prepare_cached("SELECT causation_id FROM queue WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?;
+    let parent: Option<i64> =
+        conn.prepare_cached("SELECT causation_id FROM queue WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
     out.push(',');
     let found = match parent {
         Some(parent_id) => write_first(&mut out, conn, &SQL.by_id, [parent_id])?,

@@ -21,18 +21,8 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS queue (
 )";
 
 /// The columns every read selects, in the order `row::write_values` writes them.
-pub const COLUMNS: [&str; 10] = [
-    "id",
-    "version",
-    "datetime",
-    "user",
-    "ip",
-    "cmd",
-    "data",
-    "correlation_id",
-    "causation_id",
-    "metadata",
-];
+pub const COLUMNS: [&str; 10] =
+    ["id", "version", "datetime", "user", "ip", "cmd", "data", "correlation_id", "causation_id", "metadata"];
 
 pub struct IndexDef {
     /// The option key users write in `indexes: { … }`.
@@ -56,12 +46,7 @@ pub const INDEXES: [IndexDef; 8] = [
         columns: "correlation_id, cmd",
         default: false,
     },
-    IndexDef {
-        key: "user_datetime",
-        name: "idx_composite_user_datetime",
-        columns: "user, datetime",
-        default: false,
-    },
+    IndexDef { key: "user_datetime", name: "idx_composite_user_datetime", columns: "user, datetime", default: false },
 ];
 
 /// Creates the table if it is missing, then checks it.
@@ -75,11 +60,8 @@ pub fn ensure_table(conn: &Connection) -> Result<()> {
 /// failing later on the first insert.
 pub fn check_table(conn: &Connection) -> Result<()> {
     let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('queue')")?;
-    let present = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let missing: Vec<&str> =
-        COLUMNS.iter().copied().filter(|c| !present.iter().any(|p| p == c)).collect();
+    let present = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+    let missing: Vec<&str> = COLUMNS.iter().copied().filter(|c| !present.iter().any(|p| p == c)).collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -93,11 +75,8 @@ pub fn check_table(conn: &Connection) -> Result<()> {
 /// Whether the table exists and the indexes already match `wanted`, so that opening a queue
 /// need not take the write lock (and wait behind another process's writer) to change nothing.
 pub fn is_current(conn: &Connection, wanted: &HashMap<String, bool>) -> Result<bool> {
-    let table: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue'",
-        [],
-        |r| r.get(0),
-    )?;
+    let table: i64 =
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'queue'", [], |r| r.get(0))?;
     if table == 0 {
         return Ok(false);
     }
@@ -130,30 +109,23 @@ pub fn apply_indexes(conn: &Connection, wanted: &HashMap<String, bool>) -> Resul
 /// Refuses an `indexes` key that names none of the eight indexes.
 pub fn check_index_keys(wanted: &HashMap<String, bool>) -> Result<()> {
     match wanted.keys().find(|k| !INDEXES.iter().any(|d| d.key == k.as_str())) {
-        Some(unknown) => Err(Error::InvalidOption(format!(
-            "indexes.{unknown} is not an index; known: {}",
-            index_keys().join(", ")
-        ))),
+        Some(unknown) => {
+            Err(Error::InvalidOption(format!("indexes.{unknown} is not an index; known: {}", index_keys().join(", "))))
+        }
         None => Ok(()),
     }
 }
 
 fn create_index(conn: &Connection, def: &IndexDef) -> Result<()> {
-    conn.execute_batch(&format!(
-        "CREATE INDEX IF NOT EXISTS {} ON queue({})",
-        def.name, def.columns
-    ))?;
+    conn.execute_batch(&format!("CREATE INDEX IF NOT EXISTS {} ON queue({})", def.name, def.columns))?;
     Ok(())
 }
 
 /// The names of the optional indexes present on the table, sorted.
 pub fn present_indexes(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue' ORDER BY name",
-    )?;
-    let names = stmt
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = conn
+        .prepare_cached("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue' ORDER BY name")?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(names.into_iter().filter(|n| INDEXES.iter().any(|d| d.name == n)).collect())
 }
 

@@ -311,11 +311,12 @@ mod tests {
         assert_eq!(err.code(), "SQLITE_RANGE");
         assert_eq!(count(&conn), 0, "nothing was stepped");
         let owned = String::from("two");
-        insert.execute(|b| {
-            b.push_text(Some(&owned))?;
-            b.push(Some(2_i64))
-        })
-        .unwrap();
+        insert
+            .execute(|b| {
+                b.push_text(Some(&owned))?;
+                b.push(Some(2_i64))
+            })
+            .unwrap();
         assert_eq!(count(&conn), 1);
     }
 

@@ -119,16 +119,12 @@ impl Store {
         schema::check_index_keys(&config.indexes)?;
         config.cache.check()?;
         if config.path.is_empty() || config.path.contains('\0') {
-            return Err(Error::InvalidOption(
-                "dbName must be a non-empty path without NUL characters".into(),
-            ));
+            return Err(Error::InvalidOption("dbName must be a non-empty path without NUL characters".into()));
         }
         if config.path != MEMORY {
             create_parent_folder(&config.path)?;
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::new(rusqlite::Connection::open_with_flags(&config.path, flags)?);
         configure(&conn, config.busy_timeout_ms)?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -304,7 +300,10 @@ impl Writer<'_> {
             if last_id != first + done as i64 - 1 {
                 return Err(Error::Sqlite {
                     code: "SQLITE_INTERNAL",
-                    message: format!("ids not consecutive within one batch (expected {}, got {last_id})", first + done as i64 - 1),
+                    message: format!(
+                        "ids not consecutive within one batch (expected {}, got {last_id})",
+                        first + done as i64 - 1
+                    ),
                 });
             }
         }
@@ -336,7 +335,9 @@ impl Writer<'_> {
 
     /// Inserts [`CHUNK`] events that carry their own correlation ids; returns the last id.
     fn insert_chunk(&mut self, events: &[NewEvent<'_>]) -> Result<i64> {
-        self.conn.cached(&INSERT_CHUNK)?.execute(|b| events.iter().try_for_each(|e| bind_event(b, e, e.correlation_id())))?;
+        self.conn
+            .cached(&INSERT_CHUNK)?
+            .execute(|b| events.iter().try_for_each(|e| bind_event(b, e, e.correlation_id())))?;
         let mut forgotten = None;
         for e in events {
             // Events of one transaction usually come together: forget each id once.
@@ -373,11 +374,8 @@ pub fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
 
 fn create_parent_folder(path: &str) -> Result<()> {
     match Path::new(path).parent() {
-        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                Error::cant_open(format!("cannot create the folder {}: {e}", parent.display()))
-            })
-        }
+        Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => std::fs::create_dir_all(parent)
+            .map_err(|e| Error::cant_open(format!("cannot create the folder {}: {e}", parent.display()))),
         _ => Ok(()),
     }
 }
@@ -447,9 +445,7 @@ mod tests {
     #[test]
     fn a_batch_gets_consecutive_ids_and_children_inherit_correlation() {
         let mut store = Store::open(Config::new(MEMORY)).unwrap();
-        let a = store
-            .append(r#"[["a",{},"","",1,"corr-1",null,{},1],["b",{},"","",1,null,1,{},2]]"#)
-            .unwrap();
+        let a = store.append(r#"[["a",{},"","",1,"corr-1",null,{},1],["b",{},"","",1,null,1,{},2]]"#).unwrap();
         assert_eq!(a, Appended { first_id: 1, count: 2 });
         let inherited: String =
             store.conn().query_row("SELECT correlation_id FROM queue WHERE id = 2", [], |r| r.get(0)).unwrap();

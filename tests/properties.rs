@@ -33,7 +33,12 @@ mod reference {
     /// Each event's fields as text, or `None` when serde_json refuses the payload.
     pub fn parse(payload: &str) -> Option<Vec<String>> {
         let events: Vec<Tuple<'_>> = serde_json::from_str(payload).ok()?;
-        let fields = |e: &Tuple<'_>| format!("{:?}", (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), e.8));
+        let fields = |e: &Tuple<'_>| {
+            format!(
+                "{:?}",
+                (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), e.8)
+            )
+        };
         Some(events.iter().map(fields).collect())
     }
 }
@@ -41,7 +46,20 @@ mod reference {
 /// The same, read by the core's parser (`None` for an error).
 fn parsed(payload: &str) -> Option<Vec<String>> {
     let fields = |e: &NewEvent<'_>| {
-        format!("{:?}", (e.cmd(), e.data(), e.user(), e.ip(), e.version(), e.correlation_id(), e.causation_id(), e.metadata(), e.datetime()))
+        format!(
+            "{:?}",
+            (
+                e.cmd(),
+                e.data(),
+                e.user(),
+                e.ip(),
+                e.version(),
+                e.correlation_id(),
+                e.causation_id(),
+                e.metadata(),
+                e.datetime()
+            )
+        )
     };
     Some(parse_events(payload).ok()?.iter().map(fields).collect())
 }
@@ -67,8 +85,8 @@ fn event_tuple() -> impl Strategy<Value = Value> {
 /// A batch's text: compact as `JSON.stringify` writes it, or indented; then, sometimes,
 /// damaged by deleting or inserting a character somewhere.
 fn payload() -> impl Strategy<Value = String> {
-    (prop::collection::vec(event_tuple(), 0..4), any::<bool>(), any::<Option<(prop::sample::Index, char, bool)>>()).prop_map(
-        |(events, pretty, damage)| {
+    (prop::collection::vec(event_tuple(), 0..4), any::<bool>(), any::<Option<(prop::sample::Index, char, bool)>>())
+        .prop_map(|(events, pretty, damage)| {
             let text = if pretty { serde_json::to_string_pretty(&events) } else { serde_json::to_string(&events) };
             let mut chars: Vec<char> = text.unwrap().chars().collect();
             if let Some((at, c, insert)) = damage {
@@ -80,8 +98,7 @@ fn payload() -> impl Strategy<Value = String> {
                 }
             }
             chars.into_iter().collect()
-        },
-    )
+        })
 }
 
 /// Any JSON value of a few levels, with strings drawn from all of Unicode.
