@@ -3,11 +3,13 @@
 //! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
 //! and results; see `lib/queue.js`.
 
+pub mod backup;
 pub mod cache;
 pub mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod event;
+pub mod maintenance;
 pub mod metrics;
 pub mod page;
 pub mod read;
@@ -16,6 +18,7 @@ pub mod schema;
 pub mod statement;
 pub mod store;
 pub mod stream;
+pub mod transfer;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -30,6 +33,7 @@ use napi::bindgen_prelude::{
 use napi::{check_status, sys, Env, JsError, Task};
 use napi_derive::napi;
 
+use crate::backup::Backup;
 use crate::cache::{CacheConfig, Lookup};
 use crate::error::Error;
 use crate::page::{PageOptions, Query};
@@ -64,6 +68,8 @@ pub struct OpenOptions {
     pub indexes: HashMap<String, bool>,
     pub reset: bool,
     pub cache: CacheOptions,
+    /// Only the command line's read-only tools set it; `initQueue` has no such option.
+    pub read_only: Option<bool>,
 }
 
 #[napi(object)]
@@ -134,6 +140,7 @@ impl NativeQueue {
                 // Saturating: NaN and negatives become 0, which `Store::open` refuses.
                 ttl: Duration::from_millis(options.cache.ttl as u64),
             },
+            read_only: options.read_only.unwrap_or(false),
         };
         let store = Store::open(config).map_err(to_js)?;
         report_native_memory(&env, NATIVE_FOOTPRINT);
@@ -302,12 +309,127 @@ impl NativeQueue {
         self.store()?.reset().map_err(to_js)
     }
 
+    /// `checkpoint()`: what `PRAGMA wal_checkpoint(TRUNCATE)` reports, as JSON text.
+    #[napi]
+    pub fn checkpoint(&self) -> Result<String> {
+        let done = maintenance::checkpoint(self.store()?.conn()).map_err(to_js)?;
+        Ok(to_json_text(&done))
+    }
+
+    #[napi]
+    pub fn optimize(&self) -> Result<()> {
+        maintenance::optimize(self.store()?.conn()).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn vacuum(&self) -> Result<()> {
+        maintenance::vacuum(self.store()?.conn()).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        maintenance::integrity_check(self.store()?.conn()).map_err(to_js)
+    }
+
+    /// What `eventlite inspect` shows, as JSON text.
+    #[napi]
+    pub fn inspect(&self) -> Result<String> {
+        let seen = maintenance::inspect(self.store()?.conn()).map_err(to_js)?;
+        Ok(to_json_text(&seen))
+    }
+
+    /// How many events have `from <= id <= to`.
+    #[napi]
+    pub fn count_between(&self, from: f64, to: f64) -> Result<f64> {
+        let (from, to) = (to_id(from).map_err(to_js)?, to_id(to).map_err(to_js)?);
+        Ok(maintenance::count_between(self.store()?.conn(), from, to).map_err(to_js)? as f64)
+    }
+
+    /// Stores one batch of exported rows (see `src/transfer.rs`); returns the first new id.
+    #[napi]
+    pub fn import_rows(&self, payload: String, keep_ids: bool) -> Result<f64> {
+        let imported = self.store()?.import(&payload, keep_ids).map_err(to_js)?;
+        Ok(imported.first_id as f64)
+    }
+
+    /// Starts an online backup into `dest`; `lib/transfer.js` steps it.
+    #[napi]
+    pub fn backup(&self, dest: String) -> Result<NativeBackup> {
+        let backup = Backup::start(self.shared()?, &dest).map_err(to_js)?;
+        Ok(NativeBackup { backup: Arc::new(Mutex::new(Some(backup))) })
+    }
+
     /// Closes the connection. Idempotent.
     #[napi]
     pub fn close(&mut self, env: Env) {
         if self.store.take().is_some() {
             report_native_memory(&env, -NATIVE_FOOTPRINT);
         }
+    }
+}
+
+/// JSON text of a report the core built. Serialising plain structs of numbers and strings
+/// cannot fail; should it, the caller gets `null` rather than a crash.
+fn to_json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// An online backup in progress; see `src/backup.rs`.
+#[napi]
+pub struct NativeBackup {
+    /// `None` once finished or closed.
+    backup: Arc<Mutex<Option<Backup>>>,
+}
+
+#[napi(object)]
+pub struct BackupProgress {
+    pub done: f64,
+    pub total: f64,
+    pub finished: bool,
+}
+
+#[napi]
+impl NativeBackup {
+    /// Copies up to `pages` more pages on the libuv thread pool (all that are left when
+    /// negative).
+    #[napi(ts_return_type = "Promise<BackupProgress>")]
+    pub fn step(&self, pages: i32) -> AsyncTask<BackupStep> {
+        AsyncTask::new(BackupStep { backup: Arc::clone(&self.backup), pages })
+    }
+
+    /// Abandons the backup (the destination is left as SQLite leaves an unfinished one).
+    /// Waits for a step in flight. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.backup.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+/// One step of a [`NativeBackup`], run on the libuv thread pool.
+pub struct BackupStep {
+    backup: Arc<Mutex<Option<Backup>>>,
+    pages: i32,
+}
+
+impl Task for BackupStep {
+    type Output = std::result::Result<backup::Progress, Error>;
+    type JsValue = BackupProgress;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let mut slot = self.backup.lock().unwrap_or_else(PoisonError::into_inner);
+        let progress = match slot.as_mut() {
+            Some(backup) => backup.step(self.pages),
+            None => Err(Error::QueueClosed),
+        };
+        if !matches!(progress, Ok(backup::Progress { finished: false, .. })) {
+            slot.take();
+        }
+        Ok(progress)
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        let progress = output.map_err(|err| rejection(&env, err))?;
+        Ok(BackupProgress { done: progress.done as f64, total: progress.total as f64, finished: progress.finished })
     }
 }
 
