@@ -9,6 +9,8 @@ const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
 const { toRows, oneRow } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
+const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
+const { metricsText } = require('./prometheus')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
@@ -303,6 +305,47 @@ class EventQueue {
 
   getIndexes() {
     return this.#db.indexes()
+  }
+
+  /** Copies the live database into `destination` with SQLite's online backup. */
+  async backup(destination, options) {
+    return backupTo(this.#db, destination, options)
+  }
+
+  /** The events with `from <= id <= to` as JSONL lines, in id order. */
+  exportEvents(options) {
+    if (this.#closed) throw closedError()
+    return exportLines((range) => this.streamEvents(range), exportRange(options))
+  }
+
+  /** Appends the rows of an export; resolves to how many. */
+  async importEvents(source, options) {
+    const db = this.#db
+    try {
+      return await importRows(db, source, options)
+    } finally {
+      this.#streams.wake()
+    }
+  }
+
+  checkpoint() {
+    return JSON.parse(this.#db.checkpoint())
+  }
+
+  optimize() {
+    this.#db.optimize()
+  }
+
+  vacuum() {
+    this.#db.vacuum()
+  }
+
+  integrityCheck() {
+    return this.#db.integrityCheck()
+  }
+
+  metricsText() {
+    return metricsText(this.getMetrics(), this.getCacheStats())
   }
 
   #reset() {

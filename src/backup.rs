@@ -24,9 +24,6 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::store::{self, Store, MEMORY};
 
-/// Pages copied per step: about 4 MB with the default page size, a step in a few milliseconds.
-pub const STEP_PAGES: i32 = 1024;
-
 /// Where a backup reads from.
 enum Source {
     /// A file: the backup's own connection, inside a read transaction.

@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 use crate::store::{Appended, WriteTxn};
 
 /// One row of an import batch, as `[id, version, datetime, user, ip, cmd, data,
-/// correlation_id, causation_id, metadata]`; `id` is null unless the import keeps ids. `data`
-/// and `metadata` stay JSON text, stored as they came.
+/// correlation_id, causation_id, metadata, parent]`; `id` is null unless the import keeps ids.
+/// `data` and `metadata` stay JSON text, stored as they came. `parent`, when not null, is the
+/// position in this batch of the row that caused this one: its new id is only known here, so
+/// it replaces `causation_id`.
 #[derive(Deserialize)]
 struct ImportRow<'a>(
     Option<i64>,
@@ -25,6 +27,7 @@ struct ImportRow<'a>(
     Option<String>,
     Option<i64>,
     #[serde(borrow)] Option<&'a RawValue>,
+    Option<usize>,
 );
 
 const INSERT: &str = "INSERT INTO queue (id, version, datetime, user, ip, cmd, data, correlation_id, causation_id, \
@@ -46,6 +49,15 @@ pub fn insert(conn: &Connection, payload: &str, keep_ids: bool) -> Result<Append
             return Err(Error::InvalidEvent(format!("row {i} of an import batch has an empty cmd")));
         }
         let id = if keep_ids { row.0 } else { None };
+        let causation_id = match (row.10, first_id) {
+            (Some(parent), Some(first)) if parent < i => Some(first + parent as i64),
+            (Some(parent), _) => {
+                return Err(Error::InvalidEvent(format!(
+                    "row {i} of an import batch names a later row ({parent}) as its parent"
+                )))
+            }
+            (None, _) => row.8,
+        };
         stmt.execute(rusqlite::params![
             id,
             row.1.unwrap_or(1),
@@ -55,7 +67,7 @@ pub fn insert(conn: &Connection, payload: &str, keep_ids: bool) -> Result<Append
             row.5,
             row.6.map(RawValue::get),
             row.7,
-            row.8,
+            causation_id,
             row.9.map(RawValue::get),
         ])?;
         let stored = conn.last_insert_rowid();
@@ -96,26 +108,28 @@ mod tests {
     #[test]
     fn rows_keep_their_fields_and_get_consecutive_new_ids() {
         let mut store = Store::open(Config::new(MEMORY)).unwrap();
-        let batch = r#"[[7,1,100,"u","1.2.3.4","a",{"b":1, "a":2},"c",null,{"m":1}],
-                        [9,2,90,null,null,"b",null,"c",7,{}]]"#;
+        let batch = r#"[[7,1,100,"u","1.2.3.4","a",{"b":1, "a":2},"c",null,{"m":1},null],
+                        [9,2,90,null,null,"b",null,"c",7,{},null],
+                        [10,1,91,null,null,"c",{},"c",9,{},1]]"#;
         let done = store.import(batch, false).unwrap();
-        assert_eq!(done, Appended { first_id: 1, count: 2 });
+        assert_eq!(done, Appended { first_id: 1, count: 3 });
         let found = rows(&store);
         assert_eq!(found[0], (1, 100, "a".into(), Some(r#"{"b":1, "a":2}"#.into()), None, Some(r#"{"m":1}"#.into())));
         assert_eq!(found[1], (2, 90, "b".into(), None, Some(7), Some("{}".into())));
+        assert_eq!(found[2].4, Some(2), "a parent in the batch is named by its new id");
     }
 
     #[test]
     fn kept_ids_are_kept_and_a_failing_row_stores_nothing_of_its_batch() {
         let mut store = Store::open(Config::new(MEMORY)).unwrap();
-        store.import(r#"[[5,1,1,null,null,"a",{},null,null,{}]]"#, true).unwrap();
+        store.import(r#"[[5,1,1,null,null,"a",{},null,null,{},null]]"#, true).unwrap();
         assert_eq!(rows(&store)[0].0, 5);
         // The second row repeats id 5: the whole batch is refused.
-        let err =
-            store.import(r#"[[6,1,1,null,null,"a",{},null,null,{}],[5,1,1,null,null,"a",{},null,null,{}]]"#, true);
+        let err = store
+            .import(r#"[[6,1,1,null,null,"a",{},null,null,{},null],[5,1,1,null,null,"a",{},null,null,{},null]]"#, true);
         assert_eq!(err.err().map(|e| e.code()), Some("SQLITE_CONSTRAINT"));
         assert_eq!(rows(&store).len(), 1);
-        let empty_cmd = store.import(r#"[[null,1,1,null,null,"",{},null,null,{}]]"#, false);
+        let empty_cmd = store.import(r#"[[null,1,1,null,null,"",{},null,null,{},null]]"#, false);
         assert_eq!(empty_cmd.err().map(|e| e.code()), Some("ERR_INVALID_EVENT"));
         let malformed = store.import(r#"[[null,1,"x"]]"#, false);
         assert_eq!(malformed.err().map(|e| e.code()), Some("ERR_INVALID_EVENT"));
