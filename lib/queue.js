@@ -12,6 +12,9 @@ const { Streams, streamOptions } = require('./stream')
 const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
 const { metricsText } = require('./prometheus')
 
+/** The native queue, for the command line's tools; not part of the API. */
+const NATIVE = Symbol('eventlite-native.native')
+
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
 
@@ -307,6 +310,10 @@ class EventQueue {
     return this.#db.indexes()
   }
 
+  [NATIVE]() {
+    return this.#db
+  }
+
   /** Copies the live database into `destination` with SQLite's online backup. */
   async backup(destination, options) {
     return backupTo(this.#db, destination, options)
@@ -362,4 +369,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue }
+module.exports = { EventQueue, NATIVE }

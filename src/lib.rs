@@ -345,6 +345,19 @@ impl NativeQueue {
         Ok(maintenance::count_between(self.store()?.conn(), from, to).map_err(to_js)? as f64)
     }
 
+    /// The id from which the last `count` events matching the filters start (0: none match).
+    #[napi]
+    pub fn tail_start(&self, filter: TailFilter, count: u32) -> Result<f64> {
+        let filter = Filter { correlation_id: filter.correlation_id, user: filter.user, cmd: filter.cmd };
+        Ok(maintenance::tail_start(self.store()?.conn(), &filter, i64::from(count)).map_err(to_js)? as f64)
+    }
+
+    /// What is wrong with the optional indexes present (nothing, usually).
+    #[napi]
+    pub fn index_problems(&self) -> Result<Vec<String>> {
+        maintenance::index_problems(self.store()?.conn()).map_err(to_js)
+    }
+
     /// Stores one batch of exported rows (see `src/transfer.rs`); returns the first new id.
     #[napi]
     pub fn import_rows(&self, payload: String, keep_ids: bool) -> Result<f64> {
@@ -372,6 +385,14 @@ impl NativeQueue {
 /// cannot fail; should it, the caller gets `null` rather than a crash.
 fn to_json_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// The filters of `tail_start`, as `streamEvents` takes them.
+#[napi(object)]
+pub struct TailFilter {
+    pub correlation_id: Option<String>,
+    pub user: Option<String>,
+    pub cmd: Option<String>,
 }
 
 /// An online backup in progress; see `src/backup.rs`.

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::connection::Connection;
 use crate::error::Result;
 use crate::schema;
+use crate::stream::Filter;
 
 /// What `PRAGMA wal_checkpoint(TRUNCATE)` reports.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -53,6 +54,38 @@ pub fn integrity_check(conn: &Connection) -> Result<Vec<String>> {
 /// How many events have `from <= id <= to`: what an export of that range will write.
 pub fn count_between(conn: &Connection, from: i64, to: i64) -> Result<i64> {
     Ok(conn.query_row("SELECT COUNT(*) FROM queue WHERE id >= ?1 AND id <= ?2", [from, to], |r| r.get(0))?)
+}
+
+/// The id from which the last `count` events matching `filter` start (0 when none match), so
+/// that `eventlite tail` reads just those, newest last, through a stream.
+pub fn tail_start(conn: &Connection, filter: &Filter, count: i64) -> Result<i64> {
+    let mut sql = String::from("SELECT MIN(id) FROM (SELECT id FROM queue WHERE 1");
+    let given = [("correlation_id", &filter.correlation_id), ("user", &filter.user), ("cmd", &filter.cmd)];
+    let mut values: Vec<&str> = Vec::new();
+    for (column, value) in given {
+        if let Some(value) = value {
+            values.push(value);
+            sql.push_str(&format!(" AND {column} = ?{}", values.len()));
+        }
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {})", count.max(0)));
+    let start: Option<i64> = conn.query_row(&sql, rusqlite::params_from_iter(values), |r| r.get(0))?;
+    Ok(start.unwrap_or(0))
+}
+
+/// What is wrong with the optional indexes present: one that this library knows by name but
+/// whose columns differ from the ones it defines (another program made it).
+pub fn index_problems(conn: &Connection) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for name in schema::present_indexes(conn)? {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?;
+        let columns = stmt.query_map([&name], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let expected = schema::INDEXES.iter().find(|d| d.name == name).map(|d| d.columns);
+        if let Some(expected) = expected.filter(|expected| columns.join(", ") != *expected) {
+            problems.push(format!("index {name} is on ({}), expected ({expected})", columns.join(", ")));
+        }
+    }
+    Ok(problems)
 }
 
 /// One end of the log.
@@ -172,6 +205,31 @@ mod tests {
         let seen = inspect(store.conn()).unwrap();
         assert_eq!((seen.events, seen.first, seen.last), (0, None, None));
         assert!(seen.top_cmds.is_empty());
+    }
+
+    #[test]
+    fn tail_starts_at_the_last_matching_events() {
+        let store = store_with(&[("a", 1), ("b", 2), ("a", 3), ("b", 4), ("a", 5)]);
+        assert_eq!(tail_start(store.conn(), &Filter::default(), 2).unwrap(), 4);
+        let only_a = Filter { cmd: Some("a".into()), ..Filter::default() };
+        assert_eq!(tail_start(store.conn(), &only_a, 2).unwrap(), 3);
+        assert_eq!(tail_start(store.conn(), &only_a, 100).unwrap(), 1);
+        let none = Filter { user: Some("nobody".into()), ..Filter::default() };
+        assert_eq!(tail_start(store.conn(), &none, 2).unwrap(), 0);
+    }
+
+    #[test]
+    fn an_index_of_a_known_name_on_other_columns_is_a_problem() {
+        let store = store_with(&[("a", 1)]);
+        assert!(index_problems(store.conn()).unwrap().is_empty());
+        store
+            .conn()
+            .execute_batch("DROP INDEX idx_correlation_id; CREATE INDEX idx_correlation_id ON queue(user)")
+            .unwrap();
+        assert_eq!(
+            index_problems(store.conn()).unwrap(),
+            vec!["index idx_correlation_id is on (user), expected (correlation_id)"]
+        );
     }
 
     #[test]
