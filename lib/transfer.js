@@ -86,13 +86,18 @@ function toTuple(row, line, keepIds) {
   return [keepIds ? id : null, version, datetime, user, ip, cmd, data, correlationId, causationId, metadata, null]
 }
 
-/** The rows of `source`: row objects as they are, and text (lines or chunks) split into lines. */
+/**
+ * The rows of `source`: row objects as they are; a string is one line (or several, separated
+ * by newlines), as a line reader or exportEvents gives them; bytes (a Buffer from a file
+ * stream) are raw chunks of a file, cut anywhere, joined into lines here.
+ */
 async function * rowsOf(source) {
-  let carry = ''
   let line = 0
+  let carry = ''
   const decoder = new StringDecoder('utf8')
   const parse = (text) => {
     line++
+    if (text.trim() === '') return undefined
     try {
       return JSON.parse(text)
     } catch (cause) {
@@ -100,21 +105,25 @@ async function * rowsOf(source) {
     }
   }
   for await (const item of source) {
-    const text = typeof item === 'string' ? item : item instanceof Uint8Array ? decoder.write(item) : null
-    if (text === null) {
+    let lines
+    if (typeof item === 'string') {
+      lines = item.split('\n')
+      if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop()
+    } else if (item instanceof Uint8Array) {
+      lines = (carry + decoder.write(item)).split('\n')
+      carry = lines.pop()
+    } else {
       line++
       yield { row: item, line }
       continue
     }
-    const lines = (carry + text).split('\n')
-    carry = lines.pop()
-    for (const piece of lines) {
-      if (piece.trim() !== '') yield { row: parse(piece), line: line + 1 }
-      else line++
+    for (const text of lines) {
+      const row = parse(text)
+      if (row !== undefined) yield { row, line }
     }
   }
-  carry += decoder.end()
-  if (carry.trim() !== '') yield { row: parse(carry), line: line + 1 }
+  const rest = parse(carry + decoder.end())
+  if (rest !== undefined) yield { row: rest, line }
 }
 
 /**
