@@ -282,6 +282,37 @@ export interface StreamOptions {
  * What `streamEvents` uses of an `AbortSignal`, spelled out so that these types compile
  * without the DOM library or `@types/node`; a real `AbortSignal` is one.
  */
+export interface BackupOptions {
+  /** Called after each step with the pages copied so far and the pages in all. */
+  onProgress?: (progress: { done: number; total: number }) => void
+}
+
+export interface BackupResult {
+  totalPages: number
+  remainingPages: number
+}
+
+export interface ExportRange {
+  /** First id (default 0: from the first event). */
+  from?: number
+  /** Last id (default: the last event). */
+  to?: number | null
+}
+
+export interface ImportOptions {
+  /** Keep the exported ids; the log must be empty. */
+  keepIds?: boolean
+  /** Called after each batch; `total` is `null` (a stream's length is not known ahead). */
+  onProgress?: (progress: { done: number; total: number | null }) => void
+}
+
+/** What `PRAGMA wal_checkpoint(TRUNCATE)` reports; -1 frames when the file is not in WAL mode. */
+export interface CheckpointResult {
+  busy: boolean
+  walFrames: number
+  checkpointedFrames: number
+}
+
 export interface AbortSignalLike {
   readonly aborted: boolean
   addEventListener(type: 'abort', listener: () => void): void
@@ -355,6 +386,33 @@ export interface EventQueue {
 
   /** Names of the optional indexes present, sorted. */
   getIndexes(): string[]
+
+  /**
+   * Copies the live database into `destination` (replaced if it exists) with SQLite's online
+   * backup, a step of pages at a time off the JavaScript thread. The copy holds every event
+   * committed before the call, and the queue (and other processes) keep writing meanwhile.
+   */
+  backup(destination: string, options?: BackupOptions): Promise<BackupResult>
+  /** The events with `from <= id <= to` as JSONL lines (each ending in `\n`), in id order. */
+  exportEvents(range?: ExportRange): AsyncIterable<string>
+  /**
+   * Appends the rows of an export, `1000` per transaction; causation ids that point at an
+   * imported row follow it to its new id. Strings are lines (one or several), byte chunks
+   * (a file stream's Buffers) are cut anywhere, objects are rows. Resolves to the count; a
+   * bad row rejects with `code: 'ERR_INVALID_EVENT'`, its `line`, and `imported` (the rows of
+   * the batches before it, which were stored).
+   */
+  importEvents(source: Iterable<string | Uint8Array | object> | AsyncIterable<string | Uint8Array | object>, options?: ImportOptions): Promise<number>
+  /** `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the database and empties it. */
+  checkpoint(): CheckpointResult
+  /** `PRAGMA optimize`: refreshes the query planner's statistics where they are stale. */
+  optimize(): void
+  /** `VACUUM`: rebuilds the file without its free pages. */
+  vacuum(): void
+  /** `PRAGMA integrity_check`: `['ok']`, or the problems SQLite found. */
+  integrityCheck(): string[]
+  /** `getMetrics()` and `getCacheStats()` in Prometheus' text exposition format. */
+  metricsText(): string
 
   /**
    * Drops and recreates the event table, and empties the query cache. Present only on queues

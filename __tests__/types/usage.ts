@@ -14,6 +14,18 @@ async function run() {
   for await (const batch of q.streamEvents({ batchSize: 10, follow: false, signal: controller })) batch.forEach((r) => r.id)
 }
 q.cycleThrough({ _queries: {} }, () => {}, eventCallbacks.error, { start: 1, stop: null })
+async function operate() {
+  const copied: number = (await q.backup('copy.sqlite', { onProgress: ({ done, total }) => done / total })).totalPages
+  const lines: string[] = []
+  for await (const line of q.exportEvents({ from: 1, to: null })) lines.push(line)
+  const imported: number = await q.importEvents(lines, { keepIds: false, onProgress: ({ done }) => done })
+  const wal: number = q.checkpoint().walFrames
+  const problems: string[] = q.integrityCheck()
+  q.optimize()
+  q.vacuum()
+  const text: string = q.metricsText()
+  void [copied, imported, wal, problems, text]
+}
 q.reset?.()
 q.close()
-void [row, out, next, stats, metrics, lineage, run]
+void [row, out, next, stats, metrics, lineage, run, operate]
