@@ -24,9 +24,9 @@
 //! release them all; it keeps such a descriptor open until the locks are gone), so by then
 //! there is no lock left to keep. The `-shm` file's locks take the same path.
 //!
-//! Elsewhere (macOS, Windows, other architectures) [`install`] does nothing: the locks stay
-//! the process's, and another SQLite library in the same process must not open the file
-//! while a queue has it open (README, "Other SQLite libraries in the same process").
+//! Elsewhere (macOS, Windows, other architectures) [`install`] does nothing and SQLite locks
+//! as it always does; on macOS, which has no OFD locks, the hazard stands (README, "Other
+//! SQLite libraries in the same process").
 
 /// Makes SQLite's file locks this copy's own (see the module documentation). Must run before
 /// the first connection to a file opens: every connection is opened through
@@ -263,7 +263,8 @@ mod ofd {
             }
         };
         // SAFETY: SQLite stores system calls as `void (*)(void)` and casts each back to its
-        // own type before calling it; the types of these two are those SQLite casts to.
+        // own type before calling it: `close`'s is exactly `int (*)(int)`, and `fcntl`'s is
+        // call-compatible with `int (*)(int, int, ...)` (see `fcntl`).
         let (close_ptr, fcntl_ptr) = unsafe {
             (
                 std::mem::transmute::<unsafe extern "C" fn(c_int) -> c_int, unsafe extern "C" fn()>(close),
@@ -303,6 +304,7 @@ mod tests {
     impl TempDir {
         fn new(name: &str) -> TempDir {
             let dir = std::env::temp_dir().join(format!("eventlite-lock-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
             TempDir(dir)
         }
