@@ -46,7 +46,7 @@ pub struct Progress {
 /// before either connection closes, as SQLite requires.
 pub struct Backup {
     raw: Option<NonNull<ffi::sqlite3_backup>>,
-    dest: rusqlite::Connection,
+    dest: Connection,
     source: Source,
 }
 
@@ -71,13 +71,13 @@ impl Backup {
         }
         store::create_parent_folder(dest)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let dest_conn = rusqlite::Connection::open_with_flags(dest, flags)?;
+        let dest_conn = Connection::open(dest, flags)?;
         dest_conn.busy_timeout(std::time::Duration::from_millis(u64::from(busy_timeout_ms)))?;
         let source = if path == MEMORY {
             Source::Shared(Arc::clone(store))
         } else {
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            let conn = Connection::new(rusqlite::Connection::open_with_flags(&path, flags)?);
+            let conn = Connection::open(&path, flags)?;
             store::configure(&conn, busy_timeout_ms)?;
             // A read of the schema opens the read transaction that pins the snapshot.
             conn.execute_batch("BEGIN")?;
@@ -86,18 +86,15 @@ impl Backup {
         };
         let mut backup = Backup { raw: None, dest: dest_conn, source };
         let main = CString::new("main").map_err(|_| Error::InvalidOption("unreachable NUL".into()))?;
+        let dest_handle = backup.dest.handle()?.as_ptr();
         let raw = backup.with_source(|source| {
             // SAFETY: both handles are open connections owned by `backup`, which finishes the
             // backup handle before closing either (see `Drop`).
-            let raw =
-                unsafe { ffi::sqlite3_backup_init(backup_handle(&backup.dest), main.as_ptr(), source, main.as_ptr()) };
+            let raw = unsafe { ffi::sqlite3_backup_init(dest_handle, main.as_ptr(), source, main.as_ptr()) };
             NonNull::new(raw).ok_or_else(|| {
-                let err = rusqlite::Error::SqliteFailure(
-                    // SAFETY: `dest` is open; SQLite reports a failed init on the destination.
-                    ffi::Error::new(unsafe { ffi::sqlite3_extended_errcode(backup_handle(&backup.dest)) }),
-                    None,
-                );
-                Error::from(err)
+                // SAFETY: `dest_handle` is open; SQLite reports a failed init on the destination.
+                let code = unsafe { ffi::sqlite3_extended_errcode(dest_handle) };
+                Error::from(rusqlite::Error::SqliteFailure(ffi::Error::new(code), None))
             })
         })?;
         backup.raw = Some(raw);
@@ -166,12 +163,6 @@ impl Drop for Backup {
         // rolls the destination back); errors have no one to go to here.
         let _ = self.finish();
     }
-}
-
-/// The destination connection's handle.
-fn backup_handle(conn: &rusqlite::Connection) -> *mut ffi::sqlite3 {
-    // SAFETY: reading the handle of an open connection that the caller keeps alive.
-    unsafe { conn.handle() }
 }
 
 /// Whether two paths name one file (a destination that does not exist yet is not the source).

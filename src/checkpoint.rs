@@ -30,6 +30,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use once_cell::sync::Lazy;
 use rusqlite::{ffi, OpenFlags};
 
+use crate::connection::Connection;
+
 /// WAL pages after which a commit asks for a checkpoint: SQLite's own default.
 const REQUEST_PAGES: c_int = 1000;
 /// WAL pages after which a commit checkpoints itself (PASSIVE) instead of waiting for the
@@ -82,7 +84,7 @@ impl Shared {
     /// a busy or vanished file costs nothing but the attempt.
     fn checkpoint_file(&self) {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if let Ok(conn) = rusqlite::Connection::open_with_flags(&self.path, flags) {
+        if let Ok(conn) = Connection::open(&self.path, flags) {
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
     }

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod event;
+pub mod lock;
 pub mod maintenance;
 pub mod metrics;
 pub mod page;

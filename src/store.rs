@@ -134,7 +134,7 @@ impl Store {
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
         };
-        let conn = Connection::new(rusqlite::Connection::open_with_flags(&config.path, flags)?);
+        let conn = Connection::open(&config.path, flags)?;
         configure(&conn, config.busy_timeout_ms)?;
         conn.set_prepared_statement_cache_capacity(64);
         let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
