@@ -7,9 +7,9 @@
 //
 // The SQLite compile flags come from .cargo/config.toml, which cargo reads because it runs in
 // the package folder; the tarball ships that file, so a source build gets them too. Inside
-// node_modules the build uses a temporary target folder, removed afterwards, and the exact
-// crate versions of Cargo.lock (`--locked`). EVENTLITE_FORCE_BUILD=1 builds even when a
-// shipped binary loads.
+// node_modules the build uses a temporary target folder, removed afterwards (unless
+// CARGO_TARGET_DIR names one), and the exact crate versions of Cargo.lock (`--locked`).
+// EVENTLITE_FORCE_BUILD=1 builds even when a shipped binary loads.
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
