@@ -1,11 +1,11 @@
 'use strict'
 // eventlite-native: an append-only event log with replay, over SQLite, for Node.js and Bun.
-// API: README.md and index.d.ts. Compatible with EventLite Sourcing's queue.
+// API: docs/api.md and index.d.ts. Compatible with EventLite Sourcing's queue.
 const { resolveOptions } = require('./lib/options')
 const { EventQueue } = require('./lib/queue')
 const { eventCallbacks } = require('./lib/execute')
 
-/** Opens (creating if needed) an event queue; see README.md for every option. */
+/** Opens (creating if needed) an event queue; see docs/api.md for every option. */
 function initQueue(options) {
   return new EventQueue(resolveOptions(options))
 }

@@ -2,7 +2,7 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
-const { closedError, coded, describe, shown } = require('./errors')
+const { closedError, coded, describe, dateTime, sender, reason } = require('./errors')
 const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
@@ -56,8 +56,8 @@ const toCorrelationId = (correlationId, method) =>
 
 /** A bound of getEventsInTimeRangePaginated: a number of milliseconds, or a Date. */
 function pageTime(method, name, value) {
-  const time = value instanceof Date ? value.getTime() : value
-  if (typeof time !== 'number' || Number.isNaN(time)) {
+  const time = typeof value === 'number' ? value : dateTime(value)
+  if (time === undefined || Number.isNaN(time)) {
     throw argError(`${method}: ${name} must be a number (a datetime as stored) or a valid Date, got ${describe(value)}`)
   }
   return time
@@ -99,7 +99,7 @@ class EventQueue {
         db.recordFailedWrite()
         const { user, ip, cmd, data } = fields
         if (callbacks && typeof callbacks._error === 'function') {
-          callbacks._error({ msg: `${shown(user)} at ${shown(ip)} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
+          callbacks._error({ msg: `${sender(user, ip)} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
         }
         return undefined
       }
@@ -159,7 +159,7 @@ class EventQueue {
       }
     } catch (cause) {
       this.#db.recordFailedWrite()
-      throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${cause && cause.message}`), { cause })
+      throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${reason(cause)}`), { cause })
     }
     return this.store(merged, model, callbacks)
   }

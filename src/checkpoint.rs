@@ -17,9 +17,7 @@
 //! nearly everything): under sustained writes the WAL cycles at about 4,000 pages (16 MB at the
 //! default page size) instead of 1,000, and it stays bounded whatever the thread does.
 //!
-//! Measured: `storeBulk` of the benchmark's batches, 1.73 -> 1.55 µs an event of native work;
-//! `bench --rounds 3`, ours/raw: store 0.97 -> 1.19 (Node) and 0.99 -> 1.17 (Bun), storeBulk
-//! 1.55 -> 1.79 and 1.34 -> 1.62.
+//! What moving the checkpoints off the commit bought, as measured: docs/performance.md.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::NonNull;

@@ -571,10 +571,10 @@ impl TypeName for Json {
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
 /// The hottest reads, exported as plain Node-API functions that take the queue as their first
-/// argument (`byId(queue, id)`). The `#[napi]` method glue spends about 240 ns per call
-/// tracking borrows, on Node and Bun alike: 6-8 % of a whole `retrieveByID`, and more than what
-/// a cache hit costs without it. Writes keep the glue: a commit costs a hundred times more, and
-/// going raw bought nothing measurable there.
+/// argument (`byId(queue, id)`). The `#[napi]` method glue tracks borrows on every call, on
+/// Node and Bun alike, which costs a measurable part of a whole `retrieveByID` and more than a
+/// cache hit costs without it (docs/performance.md). Writes keep the glue: a commit costs far
+/// more, and going raw bought nothing measurable there.
 const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"byId", raw_by_id)];
 
 /// Adds [`RAW_FUNCTIONS`] to the exports.

@@ -1,5 +1,5 @@
-// Compiled (never run) by `npm run test:types`: the public types must describe every call the
-// README shows, under --strict, with neither the DOM library nor @types/node.
+// Compiled (never run) by `npm run test:types`: the public types must describe every call
+// docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
 import { initQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
@@ -29,3 +29,26 @@ async function operate() {
 q.reset?.()
 q.close()
 void [row, out, next, stats, metrics, lineage, run, operate]
+
+// A model may be a class instance; `store` with a model returns what the model returned.
+class Account {
+  balance = 0
+  deposit(data: { amount: number }) {
+    this.balance += data.amount
+    return this.balance
+  }
+}
+const account = new Account()
+const result: unknown = q.store({ cmd: 'deposit', data: { amount: 5 } }, account)
+const balance = q.store({ cmd: 'deposit', data: { amount: 5 } }, account, eventCallbacks.void) as number | undefined
+// @ts-expect-error with a model, the result is the model's, not a row
+const notARow: EventRow | undefined = q.store({ cmd: 'deposit', data: { amount: 5 } }, account)
+const stored: EventRow | undefined = q.store({ cmd: 'x' })
+const withContext: unknown = q.storeWithContext({ cmd: 'deposit', data: { amount: 1 } }, { correlationId: 'c' }, account)
+q.cycleThrough(account, () => {})
+q.storeBulk([{ cmd: 'deposit', data: { amount: 1 } }], account)
+// Ids as strings of digits, correlation ids as numbers: the reads take them as SQLite compares them.
+const byStringId: EventRow | null = q.retrieveByID('7')
+const children: EventRow[] = q.getChildEvents('7')
+const transaction: EventRow[] = q.getTransaction(7)
+void [result, balance, notARow, stored, withContext, byStringId, children, transaction]
