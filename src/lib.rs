@@ -5,11 +5,14 @@
 
 pub mod cache;
 pub mod checkpoint;
+pub mod condition;
 pub mod connection;
 pub mod error;
 pub mod event;
+pub mod jsvalue;
 pub mod metrics;
 pub mod page;
+pub mod pending;
 pub mod read;
 pub mod row;
 pub mod schema;
