@@ -262,7 +262,8 @@ impl NativeQueue {
         let start = to_id(options.start_id).map_err(to_js)?;
         let end = options.end_id.map(to_id).transpose().map_err(to_js)?;
         let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd };
-        let stream = Stream::new(self.shared()?, filter, start, end, i64::from(options.batch_size));
+        let batch_size = to_id(options.batch_size).map_err(to_js)?;
+        let stream = Stream::new(self.shared()?, filter, start, end, batch_size);
         Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
 
@@ -328,7 +329,8 @@ pub struct PageArgs {
 pub struct StreamOptions {
     pub start_id: f64,
     pub end_id: Option<f64>,
-    pub batch_size: u32,
+    /// Any whole number from 1: a batch is as large as the rows it finds, never allocated ahead.
+    pub batch_size: f64,
     pub correlation_id: Option<String>,
     pub user: Option<String>,
     pub cmd: Option<String>,
