@@ -805,6 +805,60 @@ describe('wait conditions: storeWhen', () => {
   })
 })
 
+describe('wait conditions: hostile input', () => {
+  test('random waitFor shapes: each storeWhen stores one pending event or throws a coded error and stores nothing', () => {
+    let seed = 0x5eed
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0
+      return seed / 2 ** 32
+    }
+    const pick = (list) => list[Math.floor(random() * list.length)]
+    const values = [undefined, null, true, 0, -1, 2, 1.5, NaN, 'c', '', 'x'.repeat(300), [], {}, [1], { $gt: 1 }, { $in: [] }, () => 1, 10n]
+    // Mostly sane conditions with a hostile field now and then, so that validation is passed
+    // often enough for evaluation to run on what gets through.
+    const sane = {
+      pattern: () => pick(['go', 'x']),
+      correlationId: () => 'c',
+      where: () => ({ n: pick([1, 's', null]), s: { [pick(['$gt', '$lte', '$ne', '$eq', '$x'])]: pick([0, 'c', null, [1]]) } }),
+      minCount: () => pick([0, 1, 2]),
+      count: () => pick([0, 1, 3]),
+      index: () => 9,
+    }
+    const condition = () => {
+      if (random() < 0.05) return pick(values)
+      const out = {}
+      for (const [key, make] of Object.entries(sane)) {
+        if (random() < 0.5) out[key] = random() < 0.08 ? pick(values) : make()
+      }
+      return out
+    }
+    const group = () => (random() < 0.05 ? pick(values) : Array.from({ length: Math.floor(random() * 3) + (random() < 0.9 ? 1 : 0) }, condition))
+    const file = tempDb()
+    const q = initQueue({ dbName: file })
+    let stored = 0
+    for (let i = 0; i < 600; i++) {
+      const waitFor = random() < 0.05 ? pick(values) : {}
+      if (waitFor && typeof waitFor === 'object' && !Array.isArray(waitFor)) {
+        for (const key of ['all', 'any', 'count', 'sequence', 'other']) {
+          if (random() < (key === 'other' ? 0.02 : 0.4)) waitFor[key] = key === 'count' ? condition() : group()
+        }
+      }
+      const event = { cmd: pick(['go', 'go', '', undefined]), correlationId: pick(['c', undefined]), waitFor, timeout: random() < 0.1 ? pick(values) : pick([undefined, 0, 500]) }
+      try {
+        const result = q.storeWhen(event, undefined, eventCallbacks.void)
+        if (result && typeof result === 'object' && 'pendingEventId' in result) stored++
+      } catch (err) {
+        assert.ok(err instanceof Error && typeof err.code === 'string', `call ${i}: ${err && err.stack}`)
+      }
+      if (i % 50 === 0) q.store({ cmd: pick(['go', 'c', 'x']), data: { n: i, s: 'c' }, correlationId: 'c' })
+      if (i % 100 === 0) [q.checkAllPendingEvents(), q.executeReadyEvents(), q.expirePendingEvents()]
+    }
+    q.close()
+    assert.ok(stored > 20, `some pending events were stored (${stored})`)
+    assert.deepEqual(readFile(file, 'SELECT COUNT(*) AS n FROM pending_events'), [{ n: stored }])
+  })
+})
+
 describe('wait conditions: the pending-event methods', () => {
   test('executeReadyEvents: each ready event is stored once, even by two queues at once', () => {
     const file = tempDb()
