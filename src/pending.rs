@@ -181,12 +181,10 @@ impl Pending {
     }
 
     /// [`Pending::resync`] where a failure has nowhere to go: after a commit of ours, which
-    /// stands (a caller told of an error would retry it), or when the store opens. It leaves
-    /// `seen` unknown, so the next append reads again.
+    /// stands (a caller told of an error would retry it), or when the store opens. A failed
+    /// resync leaves `seen` unknown, so the next append reads again: that is all it can do.
     pub fn refresh(&mut self, conn: &Connection) {
-        if self.resync(conn).is_err() {
-            self.seen = None;
-        }
+        let _ = self.resync(conn);
     }
 
     /// Called after a write that failed: what happened to the counter is unknown.
