@@ -2,8 +2,8 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
-const { closedError, coded, describe, dateTime, sender, reason } = require('./errors')
-const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
+const { closedError, coded, describe, dateTime, eventError, reason } = require('./errors')
+const { readEvent, lacksCmd, toRecord, toPayload, toRow, timestamp, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
@@ -14,9 +14,16 @@ const { metricsText } = require('./prometheus')
 
 /** The native queue, for the command line's tools; not part of the API. */
 const NATIVE = Symbol('eventlite-native.native')
+const { readWait, pendingPayload } = require('./pending')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
+
+/** What a write of a pending event returns when it was no longer ready: nothing was stored. */
+const NOT_READY = Symbol('not ready')
+
+/** Whether `callbacks` can be told of a problem. */
+const canReport = (callbacks) => Boolean(callbacks) && typeof callbacks._error === 'function'
 
 /** The row of a read that returns one row's values as JSON text, or null. */
 const parseRow = (text) => (text === null || text === undefined ? null : oneRow(JSON.parse(text)))
@@ -90,34 +97,53 @@ class EventQueue {
     return this.#native
   }
 
-  store(event, model, callbacks = eventCallbacks.void) {
+  store(event, model, callbacks) {
+    return this.#write(event, model, callbacks, null)
+  }
+
+  /**
+   * `store`, and the store of ready pending event `pendingId` (not null), which is marked
+   * executed in the same transaction: that one returns NOT_READY, storing nothing, when it was
+   * no longer ready. As in EventLite, `_model` and `_cb` stand in for a model and callbacks
+   * not given.
+   */
+  #write(event, model, callbacks, pendingId) {
     const db = this.#db
-    let record, payload
+    if (!model) model = this._model
+    if (!callbacks) callbacks = this._cb
+    let fields, record, payload
     try {
-      const fields = readEvent(event, undefined)
-      if (lacksCmd(fields)) {
-        db.recordFailedWrite()
-        const { user, ip, cmd, data } = fields
-        if (callbacks && typeof callbacks._error === 'function') {
-          callbacks._error({ msg: `${sender(user, ip)} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
-        }
-        return undefined
+      fields = readEvent(event, undefined)
+      if (!lacksCmd(fields)) {
+        record = toRecord(fields, undefined, this.#datetime)
+        payload = toPayload([record], false)
+      } else if (!canReport(callbacks)) {
+        // EventLite would call `_error` of callbacks that are not there; an event must never
+        // be dropped with nobody told.
+        throw eventError(TypeError, 'store(event): cmd is missing and there are no callbacks to report it to; nothing was stored')
       }
-      record = toRecord(fields, undefined, this.#datetime)
-      payload = toPayload([record], false)
     } catch (err) {
       db.recordFailedWrite()
       throw err
     }
-    const id = db.append(payload)
+    if (record === undefined) {
+      db.recordFailedWrite()
+      const { user, ip, cmd, data } = fields
+      callbacks._error({ msg: 'No command given; aborting', priority: 2, user, ip, cmd, data })
+      return undefined
+    }
+    const id = pendingId === null ? db.append(payload) : db.appendPending(pendingId, payload)
+    if (id === null) return NOT_READY
     this.#streams.wake()
     const row = toRow(record, id, record[CORRELATION] ?? db.correlationId(id))
-    if (model === undefined || model === null) return row
+    if (!model) return row
     return execute(row, model, callbacks)
   }
 
-  storeBulk(events, model, callbacks = eventCallbacks.void) {
+  storeBulk(events, model, callbacks) {
     const db = this.#db
+    if (!model) model = this._model
+    if (!callbacks) callbacks = this._cb
     let records, payload
     try {
       if (!Array.isArray(events)) throw coded(TypeError, 'ERR_INVALID_EVENT', `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
@@ -136,7 +162,7 @@ class EventQueue {
       const id = firstId + i
       results[i] = { row: toRow(records[i], id, records[i][CORRELATION] ?? db.correlationId(id)), result: null }
     }
-    if (model !== undefined && model !== null) {
+    if (model) {
       for (const entry of results) entry.result = execute(entry.row, model, callbacks)
     }
     return results
@@ -162,6 +188,73 @@ class EventQueue {
       throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${reason(cause)}`), { cause })
     }
     return this.store(merged, model, callbacks)
+  }
+
+  /**
+   * Stores the event once its `waitFor` is satisfied: until then it is a pending event. Without
+   * `waitFor`, it is `store`.
+   */
+  storeWhen(event, model, callbacks) {
+    const db = this.#db
+    const wait = readWait(event)
+    if (wait === null) return this.store(event, model, callbacks)
+    const fields = readEvent(event, undefined)
+    if (lacksCmd(fields)) throw eventError(Error, 'storeWhen(event): cmd is missing; nothing was stored')
+    // Validated as store validates; its datetime is the pending event's created_at.
+    const record = toRecord(fields, undefined, this.#datetime)
+    const causation = record[CAUSATION]
+    const correlationId = record[CORRELATION] ?? (causation === null ? null : db.correlationId(causation))
+    const pendingEventId = db.storeWhen(pendingPayload(record, correlationId, wait))
+    return { pendingEventId, status: 'pending' }
+  }
+
+  checkAllPendingEvents() {
+    return JSON.parse(this.#db.checkPending())
+  }
+
+  /**
+   * Stores each ready event (oldest first) through `store`, marking it executed in the same
+   * transaction. One that cannot be stored stays ready and is reported to `callbacks._error`
+   * (or, with none, logged as EventLite logs it).
+   */
+  executeReadyEvents(model, callbacks) {
+    const db = this.#db
+    if (!model) model = this._model
+    if (!callbacks) callbacks = this._cb
+    const executed = []
+    for (const pendingEvent of JSON.parse(db.readyPending())) {
+      let result
+      try {
+        const event = JSON.parse(pendingEvent.event_data)
+        if (lacksCmd(readEvent(event, undefined))) throw eventError(Error, 'its event has no cmd')
+        result = this.#write(event, model, callbacks, pendingEvent.id)
+      } catch (error) {
+        const message = `Failed to execute pending event ${pendingEvent.id}:`
+        if (canReport(callbacks)) callbacks._error({ msg: `${message} ${error && error.message}`, error, pendingEvent })
+        else console.error(message, error)
+        continue
+      }
+      if (result !== NOT_READY) executed.push({ pendingEvent, result })
+    }
+    return executed
+  }
+
+  /** Marks expired the pending events whose `expires_at` is before now (the datetime option's clock). */
+  expirePendingEvents() {
+    const db = this.#db
+    return JSON.parse(db.expirePending(timestamp(this.#datetime)))
+  }
+
+  cancelPendingEvent(id) {
+    const db = this.#db
+    const key = toId(id)
+    return key === null ? false : db.cancelPending(key)
+  }
+
+  /** The pending rows (status `pending`) of a correlation id, oldest first. */
+  getPendingEventsByCorrelation(correlationId) {
+    const db = this.#db
+    return typeof correlationId === 'string' ? JSON.parse(db.pendingByCorrelation(correlationId)) : []
   }
 
   cycleThrough(model, doneCB, whileCB = eventCallbacks.void, { start = 0, stop = null } = {}) {
