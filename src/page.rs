@@ -121,7 +121,7 @@ impl Query<'_> {
     }
 
     /// Binds the query's arguments, `?1` and `?2`.
-    fn bind(&self, stmt: &mut Statement) -> Result<()> {
+    fn bind(&self, stmt: &mut Statement<'_>) -> Result<()> {
         match *self {
             Query::Correlation(text) | Query::User(text) | Query::Cmd(text) => stmt.bind(1, text),
             Query::Children(id) => stmt.bind(1, id),
