@@ -213,8 +213,8 @@ unsafe extern "C" fn on_commit(arg: *mut c_void, db: *mut ffi::sqlite3, _name: *
 
 /// Queues a checkpoint for the store, once per [`REQUEST_PAGES`] the WAL has grown by (or
 /// when it has started over), unless one is queued or running already. Asking after every
-/// commit past the mark, as the WAL cannot start over while commits keep coming, ran ten times
-/// as many checkpoints as SQLite would, each with its two fsyncs, which slowed the writes.
+/// commit past the mark, as the WAL cannot start over while commits keep coming, ran many
+/// times as many checkpoints as SQLite would, each with its two fsyncs, which slowed the writes.
 fn request(shared: &Shared, pages: c_int) {
     let last = shared.requested_at.load(Ordering::Relaxed);
     if pages >= last && pages - last < REQUEST_PAGES {
