@@ -42,14 +42,15 @@ impl Default for CacheConfig {
     }
 }
 
+/// The largest `max_size`: slots stay below it and cross to JavaScript as 32-bit integers.
+pub const MAX_SIZE: usize = i32::MAX as usize;
+
 impl CacheConfig {
     /// The JavaScript layer validates first; this refuses what would make the cache misbehave.
     pub fn check(&self) -> Result<()> {
-        // Slots stay below `max_size` and cross to JavaScript as 32-bit integers.
-        if self.max_size == 0 || self.max_size > i32::MAX as usize {
+        if self.max_size == 0 || self.max_size > MAX_SIZE {
             return Err(Error::InvalidOption(format!(
-                "cache.maxSize must be an integer from 1 to {}, got {}",
-                i32::MAX,
+                "cache.maxSize must be an integer from 1 to {MAX_SIZE}, got {}",
                 self.max_size
             )));
         }

@@ -94,6 +94,63 @@ pub fn index_keys() -> Vec<&'static str> {
     schema::index_keys()
 }
 
+/// The constants the JavaScript layer shares with the core, defined here once; `lib/constants.js`
+/// reads them when the package loads.
+#[napi(object, object_from_js = false)]
+pub struct Constants {
+    /// The columns of a row, in the order every read sends their values.
+    pub columns: Vec<&'static str>,
+    /// The columns that hold JSON, which a row carries parsed.
+    pub json_columns: Vec<&'static str>,
+    /// The values of the `synchronous` option.
+    pub synchronous: Vec<&'static str>,
+    pub max_page_limit: u32,
+    pub max_cache_size: u32,
+    pub max_busy_timeout: u32,
+    pub defaults: Defaults,
+}
+
+/// What an option left out means.
+#[napi(object, object_from_js = false)]
+pub struct Defaults {
+    pub db_name: &'static str,
+    pub wal: bool,
+    pub busy_timeout: u32,
+    pub reset: bool,
+    pub cache: CacheOptions,
+    /// A page's `limit`.
+    pub page_limit: u32,
+    /// A stream's `batchSize`.
+    pub batch_size: u32,
+}
+
+#[napi]
+pub fn constants() -> Constants {
+    let config = Config::new(store::DEFAULT_PATH);
+    // The casts are of small constants, which fit.
+    Constants {
+        columns: schema::COLUMNS.to_vec(),
+        json_columns: row::json_columns().collect(),
+        synchronous: store::SYNCHRONOUS.to_vec(),
+        max_page_limit: page::MAX_LIMIT as u32,
+        max_cache_size: cache::MAX_SIZE as u32,
+        max_busy_timeout: store::MAX_BUSY_TIMEOUT_MS,
+        defaults: Defaults {
+            db_name: store::DEFAULT_PATH,
+            wal: config.wal,
+            busy_timeout: config.busy_timeout_ms,
+            reset: config.reset,
+            cache: CacheOptions {
+                enabled: config.cache.enabled,
+                max_size: config.cache.max_size as u32,
+                ttl: config.cache.ttl.as_millis() as f64,
+            },
+            page_limit: page::DEFAULT_LIMIT as u32,
+            batch_size: stream::DEFAULT_BATCH_SIZE as u32,
+        },
+    }
+}
+
 /// Roughly what an open queue holds outside the JavaScript heap: SQLite's connection, its page
 /// cache, statements and lookaside, and file descriptors. It is reported to the engine while
 /// the queue is open, so that queues dropped without `close()` are collected (closing their

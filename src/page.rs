@@ -21,6 +21,9 @@ use crate::statement::{Row, Statement};
 /// The largest `limit` a page accepts.
 pub const MAX_LIMIT: i64 = 10_000;
 
+/// The `limit` of a page when none is given.
+pub const DEFAULT_LIMIT: i64 = 100;
+
 /// The five paginated queries, each with its arguments.
 #[derive(Debug, Clone, Copy)]
 pub enum Query<'a> {
