@@ -11,7 +11,7 @@ const OPTION_KEYS = [
   'dbName', 'WAL', 'synchronous', 'busyTimeout', 'indexes', 'cache', 'datetime', 'reset', 'risky',
   'init', 'hash',
 ]
-const CACHE_KEYS = ['enabled', 'maxSize', 'ttl']
+const CACHE_KEYS = Object.keys(DEFAULTS.cache)
 
 const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
 
