@@ -3,6 +3,8 @@
 // read returns new objects, so mutating one never changes a later read. For the small values
 // rows hold, copying is several times cheaper than JSON.parse of the text again or
 // structuredClone.
+const { jsonColumns } = require('./constants')
+const { rowBuilder } = require('./rows')
 
 /** A deep copy of a value JSON.parse made: plain objects, arrays and primitives only. */
 function copyJson(value) {
@@ -25,20 +27,11 @@ function copyJson(value) {
 }
 
 /** A copy of a row, with its keys in the order every read returns them. */
-function copyRow(row) {
-  return {
-    id: row.id,
-    version: row.version,
-    datetime: row.datetime,
-    user: row.user,
-    ip: row.ip,
-    cmd: row.cmd,
-    data: copyJson(row.data),
-    correlation_id: row.correlation_id,
-    causation_id: row.causation_id,
-    metadata: copyJson(row.metadata),
-  }
-}
+const copyRow = rowBuilder(
+  ['row'],
+  (column) => (jsonColumns.includes(column) ? `copyJson(row.${column})` : `row.${column}`),
+  { copyJson },
+)
 
 function copyRows(rows) {
   const out = new Array(rows.length)

@@ -4,10 +4,10 @@
 const { optionError, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { toRows } = require('./rows')
+const { maxPageLimit: MAX_LIMIT, defaults } = require('./constants')
 
 const PAGE_KEYS = ['limit', 'offset', 'cursor', 'withCount']
-const MAX_LIMIT = 10000
-const DEFAULTS = Object.freeze({ limit: 100, offset: 0, cursor: undefined, withCount: true })
+const DEFAULTS = Object.freeze({ limit: defaults.pageLimit, offset: 0, cursor: undefined, withCount: true })
 
 /**
  * `limit` or `offset`: the spec makes anything but an integer in range a RangeError, a value

@@ -13,8 +13,8 @@
 //!   `reset` forgets everything;
 //! - writes by another connection (another queue on the file, another process) move SQLite's
 //!   `PRAGMA data_version`. It is checked before every transaction lookup, and when it moved
-//!   everything is forgotten. It costs more than a whole id hit (docs/performance.md), so id
-//!   lookups do not check it: a stored row never changes (the log is append-only), and only a `reset()` by
+//!   everything is forgotten. The check costs more than a whole id hit, so id lookups do not
+//!   check it: a stored row never changes (the log is append-only), and only a `reset()` by
 //!   another connection can make a cached row wrong. Such a row is dropped at the next
 //!   transaction lookup or when its `ttl` runs out, whichever comes first.
 
@@ -42,14 +42,15 @@ impl Default for CacheConfig {
     }
 }
 
+/// The largest `max_size`: slots stay below it and cross to JavaScript as 32-bit integers.
+pub const MAX_SIZE: usize = i32::MAX as usize;
+
 impl CacheConfig {
     /// The JavaScript layer validates first; this refuses what would make the cache misbehave.
     pub fn check(&self) -> Result<()> {
-        // Slots stay below `max_size` and cross to JavaScript as 32-bit integers.
-        if self.max_size == 0 || self.max_size > i32::MAX as usize {
+        if self.max_size == 0 || self.max_size > MAX_SIZE {
             return Err(Error::InvalidOption(format!(
-                "cache.maxSize must be an integer from 1 to {}, got {}",
-                i32::MAX,
+                "cache.maxSize must be an integer from 1 to {MAX_SIZE}, got {}",
                 self.max_size
             )));
         }

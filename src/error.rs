@@ -37,6 +37,18 @@ impl Error {
     pub fn cant_open(message: String) -> Error {
         Error::Sqlite { code: "SQLITE_CANTOPEN", message }
     }
+
+    /// The error, naming the file at `path` when it is about the file itself: SQLite's message
+    /// ("file is not a database") does not say which. Worded as rusqlite words a file it
+    /// cannot open.
+    pub fn naming_file(self, path: &str) -> Error {
+        match self {
+            Error::Sqlite { code: code @ "SQLITE_NOTADB", message } => {
+                Error::Sqlite { code, message: format!("{message}: {path}") }
+            }
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -59,7 +71,12 @@ impl From<rusqlite::Error> for Error {
             rusqlite::Error::InvalidPath(_) => "SQLITE_CANTOPEN",
             _ => "SQLITE_ERROR",
         };
-        Error::Sqlite { code, message: err.to_string() }
+        let message = match &err {
+            // An empty message from SQLite would leave a blank: its text for the code says it.
+            rusqlite::Error::SqliteFailure(e, Some(m)) if m.is_empty() => e.to_string(),
+            _ => err.to_string(),
+        };
+        Error::Sqlite { code, message }
     }
 }
 
@@ -112,6 +129,22 @@ mod tests {
         assert_eq!(Error::from(busy).code(), "SQLITE_BUSY");
         let notadb = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB), None);
         assert_eq!(Error::from(notadb).code(), "SQLITE_NOTADB");
+    }
+
+    #[test]
+    fn an_empty_sqlite_message_gives_way_to_sqlites_text_for_the_code() {
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), Some("".into()));
+        assert!(Error::from(busy).to_string().contains("locked"));
+    }
+
+    #[test]
+    fn notadb_names_the_file_and_other_errors_keep_their_message() {
+        let notadb = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB), None);
+        let named = Error::from(notadb).naming_file("/tmp/x.sqlite");
+        assert_eq!(named.code(), "SQLITE_NOTADB");
+        assert!(named.to_string().ends_with(": /tmp/x.sqlite"), "{named}");
+        assert_eq!(Error::InvalidEvent("x".into()).naming_file("/tmp/x.sqlite").to_string(), "x");
     }
 
     #[test]

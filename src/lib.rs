@@ -3,26 +3,31 @@
 //! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
 //! and results; see `lib/queue.js`.
 
-pub mod backup;
-pub mod cache;
-pub mod checkpoint;
-pub mod condition;
-pub mod connection;
-pub mod error;
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+// Public only for what the tests in `tests/` and the programs in `examples/` use: the rest,
+// the raw SQLite parts above all, is the crate's own.
+pub(crate) mod backup;
+pub(crate) mod cache;
+pub(crate) mod checkpoint;
+pub(crate) mod condition;
+pub(crate) mod connection;
+pub(crate) mod error;
 pub mod event;
-pub mod jsvalue;
-pub mod lock;
-pub mod maintenance;
-pub mod metrics;
+pub(crate) mod jsvalue;
+pub(crate) mod lock;
+pub(crate) mod maintenance;
+pub(crate) mod metrics;
 pub mod page;
-pub mod pending;
+pub(crate) mod pending;
 pub mod read;
 pub mod row;
 pub mod schema;
-pub mod statement;
+pub(crate) mod statement;
 pub mod store;
-pub mod stream;
-pub mod transfer;
+pub(crate) mod stream;
+pub(crate) mod transfer;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -104,6 +109,63 @@ pub fn index_keys() -> Vec<&'static str> {
 #[napi]
 pub fn wait_groups() -> Vec<Vec<&'static str>> {
     condition::Group::ALL.iter().map(|g| vec![g.key(), g.condition_type()]).collect()
+}
+
+/// The constants the JavaScript layer shares with the core, defined here once; `lib/constants.js`
+/// reads them when the package loads.
+#[napi(object, object_from_js = false)]
+pub struct Constants {
+    /// The columns of a row, in the order every read sends their values.
+    pub columns: Vec<&'static str>,
+    /// The columns that hold JSON, which a row carries parsed.
+    pub json_columns: Vec<&'static str>,
+    /// The values of the `synchronous` option.
+    pub synchronous: Vec<&'static str>,
+    pub max_page_limit: u32,
+    pub max_cache_size: u32,
+    pub max_busy_timeout: u32,
+    pub defaults: Defaults,
+}
+
+/// What an option left out means.
+#[napi(object, object_from_js = false)]
+pub struct Defaults {
+    pub db_name: &'static str,
+    pub wal: bool,
+    pub busy_timeout: u32,
+    pub reset: bool,
+    pub cache: CacheOptions,
+    /// A page's `limit`.
+    pub page_limit: u32,
+    /// A stream's `batchSize`.
+    pub batch_size: u32,
+}
+
+#[napi]
+pub fn constants() -> Constants {
+    let config = Config::new(store::DEFAULT_PATH);
+    // The casts are of small constants, which fit.
+    Constants {
+        columns: schema::COLUMNS.to_vec(),
+        json_columns: row::json_columns().collect(),
+        synchronous: store::SYNCHRONOUS.to_vec(),
+        max_page_limit: page::MAX_LIMIT as u32,
+        max_cache_size: cache::MAX_SIZE as u32,
+        max_busy_timeout: store::MAX_BUSY_TIMEOUT_MS,
+        defaults: Defaults {
+            db_name: store::DEFAULT_PATH,
+            wal: config.wal,
+            busy_timeout: config.busy_timeout_ms,
+            reset: config.reset,
+            cache: CacheOptions {
+                enabled: config.cache.enabled,
+                max_size: config.cache.max_size as u32,
+                ttl: config.cache.ttl.as_millis() as f64,
+            },
+            page_limit: page::DEFAULT_LIMIT as u32,
+            batch_size: stream::DEFAULT_BATCH_SIZE as u32,
+        },
+    }
 }
 
 /// Roughly what an open queue holds outside the JavaScript heap: SQLite's connection, its page
@@ -613,6 +675,7 @@ impl ToNapiValue for Json {
     unsafe fn to_napi_value(env: sys::napi_env, value: Json) -> napi::Result<sys::napi_value> {
         let text = value.0;
         if !text.is_ascii() {
+            // SAFETY: `env` is the one this conversion was called with (as the trait requires).
             return unsafe { String::to_napi_value(env, text) };
         }
         let mut result = ptr::null_mut();
@@ -639,9 +702,9 @@ type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) 
 
 /// The hottest reads, exported as plain Node-API functions that take the queue as their first
 /// argument (`byId(queue, id)`). The `#[napi]` method glue tracks borrows on every call, on
-/// Node and Bun alike, which costs a measurable part of a whole `retrieveByID` and more than a
-/// cache hit costs without it (docs/performance.md). Writes keep the glue: a commit costs far
-/// more, and going raw bought nothing measurable there.
+/// Node and Bun alike, which costs a noticeable share of a whole `retrieveByID`, and more than
+/// a cache hit costs without it. Writes keep the glue: a commit costs far more, and going raw
+/// bought nothing measurable there.
 const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"byId", raw_by_id)];
 
 /// Adds [`RAW_FUNCTIONS`] to the exports.
@@ -670,8 +733,8 @@ pub fn export_raw_functions(exports: Object, env: Env) -> napi::Result<()> {
 /// `None` unless it got both.
 ///
 /// # Safety
-/// `env` and `info` must be those of a Node-API callback in progress, and the queue must not
-/// be used after that callback returns.
+/// `env` and `info` must be those of a Node-API callback in progress. The queue must not be
+/// used after that callback returns, nor while JavaScript runs (see below).
 unsafe fn queue_and_arg<'a>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
@@ -682,7 +745,13 @@ unsafe fn queue_and_arg<'a>(
     let mut wrapped = ptr::null_mut();
     // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
     // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, which JavaScript keeps alive
-    // for the call since it is an argument; its store is only reached through its lock.
+    // for the call since it is an argument. A shared reference to it is sound because nothing
+    // can take the queue mutably while it lives. Only the `#[napi]` glue of a method that
+    // takes `&mut self` (`close`) does that, and only when JavaScript calls it, on the one
+    // JavaScript thread: that thread is inside this callback until it returns, and the
+    // callback runs no JavaScript (the caller's promise), so no such call can re-enter. Other
+    // threads never reach the `NativeQueue`, only the store its `Arc` shares with streams.
+    // Bypassing the glue skips its run-time borrow tracking, which is what these functions save.
     unsafe {
         let ok = sys::Status::napi_ok;
         if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
@@ -705,13 +774,15 @@ unsafe fn queue_and_arg<'a>(
 /// method would throw through the glue.
 ///
 /// # Safety
-/// `env` and `info` must be those of a Node-API callback in progress.
+/// `env` and `info` must be those of a Node-API callback in progress, and converting the
+/// argument to `A` and running `method` must run no JavaScript (no getters, no callbacks).
 unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
     method: fn(&NativeQueue, A) -> Result<R>,
 ) -> sys::napi_value {
-    // SAFETY: as this function requires; the queue does not outlive this call.
+    // SAFETY: as this function requires; the queue does not outlive this call, and no
+    // JavaScript runs while it is used.
     let Some((queue, arg)) = (unsafe { queue_and_arg(env, info) }) else {
         let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue and one argument".to_string());
         // SAFETY: `env` is this callback's.
@@ -720,6 +791,7 @@ unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
     // SAFETY: `arg` is a value of this callback; `env` is its.
     let result = match unsafe { A::from_napi_value(env, arg) } {
         Ok(arg) => method(queue, arg),
+        // SAFETY: `env` is this callback's.
         Err(err) => return unsafe { throw(env, err) },
     };
     // SAFETY: `env` is this callback's.
@@ -744,7 +816,8 @@ unsafe fn throw<S: AsRef<str>>(env: sys::napi_env, err: napi::Error<S>) -> sys::
 }
 
 unsafe extern "C" fn raw_by_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // SAFETY: called by Node-API with its own env and callback info.
+    // SAFETY: called by Node-API with its own env and callback info; reading a number and
+    // `by_id` run no JavaScript.
     unsafe { call(env, info, NativeQueue::by_id) }
 }
 
@@ -764,7 +837,8 @@ unsafe extern "C" fn cached_id_hit(env: sys::napi_env, info: sys::napi_callback_
 /// # Safety
 /// `env` and `info` must be those of a Node-API callback in progress.
 unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u32> {
-    // SAFETY: as this function requires; the queue does not outlive this call.
+    // SAFETY: as this function requires; the queue does not outlive this call, and reading a
+    // number and the cache run no JavaScript.
     let (queue, arg) = unsafe { queue_and_arg(env, info) }?;
     let mut id = 0.0;
     // SAFETY: `arg` is a value of this callback; a non-number leaves a status, not `id`.

@@ -21,6 +21,9 @@ use crate::statement::{Row, Statement};
 /// The largest `limit` a page accepts.
 pub const MAX_LIMIT: i64 = 10_000;
 
+/// The `limit` of a page when none is given.
+pub const DEFAULT_LIMIT: i64 = 100;
+
 /// The five paginated queries, each with its arguments.
 #[derive(Debug, Clone, Copy)]
 pub enum Query<'a> {
@@ -121,7 +124,7 @@ impl Query<'_> {
     }
 
     /// Binds the query's arguments, `?1` and `?2`.
-    fn bind(&self, stmt: &mut Statement) -> Result<()> {
+    fn bind(&self, stmt: &mut Statement<'_>) -> Result<()> {
         match *self {
             Query::Correlation(text) | Query::User(text) | Query::Cmd(text) => stmt.bind(1, text),
             Query::Children(id) => stmt.bind(1, id),

@@ -6,7 +6,7 @@ use once_cell::sync::Lazy;
 use crate::connection::Connection;
 use crate::error::Result;
 use crate::row::{select_list, write_values};
-use crate::statement::Param;
+use crate::statement::{Param, Statement};
 
 struct Sql {
     by_id: String,
@@ -134,17 +134,17 @@ pub fn lineage(conn: &Connection, id: i64) -> Result<Option<String>> {
 
 /// The parameters of a read: none, or one bound to `?1`.
 trait Params {
-    fn bind(self, stmt: &mut crate::statement::Statement) -> Result<()>;
+    fn bind(self, stmt: &mut Statement<'_>) -> Result<()>;
 }
 
 impl Params for () {
-    fn bind(self, _: &mut crate::statement::Statement) -> Result<()> {
+    fn bind(self, _: &mut Statement<'_>) -> Result<()> {
         Ok(())
     }
 }
 
 impl<P: Param> Params for [P; 1] {
-    fn bind(self, stmt: &mut crate::statement::Statement) -> Result<()> {
+    fn bind(self, stmt: &mut Statement<'_>) -> Result<()> {
         let [value] = self;
         stmt.bind(1, value)
     }

@@ -16,6 +16,9 @@ use crate::error::Result;
 use crate::row::{select_list, write_values};
 use crate::store::{self, Store, MEMORY};
 
+/// The rows a stream reads at a time when not told otherwise.
+pub const DEFAULT_BATCH_SIZE: i64 = 1000;
+
 /// The optional filters of a stream; they combine with AND.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
