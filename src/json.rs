@@ -24,21 +24,20 @@ pub struct Scanned {
 
 /// Scans the one JSON value that starts at `start` (after white space).
 pub fn value(bytes: &[u8], start: usize) -> Result<Scanned, Invalid> {
-    Scan { bytes, at: start, ascii: true, open: Nesting::default() }.value()
+    scan(bytes, space(bytes, start))
 }
 
 /// Whether `bytes` hold exactly one JSON value, white space around it allowed: `Ok(None)` when
 /// they hold only white space, which reads as a NULL does.
 pub fn whole(bytes: &[u8]) -> Result<Option<Scanned>, Invalid> {
-    let mut scan = Scan { bytes, at: 0, ascii: true, open: Nesting::default() };
-    scan.space();
-    if scan.at == bytes.len() {
+    let start = space(bytes, 0);
+    if start == bytes.len() {
         return Ok(None);
     }
-    let scanned = scan.value()?;
-    scan.space();
-    if scan.at != bytes.len() {
-        return Err(scan.invalid("text after the JSON value"));
+    let scanned = scan(bytes, start)?;
+    let end = space(bytes, scanned.end);
+    if end != bytes.len() {
+        return Err(Invalid { at: end, what: "text after the JSON value" });
     }
     Ok(Some(scanned))
 }
@@ -85,8 +84,8 @@ impl Nesting {
     }
 }
 
-/// Bytes a string's fast loop stops at: the quote, the backslash, control characters (which
-/// JSON forbids raw in a string) and non-ASCII (noted, then allowed).
+/// Bytes a string's byte-at-a-time loop stops at: the quote, the backslash, control
+/// characters (which JSON forbids raw in a string) and non-ASCII (noted, then allowed).
 static STOP: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
@@ -97,179 +96,189 @@ static STOP: [bool; 256] = {
     table
 };
 
-struct Scan<'a> {
-    bytes: &'a [u8],
-    at: usize,
-    ascii: bool,
-    open: Nesting,
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Whether any of the eight bytes in `word` is one [`STOP`] holds; sometimes true when none is
+/// (a byte after a match), never false when one is.
+#[inline]
+fn stops(word: u64) -> bool {
+    let below_space = word.wrapping_sub(ONES * 0x20);
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero_byte = |w: u64| w.wrapping_sub(ONES);
+    (below_space | zero_byte(quote) & !quote | zero_byte(backslash) & !backslash | word) & HIGHS != 0
 }
 
-impl Scan<'_> {
-    fn invalid(&self, what: &'static str) -> Invalid {
-        Invalid { at: self.at, what }
+/// Where the run of plain string bytes starting at `at` ends: eight bytes at a time, then one.
+#[inline]
+fn plain(bytes: &[u8], mut at: usize) -> usize {
+    for chunk in bytes[at.min(bytes.len())..].chunks_exact(8) {
+        let Ok(eight) = <[u8; 8]>::try_from(chunk) else { break };
+        if stops(u64::from_ne_bytes(eight)) {
+            break;
+        }
+        at += 8;
     }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
+    while bytes.get(at).is_some_and(|&b| !STOP[b as usize]) {
+        at += 1;
     }
+    at
+}
 
-    fn space(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.at += 1;
+#[inline]
+fn space(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
+}
+
+fn invalid(at: usize, what: &'static str) -> Invalid {
+    Invalid { at, what }
+}
+
+/// The string whose opening quote is at `at`: where it ends, and whether it is all ASCII.
+#[inline]
+fn string(bytes: &[u8], mut at: usize) -> Result<(usize, bool), Invalid> {
+    let mut ascii = true;
+    at += 1;
+    loop {
+        at = plain(bytes, at);
+        match bytes.get(at) {
+            Some(b'"') => return Ok((at + 1, ascii)),
+            Some(b'\\') => at = escape(bytes, at + 1)?,
+            Some(0x80..=0xff) => {
+                ascii = false;
+                at += 1;
+            }
+            _ => return Err(invalid(at, "unterminated string or control character in it")),
         }
     }
+}
 
-    /// Skips white space, then `byte` if it comes next.
-    fn eat(&mut self, byte: u8) -> bool {
-        self.space();
-        let found = self.peek() == Some(byte);
-        self.at += usize::from(found);
-        found
+/// The escape after a backslash, checked as JSON's grammar has it; where it ends. A `\u` escape
+/// of a lone surrogate is valid JSON (`JSON.stringify` writes one for a lone surrogate).
+fn escape(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
+    match bytes.get(at) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 1),
+        Some(b'u') if bytes.get(at + 1..at + 5).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => Ok(at + 5),
+        Some(b'u') => Err(invalid(at, "invalid \\u escape")),
+        _ => Err(invalid(at, "invalid escape")),
     }
+}
 
-    /// An object's key and its colon; the value follows.
-    fn key(&mut self) -> Result<(), Invalid> {
-        self.space();
-        if self.peek() != Some(b'"') {
-            return Err(self.invalid("expected a string"));
-        }
-        self.string()?;
-        if !self.eat(b':') {
-            return Err(self.invalid("expected `:`"));
-        }
-        Ok(())
+#[inline]
+fn digits(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b'0'..=b'9')) {
+        at += 1;
     }
+    at
+}
 
-    fn value(&mut self) -> Result<Scanned, Invalid> {
+/// A JSON number, `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; where it ends.
+fn number(bytes: &[u8], mut at: usize) -> Result<usize, Invalid> {
+    at += usize::from(bytes.get(at) == Some(&b'-'));
+    at = match bytes.get(at) {
+        Some(b'0') => at + 1,
+        Some(b'1'..=b'9') => digits(bytes, at + 1),
+        _ => return Err(invalid(at, "invalid number")),
+    };
+    if bytes.get(at) == Some(&b'.') {
+        let end = digits(bytes, at + 1);
+        if end == at + 1 {
+            return Err(invalid(end, "invalid number"));
+        }
+        at = end;
+    }
+    if matches!(bytes.get(at), Some(b'e' | b'E')) {
+        at += 1;
+        at += usize::from(matches!(bytes.get(at), Some(b'+' | b'-')));
+        let end = digits(bytes, at);
+        if end == at {
+            return Err(invalid(end, "invalid number"));
+        }
+        at = end;
+    }
+    Ok(at)
+}
+
+/// An object's key from `at` (after white space) and its colon; where the value may start.
+#[inline]
+fn key(bytes: &[u8], at: usize, ascii: &mut bool) -> Result<usize, Invalid> {
+    let at = space(bytes, at);
+    if bytes.get(at) != Some(&b'"') {
+        return Err(invalid(at, "expected a string"));
+    }
+    let (end, plain) = string(bytes, at)?;
+    *ascii &= plain;
+    let colon = space(bytes, end);
+    if bytes.get(colon) != Some(&b':') {
+        return Err(invalid(colon, "expected `:`"));
+    }
+    Ok(colon + 1)
+}
+
+/// The value that starts at `at`, every nesting level of it on a [`Nesting`], not the stack.
+fn scan(bytes: &[u8], mut at: usize) -> Result<Scanned, Invalid> {
+    let mut open = Nesting::default();
+    let mut ascii = true;
+    loop {
+        at = space(bytes, at);
+        match bytes.get(at) {
+            Some(b'"') => {
+                let (end, plain) = string(bytes, at)?;
+                ascii &= plain;
+                at = end;
+            }
+            Some(b'-' | b'0'..=b'9') => at = number(bytes, at)?,
+            Some(b'{') => {
+                at = space(bytes, at + 1);
+                if bytes.get(at) == Some(&b'}') {
+                    at += 1;
+                } else {
+                    open.push(true);
+                    at = key(bytes, at, &mut ascii)?;
+                    continue;
+                }
+            }
+            Some(b'[') => {
+                at = space(bytes, at + 1);
+                if bytes.get(at) == Some(&b']') {
+                    at += 1;
+                } else {
+                    open.push(false);
+                    continue;
+                }
+            }
+            _ => {
+                let literal =
+                    [&b"true"[..], b"false", b"null"].into_iter().find(|l| bytes[at.min(bytes.len())..].starts_with(l));
+                at += literal.ok_or_else(|| invalid(at, "expected a JSON value"))?.len();
+            }
+        }
+        // A value ended: close what it ends, up to the next value.
         loop {
-            self.space();
-            match self.peek() {
-                Some(b'{') => {
-                    self.at += 1;
-                    if !self.eat(b'}') {
-                        self.open.push(true);
-                        self.key()?;
-                        continue;
-                    }
+            let Some(object) = open.top() else {
+                return Ok(Scanned { end: at, ascii });
+            };
+            at = space(bytes, at);
+            match bytes.get(at) {
+                Some(b',') if object => {
+                    at = key(bytes, at + 1, &mut ascii)?;
+                    break;
                 }
-                Some(b'[') => {
-                    self.at += 1;
-                    if !self.eat(b']') {
-                        self.open.push(false);
-                        continue;
-                    }
+                Some(b',') => {
+                    at += 1;
+                    break;
                 }
-                Some(b'"') => self.string()?,
-                Some(b'-' | b'0'..=b'9') => self.number()?,
-                _ => self.literal()?,
+                Some(b'}') if object => open.pop(),
+                Some(b']') if !object => open.pop(),
+                _ if object => return Err(invalid(at, "expected `,` or `}`")),
+                _ => return Err(invalid(at, "expected `,` or `]`")),
             }
-            // A value ended: close what it ends, up to the next one.
-            loop {
-                let Some(object) = self.open.top() else {
-                    return Ok(Scanned { end: self.at, ascii: self.ascii });
-                };
-                self.space();
-                match self.peek() {
-                    Some(b',') => {
-                        self.at += 1;
-                        if object {
-                            self.key()?;
-                        }
-                        break;
-                    }
-                    Some(b'}') if object => {}
-                    Some(b']') if !object => {}
-                    _ => return Err(self.invalid(if object { "expected `,` or `}`" } else { "expected `,` or `]`" })),
-                }
-                self.at += 1;
-                self.open.pop();
-            }
+            at += 1;
         }
-    }
-
-    fn literal(&mut self) -> Result<(), Invalid> {
-        for literal in [&b"true"[..], b"false", b"null"] {
-            if self.bytes[self.at..].starts_with(literal) {
-                self.at += literal.len();
-                return Ok(());
-            }
-        }
-        Err(self.invalid("expected a JSON value"))
-    }
-
-    /// A string, from its opening quote: checked, not unescaped.
-    fn string(&mut self) -> Result<(), Invalid> {
-        self.at += 1;
-        loop {
-            while self.bytes.get(self.at).is_some_and(|&b| !STOP[b as usize]) {
-                self.at += 1;
-            }
-            match self.peek() {
-                Some(b'"') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    self.at += 1;
-                    self.escape()?;
-                }
-                Some(0x80..=0xff) => {
-                    self.ascii = false;
-                    self.at += 1;
-                }
-                _ => return Err(self.invalid("unterminated string or control character in it")),
-            }
-        }
-    }
-
-    /// An escape after a backslash, checked as JSON's grammar has it. A `\u` escape of a lone
-    /// surrogate is valid JSON (`JSON.stringify` writes one for a lone surrogate in a string).
-    fn escape(&mut self) -> Result<(), Invalid> {
-        match self.peek() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.at += 1,
-            Some(b'u')
-                if self.bytes.get(self.at + 1..self.at + 5).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
-            {
-                self.at += 5
-            }
-            Some(b'u') => return Err(self.invalid("invalid \\u escape")),
-            _ => return Err(self.invalid("invalid escape")),
-        }
-        Ok(())
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.at;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.at += 1;
-        }
-        self.at - start
-    }
-
-    /// A JSON number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-    fn number(&mut self) -> Result<(), Invalid> {
-        self.at += usize::from(self.peek() == Some(b'-'));
-        match self.peek() {
-            Some(b'0') => self.at += 1,
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(self.invalid("invalid number")),
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if self.digits() == 0 {
-                return Err(self.invalid("invalid number"));
-            }
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.at += 1;
-            self.at += usize::from(matches!(self.peek(), Some(b'+' | b'-')));
-            if self.digits() == 0 {
-                return Err(self.invalid("invalid number"));
-            }
-        }
-        Ok(())
     }
 }
 
