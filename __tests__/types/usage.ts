@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run test:types`: the public types must describe every call the
 // README shows, under --strict, with neither the DOM library nor @types/node.
-import { initQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics } from '../..'
+import { initQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type ErrorCode } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
 const out = q.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d }, eventCallbacks.void)
@@ -15,5 +15,6 @@ async function run() {
 }
 q.cycleThrough({ _queries: {} }, () => {}, eventCallbacks.error, { start: 1, stop: null })
 q.reset?.()
+const unreadable: ErrorCode[] = ['ERR_CORRUPT_ROW', 'ERR_ROW_TOO_LARGE']
 q.close()
-void [row, out, next, stats, metrics, lineage, run]
+void [row, out, next, stats, metrics, lineage, run, unreadable]
