@@ -171,7 +171,12 @@ impl NativeQueue {
     /// batch. Nothing panics while holding the lock, and a SQLite transaction cut short rolls
     /// back, so a poisoned lock still guards a usable store.
     fn store(&self) -> Result<MutexGuard<'_, Store>> {
-        Ok(self.shared()?.lock().unwrap_or_else(PoisonError::into_inner))
+        self.locked().map_err(to_js)
+    }
+
+    /// [`NativeQueue::store`], with the core's error.
+    fn locked(&self) -> Result<MutexGuard<'_, Store>, Error> {
+        Ok(self.store.as_ref().ok_or(Error::QueueClosed)?.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Stores the payload (see `src/event.rs`) of one `store` call; returns the first id.
@@ -206,10 +211,6 @@ impl NativeQueue {
     /// of a row that cannot be read.
     fn read<T>(&self, env: &Env, read: impl FnOnce(&mut Store) -> Result<T, Error>) -> Result<T, napi::Error> {
         self.locked().and_then(|mut store| read(&mut store)).map_err(|err| rejection(env, err))
-    }
-
-    fn locked(&self) -> Result<MutexGuard<'_, Store>, Error> {
-        Ok(self.store.as_ref().ok_or(Error::QueueClosed)?.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Event `id`'s values (see `src/read.rs`). Exported as the raw function `byId(queue, id)`;
