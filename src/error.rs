@@ -18,6 +18,10 @@ pub enum Error {
     SchemaMismatch(String),
     /// An error reported by SQLite; `code` is SQLite's own name, such as `SQLITE_BUSY`.
     Sqlite { code: &'static str, message: String },
+    /// A stored row whose `data` or `metadata` is not JSON (written so by another program).
+    CorruptRow { id: i64, column: &'static str, at: usize, what: &'static str },
+    /// A stored row whose JSON text is longer than the runtime can hold in one string.
+    RowTooLarge { id: i64, limit: usize },
 }
 
 impl Error {
@@ -29,6 +33,16 @@ impl Error {
             Error::QueueClosed => "ERR_QUEUE_CLOSED",
             Error::SchemaMismatch(_) => "ERR_SCHEMA_MISMATCH",
             Error::Sqlite { code, .. } => code,
+            Error::CorruptRow { .. } => "ERR_CORRUPT_ROW",
+            Error::RowTooLarge { .. } => "ERR_ROW_TOO_LARGE",
+        }
+    }
+
+    /// The id of the stored row the error is about, for the errors that are about one.
+    pub fn row_id(&self) -> Option<i64> {
+        match self {
+            Error::CorruptRow { id, .. } | Error::RowTooLarge { id, .. } => Some(*id),
+            _ => None,
         }
     }
 
@@ -57,6 +71,16 @@ impl fmt::Display for Error {
             Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) => f.write_str(m),
             Error::QueueClosed => f.write_str("the queue is closed"),
             Error::Sqlite { message, .. } => f.write_str(message),
+            Error::CorruptRow { id, column, at, what } => write!(
+                f,
+                "event {id} cannot be read: its stored {column} is not JSON ({what} at byte {at}); \
+                 another program wrote it so"
+            ),
+            Error::RowTooLarge { id, limit } => write!(
+                f,
+                "event {id} cannot be read: its JSON text is longer than {limit} bytes, the most this runtime \
+                 holds in one string"
+            ),
         }
     }
 }

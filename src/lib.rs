@@ -15,12 +15,14 @@ pub(crate) mod condition;
 pub(crate) mod connection;
 pub(crate) mod error;
 pub mod event;
+pub mod json;
 pub(crate) mod jsvalue;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
 pub(crate) mod metrics;
 pub mod page;
 pub(crate) mod pending;
+pub(crate) mod pieces;
 pub mod read;
 pub mod row;
 pub mod schema;
@@ -36,8 +38,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{
-    validate_type_tag, AsyncTask, Either, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue,
-    TypeName, TypeTag, ValueType,
+    validate_type_tag, AsyncTask, Either, Either3, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize,
+    ToNapiValue, TypeName, TypeTag, ValueType,
 };
 use napi::{check_status, sys, Env, JsError, Task};
 use napi_derive::napi;
@@ -90,12 +92,33 @@ pub struct CacheOptions {
 }
 
 /// A cached read for JavaScript: the slot of a template it holds, or the `[values, slot]` text
-/// of a miss; see `src/cache.rs`.
-fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, Json>> {
+/// of a miss (in pieces); see `src/cache.rs`.
+fn to_found(lookup: Option<Lookup>) -> Option<Either3<u32, Json, Vec<Json>>> {
     lookup.map(|found| match found {
-        Lookup::Hit(slot) => Either::A(slot),
-        Lookup::Miss(text) => Either::B(Json(text)),
+        Lookup::Hit(slot) => Either3::A(slot),
+        Lookup::Miss(pieces) => match to_text(pieces) {
+            Either::A(text) => Either3::B(text),
+            Either::B(pieces) => Either3::C(pieces),
+        },
     })
+}
+
+/// A read's text for JavaScript (see `src/pieces.rs`): one string, as nearly always, or an
+/// array of the pieces.
+fn to_text(mut pieces: Vec<String>) -> Either<Json, Vec<Json>> {
+    match pieces.len() {
+        1 => Either::A(Json(pieces.pop().unwrap_or_default())),
+        _ => Either::B(pieces.into_iter().map(Json).collect()),
+    }
+}
+
+/// The longest string the runtime can create, in UTF-16 code units (`buffer.constants.
+/// MAX_STRING_LENGTH`): no read hands over more in one string. Called once, as the addon loads.
+#[napi]
+pub fn set_max_string(units: f64) {
+    if units.is_finite() && units >= 1.0 {
+        pieces::set_max_string(units as usize);
+    }
 }
 
 /// The option keys of `indexes`, so that JavaScript validates against the one list.
@@ -228,7 +251,12 @@ impl NativeQueue {
     /// batch. Nothing panics while holding the lock, and a SQLite transaction cut short rolls
     /// back, so a poisoned lock still guards a usable store.
     fn store(&self) -> Result<MutexGuard<'_, Store>> {
-        Ok(self.shared()?.lock().unwrap_or_else(PoisonError::into_inner))
+        self.locked().map_err(to_js)
+    }
+
+    /// [`NativeQueue::store`], with the core's error.
+    fn locked(&self) -> Result<MutexGuard<'_, Store>, Error> {
+        Ok(self.store.as_ref().ok_or(Error::QueueClosed)?.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Stores the payload (see `src/event.rs`) of one `store` call; returns the first id.
@@ -314,78 +342,114 @@ impl NativeQueue {
         read::correlation_id(self.store()?.conn(), id).map_err(to_js)
     }
 
+    /// Runs a read on the store. Its error is thrown as [`rejection`] makes it, with the `id`
+    /// of a row that cannot be read.
+    fn read<T>(&self, env: &Env, read: impl FnOnce(&mut Store) -> Result<T, Error>) -> Result<T, napi::Error> {
+        self.locked().and_then(|mut store| read(&mut store)).map_err(|err| rejection(env, err))
+    }
+
     /// Event `id`'s values (see `src/read.rs`). Exported as the raw function `byId(queue, id)`;
     /// see [`RAW_FUNCTIONS`].
-    pub fn by_id(&self, id: f64) -> Result<Option<Json>> {
-        let id = to_id(id).map_err(to_js)?;
-        read::by_id(self.store()?.conn(), id).map(|row| row.map(Json)).map_err(to_js)
+    pub fn by_id(&self, id: f64) -> Result<Option<Json>, Error> {
+        read::by_id(self.locked()?.conn(), to_id(id)?).map(|row| row.map(Json))
     }
 
     #[napi(ts_return_type = "string | null")]
-    pub fn last(&self) -> Result<Option<Json>> {
-        read::last(self.store()?.conn()).map(|row| row.map(Json)).map_err(to_js)
+    pub fn last(&self, env: Env) -> Result<Option<Json>, napi::Error> {
+        self.read(&env, |store| Ok(read::last(store.conn())?.map(Json)))
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn by_correlation(&self, correlation_id: String) -> Result<Json> {
-        read::by_correlation(self.store()?.conn(), &correlation_id).map(Json).map_err(to_js)
+    /// Reads of many rows return their text in pieces; see [`to_text`].
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn by_correlation(&self, env: Env, correlation_id: String) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(&env, |store| read::by_correlation(store.conn(), &correlation_id).map(to_text))
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn children(&self, id: f64) -> Result<Json> {
-        let id = to_id(id).map_err(to_js)?;
-        read::children(self.store()?.conn(), id).map(Json).map_err(to_js)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn children(&self, env: Env, id: f64) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(&env, |store| read::children(store.conn(), to_id(id)?).map(to_text))
     }
 
-    #[napi(ts_return_type = "string | null")]
-    pub fn lineage(&self, id: f64) -> Result<Option<Json>> {
-        let id = to_id(id).map_err(to_js)?;
-        read::lineage(self.store()?.conn(), id).map(|text| text.map(Json)).map_err(to_js)
+    #[napi(ts_return_type = "string | string[] | null")]
+    pub fn lineage(&self, env: Env, id: f64) -> Result<Option<Either<Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| Ok(read::lineage(store.conn(), to_id(id)?)?.map(to_text)))
     }
 
     /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as a
-    /// flat JSON array of values: the batches `cycleThrough` replays.
+    /// flat JSON array of values: the batches `cycleThrough` replays. A batch may end early (see
+    /// `src/pieces.rs`), which one more value at its end says; see [`stream::Batch::into_replay`].
     #[napi(ts_return_type = "string")]
-    pub fn range(&self, from: f64, until: Option<f64>, limit: u32) -> Result<Json> {
-        let from = to_id(from).map_err(to_js)?;
-        let end = until.map(to_id).transpose().map_err(to_js)?.map_or(i64::MAX, |u| u.saturating_sub(1));
-        let batch = Filter::default().read(self.store()?.conn(), from..=end, i64::from(limit)).map_err(to_js)?;
-        Ok(Json(batch.text))
+    pub fn range(&self, env: Env, from: f64, until: Option<f64>, limit: u32) -> Result<Json, napi::Error> {
+        self.read(&env, |store| {
+            let end = until.map(to_id).transpose()?.map_or(i64::MAX, |u| u.saturating_sub(1));
+            let ids = to_id(from)?..=end;
+            let batch = Filter::default().read(store.conn(), ids, i64::from(limit), &pieces::Limits::current())?;
+            Ok(Json(batch.into_replay()))
+        })
     }
 
-    /// One page, as the JSON text described in `src/page.rs`.
-    fn page(&self, query: Query<'_>, options: PageArgs) -> Result<Json> {
-        let offset = to_id(options.offset).map_err(to_js)?;
-        let cursor = options.cursor.as_deref();
-        let options = PageOptions { limit: i64::from(options.limit), offset, cursor, with_count: options.with_count };
-        page::read(self.store()?.conn(), query, &options).map(Json).map_err(to_js)
+    /// One page, as the JSON text described in `src/page.rs`, in pieces (see [`to_text`]).
+    fn page(&self, env: &Env, query: Query<'_>, options: PageArgs) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(env, |store| {
+            let offset = to_id(options.offset)?;
+            let cursor = options.cursor.as_deref();
+            let limit = i64::from(options.limit);
+            let options = PageOptions { limit, offset, cursor, with_count: options.with_count };
+            page::read(store.conn(), query, &options).map(to_text)
+        })
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_correlation(&self, correlation_id: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::Correlation(&correlation_id), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_correlation(
+        &self,
+        env: Env,
+        correlation_id: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::Correlation(&correlation_id), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_of_children(&self, id: f64, options: PageArgs) -> Result<Json> {
-        let id = to_id(id).map_err(to_js)?;
-        self.page(Query::Children(id), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_of_children(
+        &self,
+        env: Env,
+        id: f64,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        let id = to_id(id).map_err(|err| rejection(&env, err))?;
+        self.page(&env, Query::Children(id), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_user(&self, user: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::User(&user), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_user(
+        &self,
+        env: Env,
+        user: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::User(&user), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_cmd(&self, cmd: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::Cmd(&cmd), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_cmd(
+        &self,
+        env: Env,
+        cmd: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::Cmd(&cmd), options)
     }
 
     /// `start` and `end` may be infinite; NaN matches nothing.
-    #[napi(ts_return_type = "string")]
-    pub fn page_in_time_range(&self, start: f64, end: f64, options: PageArgs) -> Result<Json> {
-        self.page(Query::TimeRange(start, end), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_in_time_range(
+        &self,
+        env: Env,
+        start: f64,
+        end: f64,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::TimeRange(start, end), options)
     }
 
     /// A reader of this store's events; see [`NativeStream`].
@@ -399,15 +463,18 @@ impl NativeQueue {
         Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
 
-    #[napi(ts_return_type = "number | string | null")]
-    pub fn cached_by_id(&self, id: f64) -> Result<Option<Either<u32, Json>>> {
-        let id = to_id(id).map_err(to_js)?;
-        self.store()?.cached_by_id(id).map(to_found).map_err(to_js)
+    #[napi(ts_return_type = "number | string | string[] | null")]
+    pub fn cached_by_id(&self, env: Env, id: f64) -> Result<Option<Either3<u32, Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| store.cached_by_id(to_id(id)?).map(to_found))
     }
 
-    #[napi(ts_return_type = "number | string | null")]
-    pub fn cached_transaction(&self, correlation_id: String) -> Result<Option<Either<u32, Json>>> {
-        self.store()?.cached_transaction(correlation_id).map(to_found).map_err(to_js)
+    #[napi(ts_return_type = "number | string | string[] | null")]
+    pub fn cached_transaction(
+        &self,
+        env: Env,
+        correlation_id: String,
+    ) -> Result<Option<Either3<u32, Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| store.cached_transaction(correlation_id).map(to_found))
     }
 
     #[napi]
@@ -655,12 +722,16 @@ impl Task for NextBatch {
     }
 }
 
-/// The JavaScript error a failed read rejects with, carrying the same `code` as the errors
-/// synchronous calls throw (a task's own error type can only carry napi's status names).
+/// The JavaScript error a failed read rejects with or throws, carrying the same `code` as the
+/// errors synchronous calls throw (a task's own error type can only carry napi's status names),
+/// and the `id` of the row it is about, when it is about one.
 fn rejection(env: &Env, err: Error) -> napi::Error {
     let coded = || -> napi::Result<napi::Error> {
         let mut object = env.create_error(napi::Error::from_reason(err.to_string()))?;
         object.set_named_property("code", err.code())?;
+        if let Some(id) = err.row_id() {
+            object.set_named_property("id", id as f64)?;
+        }
         Ok(napi::Error::from(object.to_unknown()))
     };
     coded().unwrap_or_else(|failed| failed)
@@ -770,8 +841,7 @@ unsafe fn queue_and_arg<'a>(
 }
 
 /// Runs `method` for a raw callback `name(queue, arg)`, converting the argument and the result
-/// as the `#[napi]` glue does; an error is thrown as the `Error`, with its `code`, that the
-/// method would throw through the glue.
+/// as the `#[napi]` glue does; the method's error is thrown as [`rejection`] makes it.
 ///
 /// # Safety
 /// `env` and `info` must be those of a Node-API callback in progress, and converting the
@@ -779,7 +849,7 @@ unsafe fn queue_and_arg<'a>(
 unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-    method: fn(&NativeQueue, A) -> Result<R>,
+    method: fn(&NativeQueue, A) -> Result<R, Error>,
 ) -> sys::napi_value {
     // SAFETY: as this function requires; the queue does not outlive this call, and no
     // JavaScript runs while it is used.
@@ -799,7 +869,7 @@ unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
         match result.map(|value| R::to_napi_value(env, value)) {
             Ok(Ok(value)) => value,
             Ok(Err(err)) => throw(env, err),
-            Err(err) => throw(env, err),
+            Err(err) => throw(env, rejection(&Env::from_raw(env), err)),
         }
     }
 }

@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run test:types`: the public types must describe every call
 // docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
-import { initQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus } from '../..'
+import { initQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
 const out = q.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d }, eventCallbacks.void)
@@ -61,5 +61,6 @@ const expired: PendingStatus[] = q.expirePendingEvents().map((r) => r.status)
 const cancelled: boolean = q.cancelPendingEvent(1)
 const byCorrelation = q.getPendingEventsByCorrelation('o').map((r) => JSON.parse(r.event_data) as unknown)
 q.reset?.()
+const unreadable: ErrorCode[] = ['ERR_CORRUPT_ROW', 'ERR_ROW_TOO_LARGE']
 q.close()
-void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation]
+void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, unreadable]
