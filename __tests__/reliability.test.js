@@ -40,3 +40,46 @@ describe('dropped streams', () => {
     assert.deepEqual(await held.next(), { value: undefined, done: true })
   })
 })
+
+describe('errors from the caller\'s own objects carry a code', () => {
+  test('storeBulk: an element getter, a length getter or a revoked proxy that throws is ERR_INVALID_EVENT; nothing is stored', () => {
+    const q = open()
+    const boom = () => { throw new Error('boom') }
+    const getter = [{ cmd: 'a' }, { cmd: 'b' }]
+    Object.defineProperty(getter, 1, { get: boom })
+    const length = new Proxy([{ cmd: 'a' }], { get: (target, key) => (key === 'length' ? boom() : target[key]) })
+    const { proxy: revoked, revoke } = Proxy.revocable([{ cmd: 'a' }], {})
+    revoke()
+    for (const [events, index] of [[getter, 1], [length, undefined], [revoked, undefined]]) {
+      let caught
+      try {
+        q.storeBulk(events)
+      } catch (err) {
+        caught = err
+      }
+      assert.ok(caught instanceof TypeError, `${caught}`)
+      assert.equal(caught.code, 'ERR_INVALID_EVENT')
+      assert.equal(caught.index, index)
+    }
+    assert.equal(q.getLastRow(), null)
+    assert.equal(q.getMetrics().errorsTotal, 3)
+  })
+
+  test('streamEvents: a signal whose addEventListener throws, or that lacks removeEventListener, is ERR_INVALID_OPTION', async () => {
+    const q = open()
+    q.store({ cmd: 'a' })
+    const unlistenable = { aborted: false, addEventListener() {} }
+    assert.throws(() => q.streamEvents({ signal: unlistenable }), { name: 'TypeError', code: 'ERR_INVALID_OPTION' })
+    const throwing = { aborted: false, addEventListener() { throw new Error('no') }, removeEventListener() {} }
+    await assert.rejects(async () => {
+      for await (const batch of q.streamEvents({ signal: throwing })) assert.fail(`yielded ${batch.length} rows`)
+    }, { name: 'TypeError', code: 'ERR_INVALID_OPTION' })
+    const abortedGetter = { get aborted() { throw new Error('no') }, addEventListener() {}, removeEventListener() {} }
+    assert.throws(() => q.streamEvents({ signal: abortedGetter }), { name: 'TypeError', code: 'ERR_INVALID_OPTION' })
+    // A signal whose removeEventListener throws still ends its stream cleanly.
+    const sticky = { aborted: false, addEventListener() {}, removeEventListener() { throw new Error('no') } }
+    const rows = []
+    for await (const batch of q.streamEvents({ signal: sticky })) rows.push(...batch)
+    assert.deepEqual(rows.map((r) => r.cmd), ['a'])
+  })
+})

@@ -3,7 +3,7 @@
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
 const { closedError, coded, describe, shown } = require('./errors')
-const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
+const { readEvent, readBatch, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
@@ -115,10 +115,9 @@ class EventQueue {
     const db = this.#db
     let records, payload
     try {
-      if (!Array.isArray(events)) throw coded(TypeError, 'ERR_INVALID_EVENT', `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
-      if (events.length === 0) throw coded(TypeError, 'ERR_INVALID_EVENT', 'storeBulk(events): events must not be empty')
-      records = new Array(events.length)
-      for (let i = 0; i < events.length; i++) records[i] = toRecord(readEvent(events[i], i), i, this.#datetime)
+      const given = readBatch(events)
+      records = new Array(given.length)
+      for (let i = 0; i < given.length; i++) records[i] = toRecord(readEvent(given[i], i), i, this.#datetime)
       payload = toPayload(records, true)
     } catch (err) {
       db.recordFailedWrite()
