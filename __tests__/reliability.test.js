@@ -83,3 +83,33 @@ describe('errors from the caller\'s own objects carry a code', () => {
     assert.deepEqual(rows.map((r) => r.cmd), ['a'])
   })
 })
+
+describe('cycleThrough', () => {
+  test('replays the events that existed when it started, even when the model stores an event for each one', () => {
+    const q = open()
+    const existing = 2500
+    q.storeBulk(Array.from({ length: existing }, (_, i) => ({ cmd: 'seen', data: { i } })))
+    const handled = []
+    // Stops storing once it has handled twice the log, so that a replay that chases its own
+    // events fails the assertion below instead of running forever.
+    const model = {
+      seen(data, meta) {
+        handled.push(meta.id)
+        if (handled.length <= 2 * existing) q.store({ cmd: 'echo', data: { of: meta.id } })
+      },
+      echo(data, meta) {
+        handled.push(meta.id)
+      },
+    }
+    let done = 0
+    q.cycleThrough(model, () => done++)
+    assert.equal(done, 1)
+    assert.deepEqual(handled, Array.from({ length: existing }, (_, i) => i + 1))
+    assert.equal(q.getLastRow().id, 2 * existing)
+
+    // stop and start still bound it, inside what existed.
+    const bounded = []
+    q.cycleThrough({ _default: (data, meta) => bounded.push(meta.id) }, null, undefined, { start: 4990, stop: 6000 })
+    assert.deepEqual(bounded, Array.from({ length: 11 }, (_, i) => 4990 + i))
+  })
+})

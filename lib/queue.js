@@ -164,7 +164,11 @@ class EventQueue {
     if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
       throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
     }
-    const until = typeof stop === 'number' ? stop : null
+    // Only the events stored before the replay starts: a model that stores events while it
+    // replays would otherwise keep giving it more, and a replay of a log it grows never ends.
+    const newest = db.newestId()
+    const end = newest === null ? start : newest + 1
+    const until = typeof stop === 'number' ? Math.min(stop, end) : end
     let from = start
     for (;;) {
       const rows = toRows(JSON.parse(db.range(from, until, REPLAY_BATCH)))

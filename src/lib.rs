@@ -208,6 +208,12 @@ impl NativeQueue {
         read::lineage(self.store()?.conn(), id).map(|text| text.map(Json)).map_err(to_js)
     }
 
+    /// The largest id stored, or `null`: where a replay that starts now ends.
+    #[napi]
+    pub fn newest_id(&self) -> Result<Option<f64>> {
+        read::newest_id(self.store()?.conn()).map(|id| id.map(|id| id as f64)).map_err(to_js)
+    }
+
     /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as a
     /// flat JSON array of values: the batches `cycleThrough` replays.
     #[napi(ts_return_type = "string")]
