@@ -113,3 +113,32 @@ describe('cycleThrough', () => {
     assert.deepEqual(bounded, Array.from({ length: 11 }, (_, i) => 4990 + i))
   })
 })
+
+describe('cursors', () => {
+  test('an edited cursor cannot leave its query, and every number in it is range-checked', () => {
+    let clock = 0
+    const q = open({ datetime: () => (clock += 1000) })
+    q.storeBulk(Array.from({ length: 100 }, (_, i) => ({ cmd: 'tick', data: { i } }))) // datetimes 1,000..100,000
+    const first = q.getEventsInTimeRangePaginated(10000, 20000, { limit: 3 })
+    assert.deepEqual(first.events.map((e) => e.datetime), [20000, 19000, 18000])
+    const [fingerprint, passed, datetime, id] = first.nextCursor.split('_')
+    const edited = (parts) => [fingerprint, passed, datetime, id].map((part, i) => parts[i] ?? part).join('_')
+    const refused = (cursor) => assert.throws(
+      () => q.getEventsInTimeRangePaginated(10000, 20000, { limit: 3, cursor }),
+      (err) => err instanceof RangeError && err.code === 'ERR_INVALID_OPTION',
+      cursor,
+    )
+    // Past the range's end (this returned the events at 100,000), or before its start.
+    refused(edited({ 2: '100001', 3: '101' }))
+    refused(edited({ 2: '9999' }))
+    refused(edited({ 2: 'NaN' }))
+    // A count that made nextOffset wrap to -9.2e18, or leave the safe integers.
+    refused(edited({ 1: '9223372036854775800' }))
+    refused(edited({ 1: String(Number.MAX_SAFE_INTEGER) }))
+    refused(edited({ 3: '9007199254740993' }))
+    // Inside the range an edited cursor is a narrower page of the same query.
+    const narrowed = q.getEventsInTimeRangePaginated(10000, 20000, { limit: 3, cursor: edited({ 2: '15000', 3: '15' }) })
+    assert.deepEqual(narrowed.events.map((e) => e.datetime), [14000, 13000, 12000])
+    assert.ok(Number.isSafeInteger(narrowed.nextOffset) && narrowed.nextOffset > 0)
+  })
+})
