@@ -4,6 +4,7 @@
 // carries a code.
 const assert = require('node:assert/strict')
 const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
 const path = require('node:path')
 const { describe, test, after, tempDb } = require('./helpers')
 const { initQueue } = require('..')
@@ -141,4 +142,32 @@ describe('cursors', () => {
     assert.deepEqual(narrowed.events.map((e) => e.datetime), [14000, 13000, 12000])
     assert.ok(Number.isSafeInteger(narrowed.nextOffset) && narrowed.nextOffset > 0)
   })
+})
+
+describe('read-only files', () => {
+  for (const journal of ['wal', 'delete']) {
+    test(`reset or an index change on a read-only file throws SQLITE_READONLY (${journal} journal); a matching index option opens`, () => {
+      const file = tempDb()
+      const q = initQueue({ dbName: file, WAL: journal === 'wal' })
+      q.store({ cmd: 'kept' })
+      q.close()
+      // As in lifecycle.test.js: root writes whatever the file mode says, so as root the
+      // reader runs as nobody; the folder stays writable for SQLite's -shm file.
+      fs.chmodSync(file, 0o444)
+      fs.chmodSync(path.dirname(file), 0o1777)
+      const asUser = process.getuid() === 0 ? { uid: 65534, gid: 65534 } : {}
+      const openWith = (options) => {
+        const run = spawnSync(process.execPath, [path.join(FIXTURES, 'read-only-reader.js'), file, journal, JSON.stringify(options)], {
+          encoding: 'utf8', ...asUser,
+        })
+        assert.equal(run.status, 0, run.stderr)
+        return JSON.parse(run.stdout)
+      }
+      for (const options of [{ reset: true }, { indexes: { cmd: true } }, { indexes: { correlation_id: false } }]) {
+        assert.deepEqual(openWith(options), { open: { ok: false, code: 'SQLITE_READONLY' } }, JSON.stringify(options))
+      }
+      const matching = openWith({ indexes: { correlation_id: true, cmd: false } })
+      assert.deepEqual([matching.open, matching.last], [{ ok: true }, { ok: true, value: 'kept' }])
+    })
+  }
 })

@@ -146,6 +146,7 @@ impl Store {
         cache.follow_other_connections(&conn)?;
         let store = Store { _checkpoints: checkpoints, conn, cache, metrics: Metrics::default(), config };
         if read_only {
+            store.refuse_changes()?;
             schema::check_table(&store.conn)?;
         } else {
             store.prepare_schema(store.config.reset)?;
@@ -167,6 +168,25 @@ impl Store {
         schema::ensure_table(&self.conn)?;
         schema::apply_indexes(&self.conn, &self.config.indexes)?;
         txn.commit()
+    }
+
+    /// On a file this process may only read, options that ask for a change (a reset, an index
+    /// to create or drop) fail as the writes they are would, rather than open with nothing done.
+    fn refuse_changes(&self) -> Result<()> {
+        let asked = if self.config.reset {
+            Some("reset".to_string())
+        } else {
+            schema::unmet_index_keys(&self.conn, &self.config.indexes)?.first().map(|k| format!("indexes.{k}"))
+        };
+        match asked {
+            Some(option) => Err(Error::Sqlite {
+                code: "SQLITE_READONLY",
+                message: format!(
+                    "attempt to write a readonly database: {option} would change the file, which is read-only"
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn conn(&self) -> &Connection {
