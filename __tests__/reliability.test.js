@@ -171,3 +171,32 @@ describe('read-only files', () => {
     })
   }
 })
+
+describe('a database file deleted or replaced while open', () => {
+  for (const journal of ['wal', 'delete']) {
+    for (const how of ['deleted', 'replaced']) {
+      test(`writes fail with SQLITE_READONLY once the file is ${how} (${journal} journal)`, () => {
+        const file = tempDb()
+        const q = initQueue({ dbName: file, WAL: journal === 'wal' })
+        after(() => q.close())
+        q.store({ cmd: 'before' })
+        if (how === 'deleted') {
+          fs.unlinkSync(file)
+        } else {
+          const other = `${file}.other`
+          initQueue({ dbName: other }).close()
+          fs.renameSync(other, file)
+        }
+        for (const write of [() => q.store({ cmd: 'lost' }), () => q.storeBulk([{ cmd: 'lost' }, { cmd: 'lost' }])]) {
+          assert.throws(write, (err) => err.code === 'SQLITE_READONLY' && /moved|readonly/.test(err.message))
+        }
+        // Reads still see what the queue has open.
+        assert.equal(q.getLastRow().cmd, 'before')
+        q.close()
+        const fresh = initQueue({ dbName: file })
+        assert.equal(fresh.getEventsByCmdPaginated('lost').totalCount, 0)
+        fresh.close()
+      })
+    }
+  }
+})

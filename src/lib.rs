@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod event;
+pub mod file;
 pub mod metrics;
 pub mod page;
 pub mod read;

@@ -14,6 +14,7 @@ use crate::checkpoint::Checkpoints;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
+use crate::file;
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::schema;
 use crate::statement::Binder;
@@ -199,6 +200,7 @@ impl Store {
 
     /// Drops and recreates the event table, ids starting again at 1, and empties the cache.
     pub fn reset(&mut self) -> Result<()> {
+        file::check_in_place(&self.conn)?;
         self.prepare_schema(true)?;
         self.cache.clear();
         Ok(())
@@ -236,6 +238,7 @@ impl Store {
     /// transaction the events join as they are inserted.
     fn insert(&mut self, payload: &str) -> Result<Appended> {
         let events = parse_batch(payload)?;
+        file::check_in_place(&self.conn)?;
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
         let first_id = if events.len() == 1 && !inherits(&events[0]) {
             // One INSERT on its own is already atomic, and SQLite starts its write from no
