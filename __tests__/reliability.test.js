@@ -200,3 +200,25 @@ describe('a database file deleted or replaced while open', () => {
     }
   }
 })
+
+describe('reset and following streams', () => {
+  test('a follow stream sees the events stored after reset(), from the first id of the new log', async () => {
+    const q = open({ risky: true })
+    q.storeBulk([{ cmd: 'old' }, { cmd: 'old' }, { cmd: 'old' }])
+    const controller = new AbortController()
+    const seen = []
+    let step = 0
+    for await (const batch of q.streamEvents({ follow: true, signal: controller.signal })) {
+      seen.push(...batch.map((e) => `${e.id}:${e.cmd}`))
+      if (step === 0 && seen.length === 3) {
+        step = 1
+        q.reset()
+        // More events than the old log held, stored before the stream looks again.
+        q.storeBulk(Array.from({ length: 5 }, () => ({ cmd: 'new' })))
+      }
+      // The last event stored ends it, whether or not the ones before it were seen.
+      if (batch.some((e) => e.cmd === 'new' && e.id === 5)) controller.abort()
+    }
+    assert.deepEqual(seen, ['1:old', '2:old', '3:old', '1:new', '2:new', '3:new', '4:new', '5:new'])
+  })
+})

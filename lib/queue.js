@@ -311,6 +311,7 @@ class EventQueue {
   #reset() {
     this.#db.reset()
     this.#templates.length = 0
+    this.#streams.wake()
   }
 
   close() {

@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
@@ -77,6 +79,8 @@ pub struct Store {
     config: Config,
     cache: Cache,
     metrics: Metrics,
+    /// How many times [`Store::reset`] ran; streams compare it to notice (see `src/stream.rs`).
+    resets: Arc<AtomicU64>,
 }
 
 /// Rows per multi-row `INSERT`. One statement per 32 rows instead of one per row saves a
@@ -145,7 +149,8 @@ impl Store {
         ))?;
         let mut cache = Cache::new(config.cache);
         cache.follow_other_connections(&conn)?;
-        let store = Store { _checkpoints: checkpoints, conn, cache, metrics: Metrics::default(), config };
+        let resets = Arc::default();
+        let store = Store { _checkpoints: checkpoints, conn, cache, metrics: Metrics::default(), config, resets };
         if read_only {
             store.refuse_changes()?;
             schema::check_table(&store.conn)?;
@@ -203,7 +208,13 @@ impl Store {
         file::check_in_place(&self.conn)?;
         self.prepare_schema(true)?;
         self.cache.clear();
+        self.resets.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// The count of resets, shared: a stream reads it from another thread.
+    pub fn resets(&self) -> &Arc<AtomicU64> {
+        &self.resets
     }
 
     /// Stores the events of one `store` call (see [`crate::event`]) in one transaction: all of
