@@ -3,10 +3,10 @@
 // they were asked for, files that vanish or cannot be written are reported, and every error
 // carries a code.
 const assert = require('node:assert/strict')
-const { spawnSync } = require('node:child_process')
+const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
-const { describe, test, after, tempDb } = require('./helpers')
+const { describe, test, after, tempDb, holdWriteLock } = require('./helpers')
 const { initQueue } = require('..')
 
 const FIXTURES = path.join(__dirname, 'fixtures')
@@ -220,5 +220,48 @@ describe('reset and following streams', () => {
       if (batch.some((e) => e.cmd === 'new' && e.id === 5)) controller.abort()
     }
     assert.deepEqual(seen, ['1:old', '2:old', '3:old', '1:new', '2:new', '3:new', '4:new', '5:new'])
+  })
+})
+
+describe('leaving WAL mode while another connection holds the file', () => {
+  test('opening with WAL: false waits for the other connection, within busyTimeout, instead of failing at once', async () => {
+    const file = tempDb()
+    initQueue({ dbName: file }).close() // a file in WAL mode
+    const release = await holdWriteLock(file)
+    const source = `
+      const { initQueue } = require(${JSON.stringify(path.join(__dirname, '..'))})
+      try {
+        const q = initQueue({ dbName: ${JSON.stringify(file)}, WAL: false, busyTimeout: 600000 })
+        process.stdout.write(JSON.stringify({ journalMode: q.getMetrics().journalMode }))
+        q.close()
+      } catch (err) {
+        process.stdout.write(JSON.stringify({ code: err.code }))
+      }`
+    const opener = spawn(process.execPath, ['-e', source], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let output = ''
+    opener.stdout.on('data', (chunk) => (output += chunk))
+    const exited = new Promise((resolve) => opener.on('exit', resolve))
+    let done = false
+    exited.then(() => (done = true))
+    // The lock is let go only once the opener has tried to leave WAL mode: it has the file's
+    // -shm open by then (it had to read the WAL to find the mode). Opening gave up within a
+    // millisecond of that; now it waits, and succeeds once the lock is free.
+    const hasShm = () => {
+      try {
+        return fs.readdirSync(`/proc/${opener.pid}/fd`).some((fd) => {
+          try {
+            return fs.readlinkSync(`/proc/${opener.pid}/fd/${fd}`) === `${file}-shm`
+          } catch {
+            return false
+          }
+        })
+      } catch {
+        return false
+      }
+    }
+    while (!done && !hasShm()) await new Promise((resolve) => setTimeout(resolve, 5))
+    await release()
+    await exited
+    assert.deepEqual(JSON.parse(output), { journalMode: 'DELETE' })
   })
 })

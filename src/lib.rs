@@ -3,6 +3,7 @@
 //! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
 //! and results; see `lib/queue.js`.
 
+pub mod busy;
 pub mod cache;
 pub mod checkpoint;
 pub mod connection;

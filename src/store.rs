@@ -11,6 +11,7 @@ use once_cell::sync::Lazy;
 use rusqlite::config::DbConfig;
 use rusqlite::{OpenFlags, OptionalExtension};
 
+use crate::busy;
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
 use crate::checkpoint::Checkpoints;
 use crate::connection::Connection;
@@ -137,7 +138,10 @@ impl Store {
         let mut checkpoints = None;
         if !read_only {
             let mode = if config.wal { "WAL" } else { "DELETE" };
-            let mode = conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))?;
+            let timeout = Duration::from_millis(u64::from(config.busy_timeout_ms));
+            let mode = busy::retry_while_busy(timeout, || {
+                Ok(conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))?)
+            })?;
             if mode.eq_ignore_ascii_case("wal") && config.path != MEMORY {
                 // SAFETY: the handle is the store's open connection, which `checkpoints`,
                 // declared before it in `Store`, does not outlive.
