@@ -265,3 +265,21 @@ describe('leaving WAL mode while another connection holds the file', () => {
     assert.deepEqual(JSON.parse(output), { journalMode: 'DELETE' })
   })
 })
+
+describe('user code that throws after the commit', () => {
+  test('a callbacks._error that throws leaves store and storeBulk, and the events are stored; the correlation id tells a retry', () => {
+    const q = open()
+    const model = { go() { throw new Error('model failed') } }
+    const callbacks = { _error() { throw new Error('the error handler failed too') } }
+    assert.throws(() => q.store({ cmd: 'go', correlationId: 'op-1' }, model, callbacks), /error handler failed/)
+    assert.deepEqual(q.getTransaction('op-1').map((e) => e.cmd), ['go'])
+    const executed = []
+    const counting = { go(data) { executed.push(data.n); if (data.n === 1) throw new Error('model failed') } }
+    assert.throws(
+      () => q.storeBulk([0, 1, 2].map((n) => ({ cmd: 'go', data: { n }, correlationId: 'op-2' })), counting, callbacks),
+      /error handler failed/,
+    )
+    assert.deepEqual(executed, [0, 1], 'the rows after the throw are not executed')
+    assert.deepEqual(q.getTransaction('op-2').map((e) => e.data.n), [0, 1, 2], 'but all three are stored')
+  })
+})
