@@ -59,6 +59,28 @@ function readEvent(event, at) {
   }
 }
 
+/**
+ * The events of a `storeBulk` call as a plain array, each read exactly once: a getter that
+ * throws, or a proxy (even a revoked one), makes the batch invalid rather than the call fail
+ * with the caller's own error.
+ */
+function readBatch(events) {
+  let isArray, copy, at
+  try {
+    isArray = Array.isArray(events)
+    if (isArray) {
+      copy = new Array(events.length)
+      for (at = 0; at < copy.length; at++) copy[at] = events[at]
+    }
+  } catch (cause) {
+    const which = at === undefined ? 'events' : `events[${at}]`
+    throw Object.assign(eventError(TypeError, `storeBulk(events): reading ${which} threw: ${cause && cause.message}`, at === undefined ? undefined : { index: at }), { cause })
+  }
+  if (!isArray) throw eventError(TypeError, `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
+  if (copy.length === 0) throw eventError(TypeError, 'storeBulk(events): events must not be empty')
+  return copy
+}
+
 /** True when `store` must report the event through `callbacks._error` instead of storing it. */
 const lacksCmd = (fields) => fields.cmd === undefined || fields.cmd === null || fields.cmd === ''
 
@@ -143,6 +165,6 @@ const ROW_SOURCES = {
 const toRow = rowBuilder(['record', 'id', 'correlationId'], (column) => ROW_SOURCES[column])
 
 module.exports = {
-  readEvent, lacksCmd, toRecord, toPayload, toRow, timestamp,
+  readEvent, readBatch, lacksCmd, toRecord, toPayload, toRow, timestamp,
   CMD, DATA, USER, IP, VERSION, CORRELATION, CAUSATION, METADATA, DATETIME,
 }

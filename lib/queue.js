@@ -2,8 +2,8 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
-const { closedError, coded, describe, dateTime, eventError, reason } = require('./errors')
-const { readEvent, lacksCmd, toRecord, toPayload, toRow, timestamp, CORRELATION, CAUSATION } = require('./event')
+const { closedError, coded, describe, dateTime, eventError, reason, shown } = require('./errors')
+const { readEvent, readBatch, lacksCmd, toRecord, toPayload, toRow, timestamp, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
@@ -146,10 +146,9 @@ class EventQueue {
     if (!callbacks) callbacks = this._cb
     let records, payload
     try {
-      if (!Array.isArray(events)) throw coded(TypeError, 'ERR_INVALID_EVENT', `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
-      if (events.length === 0) throw coded(TypeError, 'ERR_INVALID_EVENT', 'storeBulk(events): events must not be empty')
-      records = new Array(events.length)
-      for (let i = 0; i < events.length; i++) records[i] = toRecord(readEvent(events[i], i), i, this.#datetime)
+      const given = readBatch(events)
+      records = new Array(given.length)
+      for (let i = 0; i < given.length; i++) records[i] = toRecord(readEvent(given[i], i), i, this.#datetime)
       payload = toPayload(records, true)
     } catch (err) {
       db.recordFailedWrite()
@@ -263,7 +262,11 @@ class EventQueue {
     if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
       throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
     }
-    const until = typeof stop === 'number' ? stop : null
+    // Only the events stored before the replay starts: a model that stores events while it
+    // replays would otherwise keep giving it more, and a replay of a log it grows never ends.
+    const newest = db.newestId()
+    const end = newest === null ? start : newest + 1
+    const until = typeof stop === 'number' ? Math.min(stop, end) : end
     let from = start
     for (;;) {
       const values = JSON.parse(db.range(from, until, REPLAY_BATCH))
@@ -445,6 +448,7 @@ class EventQueue {
   #reset() {
     this.#db.reset()
     this.#templates.length = 0
+    this.#streams.wake()
   }
 
   close() {

@@ -18,12 +18,26 @@ function checkFilter(value, name) {
   return value
 }
 
+/**
+ * An AbortSignal, or an object shaped like one: `aborted` and both listener methods. Reading
+ * them may run the caller's getters; a throw there is a bad option, not the caller's own error.
+ */
+function checkSignal(signal) {
+  let isSignal
+  try {
+    isSignal = typeof signal === 'object' && typeof signal.aborted === 'boolean' &&
+      typeof signal.addEventListener === 'function' && typeof signal.removeEventListener === 'function'
+  } catch (cause) {
+    throw Object.assign(optionError(TypeError, `reading signal threw: ${cause && cause.message}`), { cause })
+  }
+  if (!isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
+}
+
 /** The native reader's options, plus `follow` and `signal`, which stay on this side. */
 function streamOptions(given) {
   const options = given === undefined ? {} : readOptions(given, STREAM_KEYS, '')
   const { batchSize = defaults.batchSize, startId = 0, endId = null, follow = false, signal = null } = options
-  const isSignal = signal !== null && typeof signal === 'object' && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function'
-  if (signal !== null && !isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
+  if (signal !== null) checkSignal(signal)
   return {
     native: {
       // Any size, as in EventLite: the core reads a batch's rows as they come, never
@@ -98,9 +112,58 @@ class StreamState {
   }
 }
 
-/** The streams of one queue: woken when the queue appends, ended when it closes. */
+/**
+ * A stream's listener on its signal. It ends the stream when the signal aborts, without keeping
+ * the stream alive: a signal often outlives the streams it was given to.
+ */
+class AbortListener {
+  #signal
+  #onAbort
+  #listening = false
+
+  /** `ref` is a WeakRef of the stream's state. */
+  constructor(signal, ref) {
+    this.#signal = signal
+    this.#onAbort = () => ref.deref()?.end()
+  }
+
+  /** Listens, unless the signal has aborted already (then false). */
+  start() {
+    try {
+      if (this.#signal.aborted) return false
+      this.#signal.addEventListener('abort', this.#onAbort)
+    } catch (cause) {
+      throw Object.assign(optionError(TypeError, `signal threw: ${cause && cause.message}`), { cause })
+    }
+    this.#listening = true
+    return true
+  }
+
+  stop() {
+    if (!this.#listening) return
+    this.#listening = false
+    try {
+      this.#signal.removeEventListener('abort', this.#onAbort)
+    } catch {
+      // The stream has ended either way; the listener left behind ends nothing once it is gone.
+    }
+  }
+}
+
+/**
+ * The streams of one queue: woken when the queue appends, ended when it closes. It holds them
+ * weakly: a stream that its consumer let go of unfinished (an iterator read once and dropped)
+ * is garbage, and collecting it closes its native reader (src/lib.rs). Held strongly, every
+ * such stream would keep a connection and its descriptors open for the life of the queue.
+ */
 class Streams {
+  /** WeakRefs of the live streams' states. */
   #live = new Set()
+  /** Forgets a collected stream, and takes its listener off its signal. */
+  #collected = new FinalizationRegistry(({ ref, listener }) => {
+    this.#live.delete(ref)
+    listener?.stop()
+  })
   #closed = false
 
   /**
@@ -111,16 +174,21 @@ class Streams {
     return this.#batches(openNative, follow, signal)
   }
 
+  // No closure made here may hold `state`, or anything that does, where the queue or the
+  // signal can reach it: that would keep a dropped stream alive.
   async * #batches(openNative, follow, signal) {
-    if (this.#closed || (signal && signal.aborted)) return
-    const onAbort = () => state.end()
+    if (this.#closed) return
     const state = new StreamState(openNative(), () => {
-      this.#live.delete(state)
-      if (signal) signal.removeEventListener('abort', onAbort)
+      this.#live.delete(ref)
+      this.#collected.unregister(ref)
+      listener?.stop()
     })
-    this.#live.add(state)
-    if (signal) signal.addEventListener('abort', onAbort)
+    const ref = new WeakRef(state)
+    const listener = signal ? new AbortListener(signal, ref) : null
+    this.#live.add(ref)
+    this.#collected.register(state, { ref, listener }, ref)
     try {
+      if (listener && !listener.start()) return
       let pending = state.read()
       for (;;) {
         const text = await pending
@@ -146,13 +214,13 @@ class Streams {
   /** Called after each append by this queue: a following stream that waits reads again at once. */
   wake() {
     if (this.#live.size === 0) return
-    for (const state of this.#live) state.wake()
+    for (const ref of this.#live) ref.deref()?.wake()
   }
 
   /** Ends every stream; called by the queue's close(). */
   close() {
     this.#closed = true
-    for (const state of this.#live) state.end()
+    for (const ref of this.#live) ref.deref()?.end()
   }
 }
 

@@ -26,6 +26,14 @@ pub const MAX_LIMIT: i64 = 10_000;
 /// The `limit` of a page when none is given.
 pub const DEFAULT_LIMIT: i64 = 100;
 
+/// JavaScript's `Number.MAX_SAFE_INTEGER`: the ids and offsets a cursor carries are numbers
+/// there.
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// The most rows a cursor may say it has passed: `nextOffset` (that plus a limit) stays a safe
+/// integer.
+const MAX_PASSED: i64 = MAX_SAFE_INTEGER - MAX_LIMIT;
+
 /// The five paginated queries, each with its arguments.
 #[derive(Debug, Clone, Copy)]
 pub enum Query<'a> {
@@ -226,7 +234,34 @@ impl Cursor {
                     .into(),
             ));
         }
-        Ok(Cursor { passed, datetime, id })
+        let cursor = Cursor { passed, datetime, id };
+        cursor.check(query)?;
+        Ok(cursor)
+    }
+
+    /// Refuses a cursor that no page of `query` could have returned. The fingerprint only says
+    /// which query a cursor claims; its numbers are checked here, so that an edited cursor can
+    /// only narrow its query: the keyset bound of a time range replaces the range's upper end,
+    /// and `nextOffset` adds to `passed`.
+    fn check(&self, query: &Query<'_>) -> Result<()> {
+        let out_of_range = |what: String| {
+            Error::InvalidOption(format!("cursor out of range: {what}; pass back a page's nextCursor unchanged"))
+        };
+        if !(0..=MAX_PASSED).contains(&self.passed) {
+            return Err(out_of_range(format!("{} rows passed", self.passed)));
+        }
+        if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&self.id) {
+            return Err(out_of_range(format!("id {}", self.id)));
+        }
+        let inside = match *query {
+            // The key of a row of the range, whose datetime the range holds.
+            Query::TimeRange(start, end) => start <= self.datetime && self.datetime <= end,
+            _ => !self.datetime.is_nan(),
+        };
+        if !inside {
+            return Err(out_of_range(format!("datetime {} outside the query", self.datetime)));
+        }
+        Ok(())
     }
 
     /// The key of a row selected with `select_list`; `passed` is the page's to fill in.
@@ -532,6 +567,41 @@ mod tests {
                 "ERR_INVALID_OPTION"
             );
         }
+    }
+
+    #[test]
+    fn an_edited_cursor_only_narrows_its_query() {
+        let store = store_with(40, &[]);
+        let range = Query::TimeRange(2.0, 5.0);
+        let first = page(&store, range, &options(3));
+        let cursor = first["nextCursor"].as_str().unwrap().to_string();
+        let parts: Vec<&str> = cursor.split('_').collect();
+        let edited = |passed: &str, datetime: &str, id: &str| format!("{}_{passed}_{datetime}_{id}", parts[0]);
+        let refuse = |text: String| {
+            let opts = PageOptions { cursor: Some(&text), ..options(3) };
+            let err = read(store.conn(), range, &opts).unwrap_err();
+            assert_eq!(err.code(), "ERR_INVALID_OPTION", "{text}");
+            assert!(err.to_string().contains("out of range"), "{text}: {err}");
+        };
+        // Datetimes past either end of the range (here past the log's newest), or not a number.
+        for datetime in ["5.5", "9", "1e300", "inf", "1.9", "-inf", "NaN"] {
+            refuse(edited(parts[1], datetime, parts[3]));
+        }
+        // A count that would make nextOffset wrap, or pass JavaScript's safe integers.
+        for passed in [i64::MAX.to_string(), (MAX_PASSED + 1).to_string()] {
+            refuse(edited(&passed, parts[2], parts[3]));
+        }
+        refuse(edited(parts[1], parts[2], &(MAX_SAFE_INTEGER + 1).to_string()));
+        // Inside the range, an edited cursor is a narrower page of the same query.
+        let narrowed = edited(&MAX_PASSED.to_string(), "5", "21");
+        let p = page(&store, range, &PageOptions { cursor: Some(&narrowed), ..options(3) });
+        assert_eq!((ids(&p), p["nextOffset"].as_i64()), (vec![20, 19, 18], Some(MAX_PASSED + 3)));
+        // Every other query keeps its filter whatever the cursor says.
+        let by_user = page(&store, Query::User("u1"), &options(2));
+        let user_parts: Vec<String> = by_user["nextCursor"].as_str().unwrap().split('_').map(str::to_string).collect();
+        let far = format!("{}_0_1e300_{MAX_SAFE_INTEGER}", user_parts[0]);
+        let p = page(&store, Query::User("u1"), &PageOptions { cursor: Some(&far), ..options(100) });
+        assert!(ids(&p).iter().all(|id| id % 3 == 1), "{:?}", ids(&p));
     }
 
     #[test]

@@ -95,6 +95,11 @@ pub fn children(conn: &Connection, id: i64) -> Result<Vec<String>> {
     all(conn, &SQL.children, [id])
 }
 
+/// The largest id in the log; `None` when it is empty.
+pub fn newest_id(conn: &Connection) -> Result<Option<i64>> {
+    Ok(conn.prepare_cached("SELECT MAX(id) FROM queue")?.query_row([], |r| r.get(0))?)
+}
+
 /// The stored correlation id of one event; `None` when the event or its id is missing.
 pub fn correlation_id(conn: &Connection, id: i64) -> Result<Option<String>> {
     let mut stmt = conn.prepare_cached("SELECT correlation_id FROM queue WHERE id = ?1")?;

@@ -90,6 +90,14 @@ pub fn is_current(conn: &Connection, wanted: &HashMap<String, bool>) -> Result<b
     }))
 }
 
+/// The keys given in `wanted` that the file does not match: an index to create or to drop.
+pub fn unmet_index_keys(conn: &Connection, wanted: &HashMap<String, bool>) -> Result<Vec<&'static str>> {
+    let present = present_indexes(conn)?;
+    let unmet =
+        |def: &&IndexDef| wanted.get(def.key).is_some_and(|&want| want != present.iter().any(|n| n == def.name));
+    Ok(INDEXES.iter().filter(unmet).map(|def| def.key).collect())
+}
+
 /// Applies the `indexes` option: `true` creates, an explicit `false` drops, and a key left
 /// out takes its default, where a default of `false` leaves an existing index alone (another
 /// process on the same file may rely on it).
@@ -183,6 +191,20 @@ mod tests {
         assert!(is_current(&conn, &cmd).unwrap());
         assert!(is_current(&conn, &HashMap::new()).unwrap(), "an omitted key keeps idx_cmd");
         assert!(!is_current(&conn, &HashMap::from([("cmd".to_string(), false)])).unwrap());
+    }
+
+    #[test]
+    fn unmet_index_keys_are_the_explicit_keys_the_file_does_not_match() {
+        let conn = memory();
+        apply_indexes(&conn, &HashMap::new()).unwrap();
+        let wanted = HashMap::from([
+            ("correlation_id".to_string(), true),
+            ("causation_id".to_string(), false),
+            ("cmd".to_string(), true),
+            ("user".to_string(), false),
+        ]);
+        assert_eq!(unmet_index_keys(&conn, &wanted).unwrap(), ["causation_id", "cmd"]);
+        assert!(unmet_index_keys(&conn, &HashMap::new()).unwrap().is_empty(), "defaults are no request");
     }
 
     #[test]

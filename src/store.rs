@@ -3,18 +3,22 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 use rusqlite::config::DbConfig;
 use rusqlite::{OpenFlags, OptionalExtension};
 
+use crate::busy;
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
 use crate::checkpoint::Checkpoints;
 use crate::condition;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
+use crate::file;
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::pending::{self, Pending};
 use crate::schema;
@@ -95,6 +99,8 @@ pub struct Store {
     cache: Cache,
     metrics: Metrics,
     pending: Pending,
+    /// How many times [`Store::reset`] ran; streams compare it to notice (see `src/stream.rs`).
+    resets: Arc<AtomicU64>,
 }
 
 /// Rows per multi-row `INSERT`. One statement per 32 rows instead of one per row saves a
@@ -169,7 +175,10 @@ impl Store {
         let mut checkpoints = None;
         if !read_only {
             let mode = if config.wal { "WAL" } else { "DELETE" };
-            let mode = conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))?;
+            let timeout = Duration::from_millis(u64::from(config.busy_timeout_ms));
+            let mode = busy::retry_while_busy(timeout, || {
+                Ok(conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))?)
+            })?;
             if mode.eq_ignore_ascii_case("wal") && config.path != MEMORY {
                 // SAFETY: the handle is the store's open connection, which `checkpoints`,
                 // declared before it in `Store`, does not outlive.
@@ -181,6 +190,7 @@ impl Store {
         ))?;
         let mut cache = Cache::new(config.cache);
         cache.follow_other_connections(&conn)?;
+        let resets = Arc::default();
         let mut store = Store {
             _checkpoints: checkpoints,
             conn,
@@ -188,8 +198,10 @@ impl Store {
             metrics: Metrics::default(),
             pending: Pending::default(),
             config,
+            resets,
         };
         if read_only {
+            store.refuse_changes()?;
             schema::check_table(&store.conn)?;
         } else {
             store.prepare_schema(store.config.reset)?;
@@ -217,6 +229,25 @@ impl Store {
         txn.commit()
     }
 
+    /// On a file this process may only read, options that ask for a change (a reset, an index
+    /// to create or drop) fail as the writes they are would, rather than open with nothing done.
+    fn refuse_changes(&self) -> Result<()> {
+        let asked = if self.config.reset {
+            Some("reset".to_string())
+        } else {
+            schema::unmet_index_keys(&self.conn, &self.config.indexes)?.first().map(|k| format!("indexes.{k}"))
+        };
+        match asked {
+            Some(option) => Err(Error::Sqlite {
+                code: "SQLITE_READONLY",
+                message: format!(
+                    "attempt to write a readonly database: {option} would change the file, which is read-only"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
@@ -228,10 +259,17 @@ impl Store {
     /// Drops and recreates the event table (ids starting again at 1) and the pending events'
     /// tables, and empties the cache.
     pub fn reset(&mut self) -> Result<()> {
+        file::check_in_place(&self.conn)?;
         self.prepare_schema(true)?;
         self.cache.clear();
         self.pending.refresh(&self.conn);
+        self.resets.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// The count of resets, shared: a stream reads it from another thread.
+    pub fn resets(&self) -> &Arc<AtomicU64> {
+        &self.resets
     }
 
     /// The connection with what is known of its pending events, for [`crate::pending`]'s
@@ -303,6 +341,7 @@ impl Store {
     /// (`None`) unless that pending event was ready.
     fn insert(&mut self, payload: &str, claim: Option<i64>) -> Result<Option<Appended>> {
         let events = parse_batch(payload)?;
+        file::check_in_place(&self.conn)?;
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
         let first_id = if claim.is_none() && events.len() == 1 && !inherits(&events[0]) {
             // One INSERT on its own is already atomic, and SQLite starts its write from no

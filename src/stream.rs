@@ -5,6 +5,7 @@
 //! between batches: nothing is held that could block a writer or a checkpoint.
 
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use once_cell::sync::Lazy;
@@ -164,14 +165,46 @@ fn open_reader(path: &str, busy_timeout_ms: u32) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The newest id (0 when the log is empty) and the schema version, read together at the start
+/// of each batch.
+const NEWEST: &str =
+    "SELECT coalesce((SELECT MAX(id) FROM queue), 0), (SELECT schema_version FROM pragma_schema_version)";
+
 /// A stream's reader: its source, its filters, and how far it has read.
 pub struct Stream {
     source: Source,
     filter: Filter,
+    start_id: i64,
     next_id: i64,
     end_id: i64,
     batch_size: i64,
     limits: Limits,
+    seen: Seen,
+}
+
+/// Where the log stood at a stream's last read, to notice a reset: the table dropped and
+/// created again, ids starting over at 1 below where the stream has read.
+struct Seen {
+    /// The store's count of resets, shared with it, and its value at the last read.
+    resets: Arc<AtomicU64>,
+    reset_count: u64,
+    schema_version: Option<i64>,
+    newest: i64,
+}
+
+impl Seen {
+    /// Whether the log was reset since the last read; takes note of where it stands now. A
+    /// reset by this store is counted. One through another connection shows as a schema change
+    /// after which the newest id is lower than before, which appending never causes; a reset
+    /// elsewhere followed, before the stream reads again, by more appends than the log held
+    /// goes unnoticed.
+    fn was_reset(&mut self, newest: i64, schema_version: i64) -> bool {
+        let count = self.resets.load(Ordering::Acquire);
+        let elsewhere = self.schema_version.is_some_and(|v| v != schema_version) && newest < self.newest;
+        let reset = count != self.reset_count || elsewhere;
+        (self.reset_count, self.schema_version, self.newest) = (count, Some(schema_version), newest);
+        reset
+    }
 }
 
 impl Stream {
@@ -183,31 +216,44 @@ impl Stream {
         end_id: Option<i64>,
         batch_size: i64,
     ) -> Stream {
-        let source = {
-            let guard = store.lock().unwrap_or_else(PoisonError::into_inner);
-            let config = guard.config();
-            if config.path == MEMORY {
-                Source::Shared(Arc::clone(store))
-            } else {
-                Source::File { path: config.path.clone(), busy_timeout_ms: config.busy_timeout_ms, conn: None }
-            }
+        let guard = store.lock().unwrap_or_else(PoisonError::into_inner);
+        let config = guard.config();
+        let source = if config.path == MEMORY {
+            Source::Shared(Arc::clone(store))
+        } else {
+            Source::File { path: config.path.clone(), busy_timeout_ms: config.busy_timeout_ms, conn: None }
         };
-        let end_id = end_id.unwrap_or(i64::MAX);
-        Stream { source, filter, next_id: start_id, end_id, batch_size: batch_size.max(1), limits: Limits::current() }
+        let resets = Arc::clone(guard.resets());
+        let seen = Seen { reset_count: resets.load(Ordering::Acquire), resets, schema_version: None, newest: 0 };
+        Stream {
+            source,
+            filter,
+            start_id,
+            next_id: start_id,
+            end_id: end_id.unwrap_or(i64::MAX),
+            batch_size: batch_size.max(1),
+            limits: Limits::current(),
+            seen,
+        }
     }
 
     /// Reads the next batch. Each read is bounded by the newest id at its start: every id up
     /// to it is committed (writers are serialised and ids only grow), so when a batch comes
     /// back short the stream moves past that id at once, and a filter that matches rarely
     /// never rescans the rows it already passed, however often a following stream polls.
+    /// After a reset the stream starts again from its first id, in the new log.
     pub fn read(&mut self) -> Result<Next> {
         if self.next_id > self.end_id {
             return Ok(Next::Finished);
         }
-        let Stream { source, filter, next_id, end_id, batch_size, limits } = self;
+        let Stream { source, filter, start_id, next_id, end_id, batch_size, limits, seen } = self;
         source.with_conn(|conn| {
-            let newest: Option<i64> = conn.prepare_cached("SELECT MAX(id) FROM queue")?.query_row([], |r| r.get(0))?;
-            let upper = newest.unwrap_or(0).min(*end_id);
+            let (newest, schema_version) =
+                conn.prepare_cached(NEWEST)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if seen.was_reset(newest, schema_version) {
+                *next_id = *start_id;
+            }
+            let upper = newest.min(*end_id);
             if upper < *next_id {
                 return Ok(Next::CaughtUp);
             }
@@ -323,6 +369,32 @@ mod tests {
         assert_eq!(ids(&text), [2, 3, 4]);
         let err = stream.read().unwrap_err();
         assert_eq!((err.code(), err.row_id()), ("ERR_ROW_TOO_LARGE", Some(5)));
+    }
+
+    #[test]
+    fn after_a_reset_a_stream_starts_again_in_the_new_log() {
+        let dir = std::env::temp_dir().join(format!("eventlite-stream-reset-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("events.sqlite").to_string_lossy().into_owned();
+        let store = shared(Config::new(path.clone()));
+        append(&mut store.lock().unwrap(), 0..5);
+        let mut stream = Stream::new(&store, Filter::default(), 0, None, 10);
+        assert_eq!(drain(&mut stream).0.concat(), vec![1, 2, 3, 4, 5]);
+        // A reset by this store, followed by more events than the log held: all are seen.
+        store.lock().unwrap().reset().unwrap();
+        append(&mut store.lock().unwrap(), 0..7);
+        assert_eq!(drain(&mut stream).0.concat(), (1..=7).collect::<Vec<_>>());
+        // A reset through another connection to the file.
+        let mut other = Store::open(Config::new(path)).unwrap();
+        other.reset().unwrap();
+        append(&mut other, 0..2);
+        assert_eq!(drain(&mut stream).0.concat(), vec![1, 2]);
+        // Creating an index changes the schema too, but is no reset.
+        other.conn().execute_batch("CREATE INDEX test_idx ON queue(user)").unwrap();
+        append(&mut other, 2..3);
+        assert_eq!(drain(&mut stream).0.concat(), vec![3]);
+        drop((stream, other));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
