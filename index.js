@@ -4,10 +4,11 @@
 const { resolveOptions } = require('./lib/options')
 const { EventQueue } = require('./lib/queue')
 const { eventCallbacks } = require('./lib/execute')
+const { openQueue } = require('./lib/async-queue')
 
-/** Opens (creating if needed) an event queue; see README.md for every option. */
+/** Opens (creating if needed) an event queue; see README.md for every option. `openQueue` is its async twin (docs/async.md). */
 function initQueue(options) {
   return new EventQueue(resolveOptions(options))
 }
 
-module.exports = { initQueue, eventCallbacks }
+module.exports = { initQueue, openQueue, eventCallbacks }

@@ -2,9 +2,9 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
-const { closedError, coded, describe, shown } = require('./errors')
-const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
+const { closedError, coded, describe } = require('./errors')
 const { execute, eventCallbacks } = require('./execute')
+const { storeInput, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
 const { toRows, oneRow } = require('./rows')
@@ -12,6 +12,12 @@ const { Streams, streamOptions } = require('./stream')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
+
+/**
+ * Wakes a queue's following streams when another writer of this process appended: the writer
+ * thread of an async queue on the same file (lib/sqlite-backend.js).
+ */
+const WAKE_STREAMS = Symbol('wakeStreams')
 
 /** The row of a read that returns one row's values as JSON text, or null. */
 const parseRow = (text) => (text === null || text === undefined ? null : oneRow(JSON.parse(text)))
@@ -29,6 +35,15 @@ function toId(id) {
 
 function argError(message) {
   return coded(TypeError, 'ERR_INVALID_ARG', message)
+}
+
+/** cycleThrough's `{ start = 0, stop = null }`: the ids `from <= id < until` (`until` null: no end). */
+function cycleRange({ start = 0, stop = null } = {}) {
+  if (!Number.isSafeInteger(start)) throw argError(`cycleThrough: start must be an integer id, got ${describe(start)}`)
+  if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
+    throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
+  }
+  return { from: start, until: typeof stop === 'number' ? stop : null }
 }
 
 /** The key argument of a paginated read: an id as `toId` accepts it. */
@@ -69,9 +84,12 @@ class EventQueue {
    */
   #templates = []
   #streams = new Streams()
+  /** The correlation id the core gave an event that inherited its parent's. */
+  #correlationOf = (id) => this.#native.correlationId(id)
 
-  constructor(settings) {
-    this.#native = new NativeQueue(settings.open)
+  /** `native`: the queue's native store, when the caller opened it (an async queue's reader). */
+  constructor(settings, native = new NativeQueue(settings.open)) {
+    this.#native = native
     this.#datetime = settings.datetime
     if (settings.risky) {
       // EventLite adds reset() only to queues opened with risky: true.
@@ -87,85 +105,54 @@ class EventQueue {
 
   store(event, model, callbacks = eventCallbacks.void) {
     const db = this.#db
-    let record, payload
+    let input
     try {
-      const fields = readEvent(event, undefined)
-      if (lacksCmd(fields)) {
-        db.recordFailedWrite()
-        const { user, ip, cmd, data } = fields
-        if (callbacks && typeof callbacks._error === 'function') {
-          callbacks._error({ msg: `${shown(user)} at ${shown(ip)} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
-        }
-        return undefined
-      }
-      record = toRecord(fields, undefined, this.#datetime)
-      payload = toPayload([record], false)
+      input = storeInput(event, callbacks, this.#datetime)
     } catch (err) {
       db.recordFailedWrite()
       throw err
     }
-    const id = db.append(payload)
+    if (input === null) {
+      db.recordFailedWrite()
+      return undefined
+    }
+    const id = db.append(input.payload)
     this.#streams.wake()
-    const row = toRow(record, id, record[CORRELATION] ?? db.correlationId(id))
-    if (model === undefined || model === null) return row
-    return execute(row, model, callbacks)
+    return storeResult(input.records, id, this.#correlationOf, model, callbacks)
   }
 
   storeBulk(events, model, callbacks = eventCallbacks.void) {
     const db = this.#db
-    let records, payload
+    let input
     try {
-      if (!Array.isArray(events)) throw coded(TypeError, 'ERR_INVALID_EVENT', `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
-      if (events.length === 0) throw coded(TypeError, 'ERR_INVALID_EVENT', 'storeBulk(events): events must not be empty')
-      records = new Array(events.length)
-      for (let i = 0; i < events.length; i++) records[i] = toRecord(readEvent(events[i], i), i, this.#datetime)
-      payload = toPayload(records, true)
+      input = bulkInput(events, this.#datetime)
     } catch (err) {
       db.recordFailedWrite()
       throw err
     }
-    const firstId = db.appendBatch(payload)
+    const firstId = db.appendBatch(input.payload)
     this.#streams.wake()
-    const results = new Array(records.length)
-    for (let i = 0; i < records.length; i++) {
-      const id = firstId + i
-      results[i] = { row: toRow(records[i], id, records[i][CORRELATION] ?? db.correlationId(id)), result: null }
-    }
-    if (model !== undefined && model !== null) {
-      for (const entry of results) entry.result = execute(entry.row, model, callbacks)
-    }
-    return results
+    return bulkResults(input.records, firstId, this.#correlationOf, model, callbacks)
   }
 
   execute(row, model, callbacks) {
     return execute(row, model, callbacks)
   }
 
-  storeWithContext(event, context = {}, model, callbacks) {
-    if (event === null || typeof event !== 'object') return this.store(event, model, callbacks)
+  storeWithContext(event, context, model, callbacks) {
     let merged
     try {
-      const ctx = context ?? {}
-      merged = {
-        ...event,
-        correlationId: ctx.correlationId || event.correlationId,
-        causationId: ctx.causationId || ctx.parentEventId || event.causationId,
-        metadata: { ...event.metadata, ...ctx.metadata },
-      }
-    } catch (cause) {
+      merged = withContext(event, context)
+    } catch (err) {
       this.#db.recordFailedWrite()
-      throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${cause && cause.message}`), { cause })
+      throw err
     }
     return this.store(merged, model, callbacks)
   }
 
-  cycleThrough(model, doneCB, whileCB = eventCallbacks.void, { start = 0, stop = null } = {}) {
+  cycleThrough(model, doneCB, whileCB = eventCallbacks.void, range) {
     const db = this.#db
-    if (!Number.isSafeInteger(start)) throw argError(`cycleThrough: start must be an integer id, got ${describe(start)}`)
-    if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
-      throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
-    }
-    const until = typeof stop === 'number' ? stop : null
+    const { from: start, until } = cycleRange(range)
     let from = start
     for (;;) {
       const rows = toRows(JSON.parse(db.range(from, until, REPLAY_BATCH)))
@@ -305,6 +292,10 @@ class EventQueue {
     return this.#db.indexes()
   }
 
+  [WAKE_STREAMS]() {
+    this.#streams.wake()
+  }
+
   #reset() {
     this.#db.reset()
     this.#templates.length = 0
@@ -319,4 +310,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue }
+module.exports = { EventQueue, WAKE_STREAMS, REPLAY_BATCH, cycleRange }

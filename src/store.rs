@@ -17,6 +17,7 @@ use crate::event::{parse_batch, NewEvent};
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::schema;
 use crate::statement::Binder;
+use crate::writer::Write;
 
 pub const MEMORY: &str = ":memory:";
 
@@ -84,6 +85,10 @@ pub struct Store {
 const CHUNK: usize = 32;
 
 static INSERT_ONE: Lazy<String> = Lazy::new(|| insert_sql(1));
+/// The savepoint each call of a group is written in; see [`Store::append_group`].
+const SAVEPOINT: &str = "SAVEPOINT call";
+const RELEASE: &str = "RELEASE call";
+const ROLLBACK_TO: &str = "ROLLBACK TO call";
 static INSERT_CHUNK: Lazy<String> = Lazy::new(|| insert_sql(CHUNK));
 const PARENT_CORRELATION: &str = "SELECT correlation_id FROM queue WHERE id = ?1";
 
@@ -231,6 +236,40 @@ impl Store {
         Ok(Appended { first_id, count: events.len() })
     }
 
+    /// Stores the writes of several calls in one transaction (a group commit; see
+    /// [`crate::writer`]), each call in a savepoint of its own, so that a call that fails
+    /// stores nothing and fails alone. `Err` when the transaction itself failed (it could not
+    /// begin or commit, or SQLite rolled it back): then none of the calls is stored.
+    pub fn append_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+        if let [write] = writes {
+            // A call alone is a transaction of its own, with the single store's shortcut.
+            return Ok(vec![self.write(&write.payload, write.kind)]);
+        }
+        let started = Instant::now();
+        let outcome = self.insert_group(writes);
+        let took = started.elapsed();
+        match &outcome {
+            Ok(results) => {
+                for (write, result) in writes.iter().zip(results) {
+                    match result {
+                        Ok(appended) => self.metrics.record_write(write.kind, appended.count, took),
+                        Err(_) => self.metrics.record_error(),
+                    }
+                }
+            }
+            Err(_) => writes.iter().for_each(|_| self.metrics.record_error()),
+        }
+        outcome
+    }
+
+    fn insert_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+        let txn = WriteTxn::begin(&self.conn)?;
+        let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
+        let results = writes.iter().map(|write| writer.insert_call(&write.payload)).collect::<Result<Vec<_>>>()?;
+        txn.commit()?;
+        Ok(results)
+    }
+
     /// `retrieveByIDCached`; see [`crate::cache`].
     pub fn cached_by_id(&mut self, id: i64) -> Result<Option<Lookup>> {
         self.cache.by_id(&self.conn, id)
@@ -308,6 +347,35 @@ impl Writer<'_> {
             }
         }
         Ok(first_id.unwrap_or(0))
+    }
+
+    /// Inserts one call's payload inside the group's transaction, in a savepoint: all of its
+    /// events or none. The inner `Result` is the call's own; the outer one fails the group,
+    /// when SQLite rolled the whole transaction back (a full disk, an I/O error) or the
+    /// savepoint itself failed, so that a call is never reported failed while its events stay.
+    fn insert_call(&mut self, payload: &str) -> Result<Result<Appended>> {
+        let events = match parse_batch(payload) {
+            Ok(events) => events,
+            Err(err) => return Ok(Err(err)),
+        };
+        self.run(SAVEPOINT)?;
+        match self.insert_all(&events) {
+            Ok(first_id) => {
+                self.run(RELEASE)?;
+                Ok(Ok(Appended { first_id, count: events.len() }))
+            }
+            Err(err) if self.conn.is_autocommit() => Err(err),
+            Err(err) => {
+                self.run(ROLLBACK_TO)?;
+                self.run(RELEASE)?;
+                Ok(Err(err))
+            }
+        }
+    }
+
+    /// Runs a statement without parameters or rows, prepared once.
+    fn run(&self, sql: &'static str) -> Result<()> {
+        self.conn.cached(sql)?.execute(|_| Ok(()))
     }
 
     /// The correlation id an event is stored with: its own, or its parent's. The lookup runs
