@@ -55,6 +55,12 @@ class Replies {
     this.#due.push(request)
   }
 
+  /** Rejects the last `count` requests, which never reached the writer. */
+  abandon(count, err) {
+    for (const request of this.#due.splice(-count)) request.reject(err)
+    if (this.#due.length === 0) this.#hooks.idle()
+  }
+
   /**
    * A group's replies (a JSON array, one per request in order): each call is settled in turn,
    * its model and callbacks run first, so Promises resolve and models run in id order.

@@ -18,6 +18,14 @@ class SqliteBackend {
   /** The synchronous queue the reads go through. */
   reader
   #writer
+  #replies
+  /**
+   * Writes not yet handed to the writer, one line each (see src/writer.rs `Write::lines`):
+   * the calls of one turn of the event loop cross to the writer once, when the turn's
+   * microtasks run out. No timer is involved: a lone write leaves as soon as its caller's
+   * code has run.
+   */
+  #lines = []
 
   /**
    * `replies` (see lib/async-queue.js) receives each group's replies from the writer thread.
@@ -37,6 +45,7 @@ class SqliteBackend {
     }
     this.reader = reader
     this.#writer = writer
+    this.#replies = replies
     const weakWriter = new WeakRef(writer)
     replies.attach({
       correlationOf: (id) => native.correlationId(id),
@@ -58,16 +67,32 @@ class SqliteBackend {
 
   /** Submits a `store` (`batch` false) or `storeBulk` payload; the reply is its first id. */
   write(payload, batch) {
-    this.#writer.write(payload, batch)
+    if (this.#lines.length === 0) queueMicrotask(this.#flush)
+    this.#lines.push((batch ? 'B' : 'S') + payload)
+  }
+
+  #flush = () => {
+    if (this.#lines.length === 0) return
+    const lines = this.#lines.join('\n')
+    const count = this.#lines.length
+    this.#lines.length = 0
+    try {
+      this.#writer.write(lines)
+    } catch (err) {
+      // The writes of `lines` are the last ones due: anything submitted after them flushed them.
+      this.#replies.abandon(count, err)
+    }
   }
 
   /** Asks for the write metrics; the reply is `getMetrics()`'s object. */
   metrics() {
+    this.#flush()
     this.#writer.metrics()
   }
 
   /** Closes the writer after the writes submitted; the reply, `null`, comes once the file is closed. */
   close() {
+    this.#flush()
     this.#writer.close()
   }
 }

@@ -34,7 +34,6 @@ use napi_derive::napi;
 
 use crate::cache::{CacheConfig, Lookup};
 use crate::error::Error;
-use crate::metrics::WriteKind;
 use crate::page::{PageOptions, Query};
 use crate::store::{Config, Store, MEMORY};
 use crate::stream::{Filter, Next, Stream};
@@ -359,12 +358,13 @@ impl NativeWriter {
         writer.submit(request).map_err(to_js)
     }
 
-    /// Submits the payload (see `src/event.rs`) of one `store` (`batch` false) or `storeBulk`
-    /// call; its reply is its first id.
+    /// Submits the payloads (see `src/event.rs`) of `store` and `storeBulk` calls, one per
+    /// line (see [`Write::lines`]): one crossing for the calls a turn of the event loop made.
+    /// Each call's reply is its first id.
     #[napi]
-    pub fn write(&self, payload: String, batch: bool) -> Result<()> {
-        let kind = if batch { WriteKind::Batch } else { WriteKind::Single };
-        self.submit(Request::Write(Write { payload, kind }))
+    pub fn write(&self, lines: String) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or_else(|| to_js(Error::QueueClosed))?;
+        writer.submit_all(Write::lines(&lines).map(Request::Write)).map_err(to_js)
     }
 
     /// Asks for the write metrics; the reply is `getMetrics()`'s object.

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -262,10 +263,43 @@ impl Store {
         outcome
     }
 
+    /// The group is first written as one batch, in multi-row chunks as `storeBulk`'s events
+    /// are: a savepoint per call costs as much again as the inserts (each call copies the pages
+    /// it touches into the statement journal, and runs a statement per event instead of one per
+    /// 32). Only when SQLite refuses an event is that rolled back and the group written again
+    /// call by call, each in a savepoint of its own, so that the call at fault fails alone.
     fn insert_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
-        let txn = WriteTxn::begin(&self.conn)?;
+        // Every call's events one after another, and each call's place among them (or why its
+        // payload did not parse: that call fails alone, before anything is written).
+        let mut events = Vec::new();
+        let calls: Vec<Result<Range<usize>>> = writes
+            .iter()
+            .map(|write| {
+                let parsed = parse_batch(&write.payload)?;
+                let start = events.len();
+                events.extend(parsed);
+                Ok(start..events.len())
+            })
+            .collect();
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
-        let results = writes.iter().map(|write| writer.insert_call(&write.payload)).collect::<Result<Vec<_>>>()?;
+        let mut txn = WriteTxn::begin(&self.conn)?;
+        let results = match writer.insert_all(&events) {
+            Ok(first_id) => calls
+                .into_iter()
+                .map(|call| call.map(|at| Appended { first_id: first_id + at.start as i64, count: at.len() }))
+                .collect(),
+            Err(_) => {
+                txn.rollback()?;
+                txn = WriteTxn::begin(&self.conn)?;
+                calls
+                    .into_iter()
+                    .map(|call| match call {
+                        Ok(at) => writer.insert_call(&events[at]),
+                        Err(err) => Ok(Err(err)),
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
         txn.commit()?;
         Ok(results)
     }
@@ -349,17 +383,13 @@ impl Writer<'_> {
         Ok(first_id.unwrap_or(0))
     }
 
-    /// Inserts one call's payload inside the group's transaction, in a savepoint: all of its
-    /// events or none. The inner `Result` is the call's own; the outer one fails the group,
-    /// when SQLite rolled the whole transaction back (a full disk, an I/O error) or the
-    /// savepoint itself failed, so that a call is never reported failed while its events stay.
-    fn insert_call(&mut self, payload: &str) -> Result<Result<Appended>> {
-        let events = match parse_batch(payload) {
-            Ok(events) => events,
-            Err(err) => return Ok(Err(err)),
-        };
+    /// Inserts one call's events inside the group's transaction, in a savepoint: all of them or
+    /// none. The inner `Result` is the call's own; the outer one fails the group, when SQLite
+    /// rolled the whole transaction back (a full disk, an I/O error) or the savepoint itself
+    /// failed, so that a call is never reported failed while its events stay.
+    fn insert_call(&mut self, events: &[NewEvent<'_>]) -> Result<Result<Appended>> {
         self.run(SAVEPOINT)?;
-        match self.insert_all(&events) {
+        match self.insert_all(events) {
             Ok(first_id) => {
                 self.run(RELEASE)?;
                 Ok(Ok(Appended { first_id, count: events.len() }))
@@ -450,28 +480,37 @@ fn create_parent_folder(path: &str) -> Result<()> {
 
 /// A `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so a writer in another
 /// process makes this one wait (up to `busy_timeout`) instead of failing half way. Rolled back
-/// on drop unless committed. The statements are cached like any other.
+/// on drop unless ended. The statements are cached like any other.
 struct WriteTxn<'c> {
     conn: &'c Connection,
-    committed: bool,
+    ended: bool,
 }
 
 impl<'c> WriteTxn<'c> {
     fn begin(conn: &'c Connection) -> Result<WriteTxn<'c>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        Ok(WriteTxn { conn, committed: false })
+        Ok(WriteTxn { conn, ended: false })
     }
 
     fn commit(mut self) -> Result<()> {
         self.conn.prepare_cached("COMMIT")?.execute([])?;
-        self.committed = true;
+        self.ended = true;
+        Ok(())
+    }
+
+    /// Rolls back now, reporting a failure (which `drop` cannot), unless SQLite already did.
+    fn rollback(mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.ended = true;
         Ok(())
     }
 }
 
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
-        if !self.committed && !self.conn.is_autocommit() {
+        if !self.ended && !self.conn.is_autocommit() {
             // Nothing to report to: the error that got us here is already on its way out.
             let _ = self.conn.execute_batch("ROLLBACK");
         }

@@ -28,6 +28,20 @@ pub struct Write {
     pub kind: WriteKind,
 }
 
+impl Write {
+    /// The writes JavaScript submits together (`lib/sqlite-backend.js`): one per line, each a
+    /// payload after a letter that says which call it came from, `B` for `storeBulk` and `S`
+    /// for `store`. `JSON.stringify` never writes a line break, so none is inside a payload.
+    /// A line that is not of this shape still makes one write, whose payload fails to parse:
+    /// each line gets its reply.
+    pub fn lines(text: &str) -> impl Iterator<Item = Write> + '_ {
+        text.split('\n').map(|line| Write {
+            payload: line.get(1..).unwrap_or_default().to_string(),
+            kind: if line.starts_with('B') { WriteKind::Batch } else { WriteKind::Single },
+        })
+    }
+}
+
 /// What the writer is asked to do, in the order of the calls.
 #[derive(Debug)]
 pub enum Request {
@@ -140,12 +154,19 @@ impl Writer {
 
     /// Queues a request; its reply comes through `deliver`, after those of every earlier one.
     pub fn submit(&self, request: Request) -> Result<()> {
+        self.submit_all([request])
+    }
+
+    /// Queues requests, in order; as [`Writer::submit`], under one lock and one wake-up.
+    pub fn submit_all(&self, requests: impl IntoIterator<Item = Request>) -> Result<()> {
         let mut state = self.inbox.lock();
-        if state.closing {
-            return Err(Error::QueueClosed);
+        for request in requests {
+            if state.closing {
+                return Err(Error::QueueClosed);
+            }
+            state.closing = matches!(request, Request::Close);
+            state.requests.push(request);
         }
-        state.closing = matches!(request, Request::Close);
-        state.requests.push(request);
         if state.idle {
             state.idle = false;
             self.inbox.wake.notify_one();
@@ -385,6 +406,16 @@ mod tests {
         let metrics = &got[100];
         assert_eq!(metrics["writesTotal"], 100);
         assert!(metrics["commitsTotal"].as_u64().unwrap() <= 2, "{metrics}");
+    }
+
+    #[test]
+    fn lines_are_writes_each_and_a_bad_one_fails_to_parse() {
+        let writes: Vec<Write> = Write::lines("S[1]\nB[2,3]\n\né[4]").collect();
+        let shapes: Vec<_> = writes.iter().map(|w| (w.payload.as_str(), w.kind)).collect();
+        assert_eq!(
+            shapes,
+            [("[1]", WriteKind::Single), ("[2,3]", WriteKind::Batch), ("", WriteKind::Single), ("", WriteKind::Single)]
+        );
     }
 
     #[test]
