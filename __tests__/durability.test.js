@@ -4,10 +4,10 @@
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
-const { describe, test, tempDb, openRaw } = require('./helpers')
+const { describe, test, tempDb } = require('./helpers')
+const { startWriter, until, storedEvents, assertBatchesWhole, assertAcknowledgedStored } = require('./processes')
 const { initQueue } = require('..')
 
-const WRITER = path.join(__dirname, 'fixtures', 'append-loop.js')
 const READER = path.join(__dirname, 'fixtures', 'follow-reader.js')
 
 /** Starts a process that follows the file; `done(total)` tells it how many events to expect. */
@@ -33,75 +33,13 @@ function startFollower(file, journal) {
   return { ready, done, stop }
 }
 
-/**
- * Starts a writer process; `acks` fills as it acknowledges, `exited` settles on exit. With
- * `barrier`, it opens its queue, then `ready` settles, and it writes once `go()` is called.
- */
-function startWriter(file, journal, name, operations, seed, barrier = false) {
-  const args = [WRITER, file, journal, name, String(operations), String(seed), ...(barrier ? ['barrier'] : [])]
-  const child = spawn(process.execPath, args, { stdio: [barrier ? 'pipe' : 'ignore', 'pipe', 'pipe'] })
-  let onReady
-  const ready = new Promise((resolve) => { onReady = resolve })
-  const go = () => child.stdin.end('go\n')
-  const acks = []
-  let pending = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8')
-  child.stdout.on('data', (chunk) => {
-    pending += chunk
-    const lines = pending.split('\n')
-    pending = lines.pop()
-    for (const line of lines) {
-      if (line === 'ready') {
-        onReady()
-        continue
-      }
-      const [, first, last, key, size] = line.split(' ')
-      acks.push({ first: Number(first), last: Number(last), key, size: Number(size) })
-    }
-  })
-  child.stderr.on('data', (chunk) => { stderr += chunk })
-  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, stderr })))
-  return { child, acks, exited, ready, go }
-}
-
-const until = async (condition) => {
-  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5))
-}
-
-/** Every row of the file, as `{ id, writer, batch, size, at }`. */
-function storedEvents(file) {
-  const raw = openRaw(file)
-  const rows = raw.all('SELECT id, data FROM queue ORDER BY id').map((r) => ({ id: r.id, ...JSON.parse(r.data) }))
-  const integrity = raw.get('PRAGMA integrity_check').integrity_check
-  raw.close()
-  return { rows, integrity }
-}
-
-/** Checks that every batch in the file is whole: all its events, consecutive ids, in order. */
-function assertBatchesWhole(rows) {
-  const batches = new Map()
-  for (const row of rows) {
-    if (!batches.has(row.batch)) batches.set(row.batch, [])
-    batches.get(row.batch).push(row)
-  }
-  for (const [key, members] of batches) {
-    assert.equal(members.length, members[0].size, `batch ${key} is whole`)
-    members.forEach((row, at) => {
-      assert.equal(row.at, at, `batch ${key} in order`)
-      assert.equal(row.id, members[0].id + at, `batch ${key} has consecutive ids`)
-    })
-  }
-  return batches
-}
-
 describe('crash safety', () => {
   for (const journal of ['wal', 'delete']) {
     test(`acknowledged events survive SIGKILL at random moments (${journal} journal)`, async () => {
       const file = tempDb()
       const acknowledged = []
       for (let kill = 0; kill < 4; kill++) {
-        const writer = startWriter(file, journal, `w${kill}`, 0, 17 + kill)
+        const writer = startWriter('sync', file, journal, `w${kill}`, 0, 17 + kill)
         await until(() => writer.acks.length >= 5 + kill * 7)
         await new Promise((resolve) => setTimeout(resolve, Math.floor(Math.random() * 30)))
         writer.child.kill('SIGKILL')
@@ -111,12 +49,7 @@ describe('crash safety', () => {
       }
       const { rows, integrity } = storedEvents(file)
       assert.equal(integrity, 'ok')
-      const batches = assertBatchesWhole(rows)
-      for (const ack of acknowledged) {
-        const batch = batches.get(ack.key)
-        assert.ok(batch, `acknowledged batch ${ack.key} is in the file`)
-        assert.deepEqual([batch[0].id, batch.at(-1).id, batch.length], [ack.first, ack.last, ack.size])
-      }
+      assertAcknowledgedStored(assertBatchesWhole(rows), acknowledged)
       const q = initQueue({ dbName: file, WAL: journal === 'wal' })
       const next = q.store({ cmd: 'after-the-crashes' })
       assert.equal(next.id, rows.at(-1).id + 1, 'a new queue continues the ids')
@@ -146,7 +79,7 @@ describe('concurrent processes', () => {
  * the follower checked against what they acknowledged.
  */
 async function writeAndCheck(file, journal, follower) {
-  const writers = ['a', 'b', 'c'].map((name, k) => startWriter(file, journal, name, 300, 5 + k, true))
+  const writers = ['a', 'b', 'c'].map((name, k) => startWriter('sync', file, journal, name, 300, 5 + k, true))
   await Promise.all(writers.map((w) => w.ready))
   for (const w of writers) w.go()
   const results = await Promise.all(writers.map((w) => w.exited))

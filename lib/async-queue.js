@@ -23,6 +23,9 @@ function failure({ error, message, ...fields }) {
   return coded(Error, error, message, fields)
 }
 
+/** Resolves once the event loop has turned: timers, I/O and immediates have had their go. */
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
+
 /** An async iterable whose first step rejects with `err`: a stream that cannot start. */
 async function* failing(err) {
   throw err
@@ -58,6 +61,11 @@ class Replies {
   /** Rejects the last `count` requests, which never reached the writer. */
   abandon(count, err) {
     for (const request of this.#due.splice(-count)) request.reject(err)
+    this.release()
+  }
+
+  /** Lets the writer go when no reply is due any more. */
+  release() {
     if (this.#due.length === 0) this.#hooks.idle()
   }
 
@@ -88,7 +96,7 @@ class Replies {
         request.reject(err)
       }
     }
-    if (this.#due.length === 0) this.#hooks.idle()
+    this.release()
     this.#hooks.appended()
   }
 }
@@ -115,10 +123,16 @@ class AsyncEventQueue {
    */
   #request(submit, settle) {
     if (this.#closed) return Promise.reject(closedError())
+    // Held before the submit: closing the writer lets go of what holding needs.
+    const first = this.#replies.idle
+    if (first) this.#backend.busy()
     return new Promise((resolve, reject) => {
-      // A submit that throws rejects this Promise before anything is due.
-      submit(this.#backend)
-      if (this.#replies.idle) this.#backend.busy()
+      try {
+        submit(this.#backend)
+      } catch (err) {
+        if (first) this.#replies.release()
+        throw err
+      }
       this.#replies.add({ resolve, reject, settle })
     })
   }
@@ -191,7 +205,8 @@ class AsyncEventQueue {
 
   /**
    * Replays through the stream reader: each batch is read on the thread pool while the one
-   * before runs through the model, and the event loop turns between batches.
+   * before runs through the model, and the event loop turns between batches, so a replay of
+   * any length blocks it for one batch at most.
    */
   cycleThrough(model, doneCB, whileCB = eventCallbacks.void, range) {
     return this.#read(async (reader) => {
@@ -201,6 +216,9 @@ class AsyncEventQueue {
         const batches = reader.streamEvents({ batchSize: REPLAY_BATCH, startId, endId: until === null ? null : until - 1 })
         for await (const rows of batches) {
           for (const row of rows) execute(row, model, whileCB)
+          // Awaiting the next batch is not enough on Bun, which settles a finished read
+          // without letting timers, immediates or I/O run: yield to the event loop explicitly.
+          await nextTurn()
         }
         // The stream also ends when the queue closes: that replay did not finish.
         if (this.#closed) throw closedError()
