@@ -420,6 +420,36 @@ describe('close', () => {
   })
 })
 
+describe('resources', () => {
+  test('queues dropped without close() release their files and writer threads as the program runs on', async () => {
+    const dbName = tempDb()
+    const first = await openQueue({ dbName })
+    await first.store({ cmd: 'x' })
+    await first.close()
+    const count = (folder) => fs.readdirSync(folder).length
+    const filesBefore = count('/proc/self/fd')
+    const threadsBefore = count('/proc/self/task')
+    let mostFiles = 0
+    let mostThreads = 0
+    for (let i = 0; i < 1500; i++) {
+      const q = await openQueue({ dbName })
+      assert.equal((await q.retrieveByID(1)).cmd, 'x')
+      if (i % 2) await q.store({ cmd: 'y' })
+      // Dropped queues are collected when the engine collects, which the native memory they
+      // report makes it do; their finalizers run as the event loop turns.
+      if (i % 50 === 49) {
+        await turn()
+        mostFiles = Math.max(mostFiles, count('/proc/self/fd') - filesBefore)
+        mostThreads = Math.max(mostThreads, count('/proc/self/task') - threadsBefore)
+      }
+    }
+    // Each queue holds a writer thread and two connections (three descriptors or more) while
+    // it lives: kept, 1,500 queues would hold 1,500 threads and 4,500 descriptors.
+    assert.ok(mostFiles < 1000, `descriptors held at most ${mostFiles} above the start`)
+    assert.ok(mostThreads < 300, `threads at most ${mostThreads} above the start`)
+  })
+})
+
 describe('sharing a file', () => {
   test('an initQueue queue and an openQueue queue in one process see each other\'s events', async () => {
     const dbName = tempDb()

@@ -321,12 +321,25 @@ type RepliesFn = ThreadsafeFunction<Json, napi::bindgen_prelude::Unknown<'static
 /// The writer thread of an async queue (`openQueue`; see `src/writer.rs` and
 /// `lib/sqlite-backend.js`): writes are submitted here one call at a time, and come back
 /// committed, a group at a time, through the `onReplies` function.
-#[napi]
+#[napi(custom_finalize)]
 pub struct NativeWriter {
     /// `None` once closed.
     writer: Option<Writer>,
     /// Shared with the thread, which calls it; this side refs and unrefs it. `None` once closed.
     replies: Option<Arc<RepliesFn>>,
+    /// What the writer's own connection holds outside the JavaScript heap, reported to the
+    /// engine while it is open (see [`NATIVE_FOOTPRINT`]); 0 on `:memory:`, where the writer
+    /// shares the queue's.
+    footprint: i64,
+}
+
+impl ObjectFinalize for NativeWriter {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        if self.writer.is_some() {
+            report_native_memory(&env, -self.footprint);
+        }
+        Ok(())
+    }
 }
 
 #[napi]
@@ -334,14 +347,19 @@ impl NativeWriter {
     /// Starts the writer of `queue`'s file: on a connection of its own, or for `:memory:` on the
     /// queue's own store, the only one that holds its data.
     #[napi(constructor, ts_args_type = "queue: NativeQueue, onReplies: (replies: string) => void")]
-    pub fn new(queue: &NativeQueue, on_replies: RepliesFn) -> Result<NativeWriter> {
+    pub fn new(env: Env, queue: &NativeQueue, on_replies: RepliesFn) -> Result<NativeWriter> {
         let shared = queue.shared()?;
         let config = shared.lock().unwrap_or_else(PoisonError::into_inner).config().clone();
-        let store = if config.path == MEMORY {
-            Arc::clone(shared)
+        let (store, footprint) = if config.path == MEMORY {
+            (Arc::clone(shared), 0)
         } else {
-            // The queue opened the file first and has already reset it if asked to.
-            Arc::new(Mutex::new(Store::open(Config { reset: false, ..config }).map_err(to_js)?))
+            // The queue opened the file first and has already reset it if asked to; the cached
+            // reads are the queue's, so the writer's connection keeps no cache of its own.
+            let cache = CacheConfig { enabled: false, ..config.cache };
+            (
+                Arc::new(Mutex::new(Store::open(Config { reset: false, cache, ..config }).map_err(to_js)?)),
+                NATIVE_FOOTPRINT,
+            )
         };
         let replies = Arc::new(on_replies);
         let deliver = Arc::clone(&replies);
@@ -350,7 +368,8 @@ impl NativeWriter {
             deliver.call(Json(text), ThreadsafeFunctionCallMode::NonBlocking);
         })
         .map_err(to_js)?;
-        Ok(NativeWriter { writer: Some(writer), replies: Some(replies) })
+        report_native_memory(&env, footprint);
+        Ok(NativeWriter { writer: Some(writer), replies: Some(replies), footprint })
     }
 
     fn submit(&self, request: Request) -> Result<()> {
@@ -376,10 +395,12 @@ impl NativeWriter {
     /// Closes the writer once the writes submitted are committed; the reply, `null`, comes after
     /// the file is closed. Idempotent.
     #[napi]
-    pub fn close(&mut self) {
+    pub fn close(&mut self, env: Env) {
         // Dropping the handle submits the close; the thread keeps the replies function until
         // it has delivered the last reply.
-        self.writer.take();
+        if self.writer.take().is_some() {
+            report_native_memory(&env, -self.footprint);
+        }
         self.replies.take();
     }
 
