@@ -1,4 +1,4 @@
-// Type definitions for eventlite-native. The contract they describe is README.md's API section.
+// Type definitions for eventlite-native. The contract they describe is docs/api.md.
 
 /** SQLite's `synchronous` setting. */
 export type SynchronousMode = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA'
@@ -55,6 +55,15 @@ export interface QueueOptions {
   /** Accepted and ignored, for EventLite compatibility. */
   hash?: unknown
 }
+
+/**
+ * An event id as the reads take it: an integer, or a string of digits (SQLite compares the two
+ * alike). Anything else matches no event: a read by id answers `null` or `[]`.
+ */
+export type EventId = number | string | bigint
+
+/** A correlation id as the reads take it: a string, or a number, which SQLite compares as its text. */
+export type CorrelationKey = string | number
 
 /** A stored event, as every read returns it. */
 export interface EventRow<Data = any, Metadata = any> {
@@ -113,10 +122,14 @@ export interface ExecuteError extends Partial<EventRow> {
 }
 
 /**
- * A model, as in EventLite: a handler per cmd, plus optional hooks. Handlers run when an event
- * is stored and again when it is replayed.
+ * A model, as in EventLite: a handler per cmd (a method named after it), plus optional hooks.
+ * Handlers run when an event is stored and again when it is replayed. Any object is a model,
+ * a class instance included: the handlers are looked up by name at run time.
  */
-export interface Model {
+export type Model = ModelHooks & { [cmd: string]: any }
+
+/** The hooks a model may have; when present they must have these shapes. */
+export interface ModelHooks {
   /** `_migrations[cmd][v - 1]` turns data of version `v` into version `v + 1`. */
   _migrations?: Record<string, Array<(data: any) => any>>
   /** Cmds answered by `get(cmd, data)` instead of a handler of their own. */
@@ -127,7 +140,6 @@ export interface Model {
   /** Runs after each successful execution. */
   _done?(row: EventRow, result: unknown): void
   _error?(errObj: ExecuteError): void
-  [cmd: string]: unknown
 }
 
 /** Called after a row is executed: `callbacks[cmd]`, else `callbacks._default`. */
@@ -282,6 +294,37 @@ export interface StreamOptions {
  * What `streamEvents` uses of an `AbortSignal`, spelled out so that these types compile
  * without the DOM library or `@types/node`; a real `AbortSignal` is one.
  */
+export interface BackupOptions {
+  /** Called after each step with the pages copied so far and the pages in all. */
+  onProgress?: (progress: { done: number; total: number }) => void
+}
+
+export interface BackupResult {
+  totalPages: number
+  remainingPages: number
+}
+
+export interface ExportRange {
+  /** First id (default 0: from the first event). */
+  from?: number
+  /** Last id (default: the last event). */
+  to?: number | null
+}
+
+export interface ImportOptions {
+  /** Keep the exported ids; the log must be empty. */
+  keepIds?: boolean
+  /** Called after each batch; `total` is `null` (a stream's length is not known ahead). */
+  onProgress?: (progress: { done: number; total: number | null }) => void
+}
+
+/** What `PRAGMA wal_checkpoint(TRUNCATE)` reports; -1 frames when the file is not in WAL mode. */
+export interface CheckpointResult {
+  busy: boolean
+  walFrames: number
+  checkpointedFrames: number
+}
+
 export interface AbortSignalLike {
   readonly aborted: boolean
   addEventListener(type: 'abort', listener: () => void): void
@@ -290,12 +333,18 @@ export interface AbortSignalLike {
 
 export interface EventQueue {
   /**
-   * Stores one event, then executes it through `model` and returns what that returned; with
-   * no model, returns the stored row. An event with no `cmd` is reported to
+   * Stores one event and returns the stored row. An event with no `cmd` is reported to
    * `callbacks._error`, nothing is stored and `undefined` is returned.
    * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold.
    */
-  store<R = EventRow>(event: EventInput, model?: Model, callbacks?: Callbacks): R | undefined
+  store(event: EventInput, model?: null, callbacks?: Callbacks): EventRow | undefined
+  /**
+   * Stores one event, then executes it through `model` and returns what the model returned,
+   * or `undefined` when the model threw (reported to `callbacks._error` and `model._error`)
+   * or the event has no `cmd` (nothing is stored).
+   * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold.
+   */
+  store(event: EventInput, model: Model, callbacks?: Callbacks): unknown
   /**
    * Stores every event in one transaction, or none; then executes each row through `model`,
    * in order. `result` is `null` without a model.
@@ -305,25 +354,26 @@ export interface EventQueue {
   /** Runs a row through a model and callbacks, as `store` does after storing. */
   execute(row: EventRow, model: Model, callbacks?: Callbacks): unknown
   /** `store` with ids and metadata taken from a context. */
-  storeWithContext<R = EventRow>(event: EventInput, context: StoreContext, model?: Model, callbacks?: Callbacks): R | undefined
+  storeWithContext(event: EventInput, context: StoreContext, model?: null, callbacks?: Callbacks): EventRow | undefined
+  storeWithContext(event: EventInput, context: StoreContext, model: Model, callbacks?: Callbacks): unknown
   /** Replays stored events in id order through `model`, then calls `doneCB`. Memory stays bounded. */
   cycleThrough(model: Model, doneCB?: () => void, whileCB?: Callbacks, range?: CycleRange): void
 
-  retrieveByID(id: number): EventRow | null
+  retrieveByID(id: EventId): EventRow | null
   getLastRow(): EventRow | null
   /** Events of one correlation id, in id order. */
-  getTransaction(correlationId: string): EventRow[]
+  getTransaction(correlationId: CorrelationKey): EventRow[]
   /** Events whose `causation_id` is `id`, in id order. */
-  getChildEvents(id: number): EventRow[]
-  getEventLineage(id: number): EventLineage | null
+  getChildEvents(id: EventId): EventRow[]
+  getEventLineage(id: EventId): EventLineage | null
 
   /**
    * Events of one correlation id, id ascending, a page at a time.
    * @throws RangeError with `code: 'ERR_INVALID_OPTION'` for a limit or offset out of range, or a cursor of another query.
    */
-  getByCorrelationIdPaginated(correlationId: string | number, options?: PageOptions): Page
+  getByCorrelationIdPaginated(correlationId: CorrelationKey, options?: PageOptions): Page
   /** Events whose `causation_id` is `eventId`, id ascending, a page at a time. */
-  getChildEventsPaginated(eventId: number, options?: PageOptions): Page
+  getChildEventsPaginated(eventId: EventId, options?: PageOptions): Page
   /** Events of one user, newest first (datetime descending, then id descending). */
   getEventsByUserPaginated(user: string, options?: PageOptions): Page
   /** Events of one cmd, newest first (datetime descending, then id descending). */
@@ -342,12 +392,12 @@ export interface EventQueue {
    * `retrieveByID` served from the query cache: the same result, as a fresh object each call.
    * A missing event is not cached.
    */
-  retrieveByIDCached(id: number): EventRow | null
+  retrieveByIDCached(id: EventId): EventRow | null
   /**
    * `getTransaction` served from the query cache: the same rows, fresh objects each call.
    * Storing an event in the transaction, from this queue or another connection, refreshes it.
    */
-  getTransactionCached(correlationId: string): EventRow[]
+  getTransactionCached(correlationId: CorrelationKey): EventRow[]
   /** Empties the query cache. The counters of `getCacheStats()` keep counting. */
   clearCache(): void
   getCacheStats(): CacheStats
@@ -355,6 +405,33 @@ export interface EventQueue {
 
   /** Names of the optional indexes present, sorted. */
   getIndexes(): string[]
+
+  /**
+   * Copies the live database into `destination` (replaced if it exists) with SQLite's online
+   * backup, a step of pages at a time off the JavaScript thread. The copy holds every event
+   * committed before the call, and the queue (and other processes) keep writing meanwhile.
+   */
+  backup(destination: string, options?: BackupOptions): Promise<BackupResult>
+  /** The events with `from <= id <= to` as JSONL lines (each ending in `\n`), in id order. */
+  exportEvents(range?: ExportRange): AsyncIterable<string>
+  /**
+   * Appends the rows of an export, `1000` per transaction; causation ids that point at an
+   * imported row follow it to its new id. Strings are lines (one or several), byte chunks
+   * (a file stream's Buffers) are cut anywhere, objects are rows. Resolves to the count; a
+   * bad row rejects with `code: 'ERR_INVALID_EVENT'`, its `line`, and `imported` (the rows of
+   * the batches before it, which were stored).
+   */
+  importEvents(source: Iterable<string | Uint8Array | object> | AsyncIterable<string | Uint8Array | object>, options?: ImportOptions): Promise<number>
+  /** `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the database and empties it. */
+  checkpoint(): CheckpointResult
+  /** `PRAGMA optimize`: refreshes the query planner's statistics where they are stale. */
+  optimize(): void
+  /** `VACUUM`: rebuilds the file without its free pages. */
+  vacuum(): void
+  /** `PRAGMA integrity_check`: `['ok']`, or the problems SQLite found. */
+  integrityCheck(): string[]
+  /** `getMetrics()` and `getCacheStats()` in Prometheus' text exposition format. */
+  metricsText(): string
 
   /**
    * Drops and recreates the event table, and empties the query cache. Present only on queues

@@ -6,11 +6,16 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const {
   describe, test, after, tempDb, tempDir, recordingModel, recordingCallbacks, sqlElsewhere, holdWriteLock, holdReadLock,
+  startAcking, storedEvents, assertAcknowledged,
 } = require('./helpers')
-const { startWriter, until, storedEvents, assertBatchesWhole, assertAcknowledgedStored } = require('./processes')
 const { openQueue, initQueue, eventCallbacks } = require('..')
 
 const PACKAGE = path.join(__dirname, '..')
+/** Writer processes that acknowledge what they stored (see `startAcking`), through initQueue or openQueue. */
+const WRITERS = {
+  sync: path.join(__dirname, 'fixtures', 'append-loop.js'),
+  async: path.join(__dirname, 'fixtures', 'async-append-loop.js'),
+}
 
 async function open(options = {}) {
   const q = await openQueue({ dbName: tempDb(), ...options })
@@ -43,6 +48,21 @@ function runChild(source) {
     child.on('error', reject)
     child.on('exit', (code) => resolve(code))
   })
+}
+
+/**
+ * Starts a writer process of `kind` (sync or async). With `barrier`, it opens its queue, then
+ * `ready` settles, and it writes once `go()` is called.
+ */
+function startWriter(kind, file, journal, name, operations, seed, barrier = false) {
+  const args = [file, journal, name, String(operations), String(seed), ...(barrier ? ['barrier'] : [])]
+  const writer = startAcking(WRITERS[kind], args, { stdin: barrier ? 'pipe' : 'ignore' })
+  return { ...writer, ready: barrier && writer.line('ready'), go: () => writer.child.stdin.end('go\n') }
+}
+
+/** Resolves once `condition()` holds, looking again every few milliseconds. */
+const until = async (condition) => {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5))
 }
 
 /** A deterministic generator of numbers in [0, 1). */
@@ -482,11 +502,10 @@ describe('sharing a file', () => {
       for (const { code, stderr } of await Promise.all(writers.map((w) => w.exited))) assert.equal(code, 0, `a writer failed: ${stderr}`)
       const { rows, integrity } = storedEvents(file)
       assert.equal(integrity, 'ok')
-      const batches = assertBatchesWhole(rows)
       const acks = writers.flatMap((w) => w.acks)
       assert.equal(acks.length, 2 * 8 * 30 + 120)
+      const batches = assertAcknowledged(rows, acks)
       assert.equal(batches.size, acks.length, 'every acknowledged batch once, nothing else')
-      assertAcknowledgedStored(batches, acks)
       assert.deepEqual(rows.map((r) => r.id), rows.map((_, k) => k + 1), 'ids without a gap or a duplicate')
       for (const w of writers) {
         const byProducer = new Map()
@@ -516,7 +535,7 @@ describe('crash safety', () => {
       }
       const { rows, integrity } = storedEvents(file)
       assert.equal(integrity, 'ok')
-      assertAcknowledgedStored(assertBatchesWhole(rows), acknowledged)
+      assertAcknowledged(rows, acknowledged)
       assert.deepEqual(rows.map((r) => r.id), rows.map((_, k) => k + 1), 'ids without a gap: no part of a group stayed')
       const q = await open({ dbName: file, WAL: journal === 'wal' })
       assert.equal((await q.store({ cmd: 'after-the-crashes' })).id, rows.length + 1, 'a new queue continues the ids')

@@ -1,6 +1,7 @@
 'use strict'
 // Shared by every suite. The suites run under `node --test` and under `bun test`: the test
 // functions come from whichever runner is present; assertions come from node:assert on both.
+const assert = require('node:assert/strict')
 const { spawn, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
@@ -157,7 +158,83 @@ function holdLock(file, sql, forMs) {
   })
 }
 
+/**
+ * Starts a fixture that prints each thing it acknowledged as a line "ack <firstId> <lastId>
+ * <batchKey> <size>" (see fixtures/append-loop.js); `acks` fills as they arrive. `line(text)`
+ * settles once the child has printed `text` on a line of its own, and rejects if it exits
+ * first; `exited` settles with `{ code, signal, stderr }` once the child has exited and its
+ * output is all read.
+ */
+function startAcking(script, args, { stdin = 'ignore' } = {}) {
+  const child = spawn(process.execPath, [script, ...args], { stdio: [stdin, 'pipe', 'pipe'] })
+  const acks = []
+  const printed = new Set()
+  const waiting = []
+  let pending = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (chunk) => {
+    pending += chunk
+    const lines = pending.split('\n')
+    pending = lines.pop()
+    for (const text of lines) {
+      if (text.startsWith('ack ')) {
+        const [, first, last, key, size] = text.split(' ')
+        acks.push({ first: Number(first), last: Number(last), key, size: Number(size) })
+      } else {
+        printed.add(text)
+        for (const w of waiting) if (w.text === text) w.resolve()
+      }
+    }
+  })
+  child.stderr.on('data', (chunk) => { stderr += chunk })
+  const exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal, stderr })))
+  const line = (text) => new Promise((resolve, reject) => {
+    if (printed.has(text)) return resolve()
+    waiting.push({ text, resolve })
+    exited.then(({ code, signal }) => reject(new Error(`the child ended (${signal ?? code}) before "${text}": ${stderr}`)))
+  })
+  return { child, acks, exited, line }
+}
+
+/** Every row of a file the fixtures wrote, as `{ id, writer, batch, size, at }`, and its integrity check. */
+function storedEvents(file) {
+  const raw = openRaw(file)
+  const rows = raw.all('SELECT id, data FROM queue ORDER BY id').map((r) => ({ id: r.id, ...JSON.parse(r.data) }))
+  const integrity = raw.get('PRAGMA integrity_check').integrity_check
+  raw.close()
+  return { rows, integrity }
+}
+
+/** Checks that every batch in the file is whole: all its events, consecutive ids, in order. */
+function assertBatchesWhole(rows) {
+  const batches = new Map()
+  for (const row of rows) {
+    if (!batches.has(row.batch)) batches.set(row.batch, [])
+    batches.get(row.batch).push(row)
+  }
+  for (const [key, members] of batches) {
+    assert.equal(members.length, members[0].size, `batch ${key} is whole`)
+    members.forEach((row, at) => {
+      assert.equal(row.at, at, `batch ${key} in order`)
+      assert.equal(row.id, members[0].id + at, `batch ${key} has consecutive ids`)
+    })
+  }
+  return batches
+}
+
+/** Checks that the file's rows hold every acknowledged batch, whole, under the ids acknowledged. */
+function assertAcknowledged(rows, acks) {
+  const batches = assertBatchesWhole(rows)
+  for (const ack of acks) {
+    const batch = batches.get(ack.key)
+    assert.ok(batch, `acknowledged batch ${ack.key} is in the file`)
+    assert.deepEqual([batch[0].id, batch.at(-1).id, batch.length], [ack.first, ack.last, ack.size])
+  }
+  return batches
+}
+
 module.exports = {
   describe, test, after, tempDir, tempDb, recordingModel, recordingCallbacks, openRaw, throwsCode, sqlElsewhere, holdWriteLock,
-  holdReadLock,
+  holdReadLock, startAcking, storedEvents, assertBatchesWhole, assertAcknowledged,
 }

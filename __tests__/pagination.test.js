@@ -199,7 +199,7 @@ describe('paginated reads', () => {
   test('bad options throw before anything is read: RangeError for limit and offset, TypeError for other types', () => {
     const q = queueWith(5)
     const read = (options) => () => q.getEventsByUserPaginated('u0', options)
-    // API.md: limit an integer 1..10000, offset an integer >= 0, "otherwise RangeError".
+    // docs/api.md: limit an integer 1..10000, offset an integer >= 0, "otherwise RangeError".
     for (const options of [{ limit: 0 }, { limit: 10001 }, { limit: 1.5 }, { limit: -1 }, { offset: -1 }, { offset: 0.5 }, { limit: '10' }, { offset: null }, { limit: NaN }]) {
       assert.throws(read(options), { name: 'RangeError', code: 'ERR_INVALID_OPTION' }, JSON.stringify(options))
     }

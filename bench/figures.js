@@ -1,5 +1,5 @@
 'use strict'
-// The figures of the benchmark and their targets, as ../shared/spec/BENCH.md defines them:
+// The figures of the benchmark and their targets, as the project's benchmark specification sets them:
 // run.js judges and prints them, workload.js measures them.
 
 /**

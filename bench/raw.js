@@ -27,7 +27,7 @@ function driverName() {
   return `${driver} (SQLite ${v})`
 }
 
-/** The `queue` table exactly as API.md lays it out, with the 2 default indexes. */
+/** The `queue` table exactly as docs/api.md lays it out, with the 2 default indexes. */
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,7 +117,7 @@ class RawQueue {
     return row ? parseRow(row) : null
   }
 
-  /** The raw side has no cache: BENCH.md compares the cached read with this plain one. */
+  /** The raw side has no cache: the benchmark compares the cached read with this plain one. */
   retrieveByIDCached(id) {
     return this.retrieveByID(id)
   }

@@ -1,5 +1,5 @@
 'use strict'
-// `npm run bench`: the benchmark of ../shared/spec/BENCH.md. Runs bench/workload.js under
+// `npm run bench`: the benchmark bench/README.md describes. Runs bench/workload.js under
 // Node and under Bun (node_modules/.bin/bun, when present), each in processes of its own,
 // prints the machine, one table per runtime (ours, raw, ratio, target, pass or MISS) and the
 // index-cost table, and writes the figures to bench/results/latest.json. It reports; it is
@@ -10,7 +10,7 @@
 //   --smoke            BENCH_SMOKE=1       a few hundred events per figure and 1 round, in
 //                                          seconds, written to bench/results/smoke.json
 //   --rounds N         BENCH_ROUNDS=N      rounds per figure; the median is reported (default 5)
-//   --only a,b         BENCH_ONLY=a,b      only these figures (BENCH.md's names, or indexCost)
+//   --only a,b         BENCH_ONLY=a,b      only these figures (the names of figures.js, or indexCost)
 //   --runtime NAME     BENCH_RUNTIME=NAME  only node, or only bun
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')

@@ -1,5 +1,5 @@
 'use strict'
-// The fixed workload of BENCH.md, under whichever runtime runs this file (Node or Bun).
+// The benchmark's fixed workload (bench/README.md), under whichever runtime runs this file (Node or Bun).
 // eventlite-native ("ours") and the raw driver of the runtime ("raw", ./raw.js) do the same
 // work figure by figure, alternating within each round so that machine drift hits both alike,
 // each figure on fresh files in a temp folder; the medians of the rounds go to --out as JSON.
@@ -15,18 +15,18 @@ const { INDEX_COST, ASYNC_SCALING, RSS_FIGURE, parseOnly, parseRounds } = requir
 const isBun = typeof Bun !== 'undefined'
 const RUNTIME = isBun ? 'bun' : 'node'
 
-/** How much work each figure does: BENCH.md's sizes, and a few hundred events for --smoke. */
+/** How much work each figure does: the specified sizes, and a few hundred events for --smoke. */
 const SIZES = {
   full: { store: 20_000, bulk: 100_000, batch: 1_000, fixture: 100_000, byId: 50_000, cached: 200_000, warmIds: 1_000, pages: 2_000, rssEvents: 1_000_000, async: 100_000, scaling: 20_000 },
   smoke: { store: 300, bulk: 500, batch: 100, fixture: 500, byId: 300, cached: 500, warmIds: 50, pages: 20, rssEvents: 500, async: 500, scaling: 300 },
 }
-/** BENCH.md's concurrent producers for storeAsync_eps, and the counts of the scaling table. */
+/** The concurrent producers of storeAsync_eps, and the counts of the scaling table. */
 const PRODUCERS = 256
 const SCALING_PRODUCERS = [1, 16, 256, 4096]
 /** Events per correlation id in `ev`, so rows per page. */
 const PAGE = 100
 
-/** BENCH.md's event number `i`. */
+/** The benchmark's event number `i`. */
 const ev = (i) => ({
   cmd: 'logEvent',
   data: { i, message: 'Test event ' + i, ts: 1700000000000 + i },
@@ -34,7 +34,7 @@ const ev = (i) => ({
   correlationId: 'corr-' + Math.floor(i / PAGE),
 })
 
-/** BENCH.md's model; the raw side calls the same `logEvent` on each row it stores. */
+/** The benchmark's model; the raw side calls the same `logEvent` on each row it stores. */
 const model = { _queries: {}, _migrations: {}, _default() {}, _done() {}, _error() {}, logEvent(d) { return d.i } }
 const callbacks = eventCallbacks.void
 

@@ -1,5 +1,5 @@
 //! Prints the plan SQLite picks for every paginated query, for the first pages (by offset) and
-//! for the pages after a cursor, under three index settings. README.md quotes its output.
+//! for the pages after a cursor, under three index settings. docs/performance.md quotes its output.
 //!
 //! Run: `cargo run --release --example query_plans`
 

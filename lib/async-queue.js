@@ -308,8 +308,8 @@ class AsyncEventQueue {
     return this.#read((reader) => reader.getIndexes())
   }
 
-  // Integration points for expected versions, idempotent appends and consumers (API.md's
-  // "Streams"), once the synchronous queue has them:
+  // Integration points for expected versions, idempotent appends and consumers, once the
+  // synchronous queue has them:
   // - getStreamVersion(correlationId): a read, `this.#read((reader) => reader.getStreamVersion(correlationId))`.
   // - consume(name, options) and getConsumers(): reads through the reader, as streamEvents;
   //   a consumer's commit() and resetConsumer(name, position) write, so they go to the

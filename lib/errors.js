@@ -26,11 +26,54 @@ function describe(value) {
     case 'bigint': return `${value}n`
     case 'symbol': return value.toString()
     case 'function': return 'a function'
-    default: return 'an object'
+    default: {
+      const time = dateTime(value)
+      if (time === undefined) return 'an object'
+      return Number.isNaN(time) ? 'an invalid Date' : `the Date ${new Date(time).toISOString()}`
+    }
+  }
+}
+
+/** The time of a real Date, undefined for anything else (a proxy or a look-alike included). */
+function dateTime(value) {
+  try {
+    return Date.prototype.getTime.call(value)
+  } catch {
+    return undefined
   }
 }
 
 /** A string as it is, anything else described: for messages that quote the caller's fields. */
 const shown = (value) => (typeof value === 'string' ? value : describe(value))
 
-module.exports = { coded, describe, shown, optionError, eventError, closedError }
+/** A field that was given: neither absent nor empty. */
+const given = (value) => value !== undefined && value !== null && value !== ''
+
+/**
+ * Who sent an event, for messages: the user and the ip when given, without a blank where one
+ * was left empty (both default to '').
+ */
+function sender(user, ip) {
+  const who = given(user) ? shown(user) : 'an unnamed user'
+  return given(ip) ? `${who} at ${shown(ip)}` : who
+}
+
+/**
+ * Why a caller's function failed, for messages: the message of what it threw, or what it
+ * threw when that has no message. Never throws, whatever was thrown.
+ */
+function reason(thrown) {
+  try {
+    if (typeof thrown === 'string' && thrown !== '') return thrown
+    if (thrown !== null && typeof thrown === 'object') {
+      const { message, name } = thrown
+      if (typeof message === 'string' && message !== '') return message
+      if (typeof name === 'string' && name !== '') return `${name} with an empty message`
+    }
+  } catch {
+    // A getter that throws: the value is described as any other.
+  }
+  return describe(thrown)
+}
+
+module.exports = { coded, describe, dateTime, shown, given, sender, reason, optionError, eventError, closedError }

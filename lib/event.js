@@ -4,7 +4,7 @@
 // per call, an array of tuples [cmd, data, user, ip, version, correlationId, causationId,
 // metadata, datetime] (see src/event.rs): one boundary crossing however many events.
 const { randomUUID } = require('node:crypto')
-const { eventError, describe } = require('./errors')
+const { eventError, describe, reason } = require('./errors')
 
 const CMD = 0
 const DATA = 1
@@ -54,7 +54,7 @@ function readEvent(event, at) {
     } = event
     return { cmd, data, user, ip, version, correlationId, causationId, metadata }
   } catch (cause) {
-    throw Object.assign(invalid(TypeError, at, `reading the event threw: ${cause && cause.message}`), { cause })
+    throw Object.assign(invalid(TypeError, at, `reading the event threw: ${reason(cause)}`), { cause })
   }
 }
 
@@ -67,7 +67,7 @@ function timestamp(now) {
   try {
     datetime = now()
   } catch (cause) {
-    throw Object.assign(eventError(TypeError, `the datetime option threw: ${cause && cause.message}`), { cause })
+    throw Object.assign(eventError(TypeError, `the datetime option threw: ${reason(cause)}`), { cause })
   }
   if (!Number.isSafeInteger(datetime)) {
     throw eventError(TypeError, `the datetime option returned ${describe(datetime)}; it must return an integer (such as Date.now())`)

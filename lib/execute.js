@@ -1,7 +1,7 @@
 'use strict'
 // Running a stored row through the user's model and callbacks, exactly as EventLite Sourcing
 // does. This is the one part of a write that must be JavaScript: it calls the user's code.
-const { coded, shown } = require('./errors')
+const { coded, shown, given, sender, reason } = require('./errors')
 
 /** EventLite's stock callback sets. */
 const eventCallbacks = {
@@ -74,7 +74,7 @@ function execute(row, model, callbacks = eventCallbacks.void) {
     return res
   } catch (error) {
     const errObj = {
-      msg: `${shown(user)} at ${shown(ip)} initiated ${shown(cmd)} that led to an error: ${shown(error && error.message)}`,
+      msg: `${sender(user, ip)} initiated ${given(cmd) ? shown(cmd) : 'an event without a cmd'} that led to an error: ${reason(error)}`,
       error,
       res,
       ...row,

@@ -2,7 +2,7 @@
 // Validation of initQueue's options, before anything reaches the native core: a wrong type is
 // a TypeError, a value out of range a RangeError, both naming the option, with code
 // ERR_INVALID_OPTION.
-const { optionError, describe } = require('./errors')
+const { optionError, describe, reason } = require('./errors')
 const { indexKeys } = require('./native')
 
 const INDEX_KEYS = indexKeys()
@@ -30,11 +30,11 @@ function readOptions(value, allowed, prefix) {
   try {
     copy = { ...value }
   } catch (cause) {
-    throw Object.assign(optionError(TypeError, `reading ${name} threw: ${cause && cause.message}`), { cause })
+    throw Object.assign(optionError(TypeError, `reading ${name} threw: ${reason(cause)}`), { cause })
   }
   for (const key of Object.keys(copy)) {
     if (!allowed.includes(key)) {
-      throw optionError(TypeError, `unknown option ${prefix}${key}; known: ${allowed.join(', ')}`)
+      throw optionError(TypeError, `unknown option ${key === '' ? `${prefix}'' (an empty name)` : prefix + key}; known: ${allowed.join(', ')}`)
     }
   }
   return copy

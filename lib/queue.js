@@ -2,13 +2,18 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
-const { closedError, coded, describe } = require('./errors')
+const { closedError, coded, describe, dateTime } = require('./errors')
 const { execute, eventCallbacks } = require('./execute')
 const { storeInput, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
 const { toRows, oneRow } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
+const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
+const { metricsText } = require('./prometheus')
+
+/** The native queue, for the command line's tools; not part of the API. */
+const NATIVE = Symbol('eventlite-native.native')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
@@ -66,8 +71,8 @@ const toCorrelationId = (correlationId, method) =>
 
 /** A bound of getEventsInTimeRangePaginated: a number of milliseconds, or a Date. */
 function pageTime(method, name, value) {
-  const time = value instanceof Date ? value.getTime() : value
-  if (typeof time !== 'number' || Number.isNaN(time)) {
+  const time = typeof value === 'number' ? value : dateTime(value)
+  if (time === undefined || Number.isNaN(time)) {
     throw argError(`${method}: ${name} must be a number (a datetime as stored) or a valid Date, got ${describe(value)}`)
   }
   return time
@@ -87,9 +92,8 @@ class EventQueue {
   /** The correlation id the core gave an event that inherited its parent's. */
   #correlationOf = (id) => this.#native.correlationId(id)
 
-  /** `native`: the queue's native store, when the caller opened it (an async queue's reader). */
-  constructor(settings, native = new NativeQueue(settings.open)) {
-    this.#native = native
+  constructor(settings) {
+    this.#native = new NativeQueue(settings.open)
     this.#datetime = settings.datetime
     if (settings.risky) {
       // EventLite adds reset() only to queues opened with risky: true.
@@ -292,8 +296,53 @@ class EventQueue {
     return this.#db.indexes()
   }
 
+  [NATIVE]() {
+    return this.#db
+  }
+
   [WAKE_STREAMS]() {
     this.#streams.wake()
+  }
+
+  /** Copies the live database into `destination` with SQLite's online backup. */
+  async backup(destination, options) {
+    return backupTo(this.#db, destination, options)
+  }
+
+  /** The events with `from <= id <= to` as JSONL lines, in id order. */
+  exportEvents(options) {
+    if (this.#closed) throw closedError()
+    return exportLines((range) => this.streamEvents(range), exportRange(options))
+  }
+
+  /** Appends the rows of an export; resolves to how many. */
+  async importEvents(source, options) {
+    const db = this.#db
+    try {
+      return await importRows(db, source, options)
+    } finally {
+      this.#streams.wake()
+    }
+  }
+
+  checkpoint() {
+    return JSON.parse(this.#db.checkpoint())
+  }
+
+  optimize() {
+    this.#db.optimize()
+  }
+
+  vacuum() {
+    this.#db.vacuum()
+  }
+
+  integrityCheck() {
+    return this.#db.integrityCheck()
+  }
+
+  metricsText() {
+    return metricsText(this.getMetrics(), this.getCacheStats())
   }
 
   #reset() {
@@ -310,4 +359,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue, WAKE_STREAMS, REPLAY_BATCH, cycleRange }
+module.exports = { EventQueue, NATIVE, WAKE_STREAMS, REPLAY_BATCH, cycleRange }

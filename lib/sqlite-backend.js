@@ -4,8 +4,8 @@
 // a trip to the thread pool, and the long reads (streams, replays) already read on the thread
 // pool a batch at a time. Writes go to a writer thread with a connection of its own, which
 // commits together the calls that arrive while it is busy (src/writer.rs).
-const { NativeQueue, NativeWriter } = require('./native')
-const { EventQueue, WAKE_STREAMS } = require('./queue')
+const { NativeWriter } = require('./native')
+const { EventQueue, NATIVE, WAKE_STREAMS } = require('./queue')
 
 /**
  * Writers with replies due. A queue dropped while its writes are in flight must still settle
@@ -34,8 +34,8 @@ class SqliteBackend {
    * releases the replies function, then the rest.
    */
   constructor(settings, replies) {
-    const native = new NativeQueue(settings.open)
-    const reader = new EventQueue(settings, native)
+    const reader = new EventQueue(settings)
+    const native = reader[NATIVE]()
     let writer
     try {
       writer = new NativeWriter(native, (text) => replies.settle(text))

@@ -3,7 +3,7 @@
 // write: the caller's arguments turned into the payload the core stores, validated before
 // anything is sent, and the stored records turned back into the rows and results the caller
 // gets, with the model run on each.
-const { coded, shown } = require('./errors')
+const { coded, sender, reason } = require('./errors')
 const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute } = require('./execute')
 
@@ -17,7 +17,7 @@ function storeInput(event, callbacks, now) {
   if (lacksCmd(fields)) {
     const { user, ip, cmd, data } = fields
     if (callbacks && typeof callbacks._error === 'function') {
-      callbacks._error({ msg: `${shown(user)} at ${shown(ip)} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
+      callbacks._error({ msg: `${sender(user, ip)} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
     }
     return null
   }
@@ -54,7 +54,7 @@ function withContext(event, context = {}) {
       metadata: { ...event.metadata, ...ctx.metadata },
     }
   } catch (cause) {
-    throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${cause && cause.message}`), { cause })
+    throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${reason(cause)}`), { cause })
   }
 }
 

@@ -13,8 +13,8 @@
 //!   `reset` forgets everything;
 //! - writes by another connection (another queue on the file, another process) move SQLite's
 //!   `PRAGMA data_version`. It is checked before every transaction lookup, and when it moved
-//!   everything is forgotten. It costs about 1 µs, more than a whole id hit, so id lookups do
-//!   not check it: a stored row never changes (the log is append-only), and only a `reset()` by
+//!   everything is forgotten. It costs more than a whole id hit (docs/performance.md), so id
+//!   lookups do not check it: a stored row never changes (the log is append-only), and only a `reset()` by
 //!   another connection can make a cached row wrong. Such a row is dropped at the next
 //!   transaction lookup or when its `ttl` runs out, whichever comes first.
 

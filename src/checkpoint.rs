@@ -17,9 +17,7 @@
 //! nearly everything): under sustained writes the WAL cycles at about 4,000 pages (16 MB at the
 //! default page size) instead of 1,000, and it stays bounded whatever the thread does.
 //!
-//! Measured: `storeBulk` of the benchmark's batches, 1.73 -> 1.55 µs an event of native work;
-//! `bench --rounds 3`, ours/raw: store 0.97 -> 1.19 (Node) and 0.99 -> 1.17 (Bun), storeBulk
-//! 1.55 -> 1.79 and 1.34 -> 1.62.
+//! What moving the checkpoints off the commit bought, as measured: docs/performance.md.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr::NonNull;
@@ -29,6 +27,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use once_cell::sync::Lazy;
 use rusqlite::{ffi, OpenFlags};
+
+use crate::connection::Connection;
 
 /// WAL pages after which a commit asks for a checkpoint: SQLite's own default.
 const REQUEST_PAGES: c_int = 1000;
@@ -82,7 +82,7 @@ impl Shared {
     /// a busy or vanished file costs nothing but the attempt.
     fn checkpoint_file(&self) {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        if let Ok(conn) = rusqlite::Connection::open_with_flags(&self.path, flags) {
+        if let Ok(conn) = Connection::open(&self.path, flags) {
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
     }

@@ -12,7 +12,7 @@ use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use rusqlite::ffi;
+use rusqlite::{ffi, OpenFlags};
 
 use crate::error::{Error, Result};
 use crate::statement::Statement;
@@ -30,6 +30,13 @@ pub struct Connection {
 impl Connection {
     pub fn new(conn: rusqlite::Connection) -> Connection {
         Connection { statements: RefCell::default(), conn }
+    }
+
+    /// Opens `path`. Every connection to a file opens here, so that the file locks are made
+    /// this copy of SQLite's own before the first one (see [`crate::lock`]).
+    pub fn open(path: &str, flags: OpenFlags) -> Result<Connection> {
+        crate::lock::install();
+        Ok(Connection::new(rusqlite::Connection::open_with_flags(path, flags)?))
     }
 
     /// The statement for `sql`, prepared on first use. It goes back to the cache when the

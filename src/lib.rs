@@ -3,11 +3,14 @@
 //! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
 //! and results; see `lib/queue.js`.
 
+pub mod backup;
 pub mod cache;
 pub mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod event;
+pub mod lock;
+pub mod maintenance;
 pub mod metrics;
 pub mod page;
 pub mod read;
@@ -16,6 +19,7 @@ pub mod schema;
 pub mod statement;
 pub mod store;
 pub mod stream;
+pub mod transfer;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -32,6 +36,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{check_status, sys, Env, JsError, Status, Task};
 use napi_derive::napi;
 
+use crate::backup::Backup;
 use crate::cache::{CacheConfig, Lookup};
 use crate::error::Error;
 use crate::page::{PageOptions, Query};
@@ -67,6 +72,8 @@ pub struct OpenOptions {
     pub indexes: HashMap<String, bool>,
     pub reset: bool,
     pub cache: CacheOptions,
+    /// Only the command line's read-only tools set it; `initQueue` has no such option.
+    pub read_only: Option<bool>,
 }
 
 #[napi(object)]
@@ -137,6 +144,7 @@ impl NativeQueue {
                 // Saturating: NaN and negatives become 0, which `Store::open` refuses.
                 ttl: Duration::from_millis(options.cache.ttl as u64),
             },
+            read_only: options.read_only.unwrap_or(false),
         };
         let store = Store::open(config).map_err(to_js)?;
         report_native_memory(&env, NATIVE_FOOTPRINT);
@@ -305,6 +313,69 @@ impl NativeQueue {
         self.store()?.reset().map_err(to_js)
     }
 
+    /// `checkpoint()`: what `PRAGMA wal_checkpoint(TRUNCATE)` reports, as JSON text.
+    #[napi]
+    pub fn checkpoint(&self) -> Result<String> {
+        let done = maintenance::checkpoint(self.store()?.conn()).map_err(to_js)?;
+        Ok(to_json_text(&done))
+    }
+
+    #[napi]
+    pub fn optimize(&self) -> Result<()> {
+        maintenance::optimize(self.store()?.conn()).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn vacuum(&self) -> Result<()> {
+        maintenance::vacuum(self.store()?.conn()).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        maintenance::integrity_check(self.store()?.conn()).map_err(to_js)
+    }
+
+    /// What `eventlite inspect` shows, as JSON text.
+    #[napi]
+    pub fn inspect(&self) -> Result<String> {
+        let seen = maintenance::inspect(self.store()?.conn()).map_err(to_js)?;
+        Ok(to_json_text(&seen))
+    }
+
+    /// How many events have `from <= id <= to`.
+    #[napi]
+    pub fn count_between(&self, from: f64, to: f64) -> Result<f64> {
+        let (from, to) = (to_id(from).map_err(to_js)?, to_id(to).map_err(to_js)?);
+        Ok(maintenance::count_between(self.store()?.conn(), from, to).map_err(to_js)? as f64)
+    }
+
+    /// The id from which the last `count` events matching the filters start (0: none match).
+    #[napi]
+    pub fn tail_start(&self, filter: TailFilter, count: u32) -> Result<f64> {
+        let filter = Filter { correlation_id: filter.correlation_id, user: filter.user, cmd: filter.cmd };
+        Ok(maintenance::tail_start(self.store()?.conn(), &filter, i64::from(count)).map_err(to_js)? as f64)
+    }
+
+    /// What is wrong with the optional indexes present (nothing, usually).
+    #[napi]
+    pub fn index_problems(&self) -> Result<Vec<String>> {
+        maintenance::index_problems(self.store()?.conn()).map_err(to_js)
+    }
+
+    /// Stores one batch of exported rows (see `src/transfer.rs`); returns the first new id.
+    #[napi]
+    pub fn import_rows(&self, payload: String, keep_ids: bool) -> Result<f64> {
+        let imported = self.store()?.import(&payload, keep_ids).map_err(to_js)?;
+        Ok(imported.first_id as f64)
+    }
+
+    /// Starts an online backup into `dest`; `lib/transfer.js` steps it.
+    #[napi]
+    pub fn backup(&self, dest: String) -> Result<NativeBackup> {
+        let backup = Backup::start(self.shared()?, &dest).map_err(to_js)?;
+        Ok(NativeBackup { backup: Arc::new(Mutex::new(Some(backup))) })
+    }
+
     /// Closes the connection. Idempotent.
     #[napi]
     pub fn close(&mut self, env: Env) {
@@ -428,6 +499,79 @@ impl NativeWriter {
     }
 }
 
+/// JSON text of a report the core built. Serialising plain structs of numbers and strings
+/// cannot fail; should it, the caller gets `null` rather than a crash.
+fn to_json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// The filters of `tail_start`, as `streamEvents` takes them.
+#[napi(object)]
+pub struct TailFilter {
+    pub correlation_id: Option<String>,
+    pub user: Option<String>,
+    pub cmd: Option<String>,
+}
+
+/// An online backup in progress; see `src/backup.rs`.
+#[napi]
+pub struct NativeBackup {
+    /// `None` once finished or closed.
+    backup: Arc<Mutex<Option<Backup>>>,
+}
+
+#[napi(object)]
+pub struct BackupProgress {
+    pub done: f64,
+    pub total: f64,
+    pub finished: bool,
+}
+
+#[napi]
+impl NativeBackup {
+    /// Copies up to `pages` more pages on the libuv thread pool (all that are left when
+    /// negative).
+    #[napi(ts_return_type = "Promise<BackupProgress>")]
+    pub fn step(&self, pages: i32) -> AsyncTask<BackupStep> {
+        AsyncTask::new(BackupStep { backup: Arc::clone(&self.backup), pages })
+    }
+
+    /// Abandons the backup (the destination is left as SQLite leaves an unfinished one).
+    /// Waits for a step in flight. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.backup.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+/// One step of a [`NativeBackup`], run on the libuv thread pool.
+pub struct BackupStep {
+    backup: Arc<Mutex<Option<Backup>>>,
+    pages: i32,
+}
+
+impl Task for BackupStep {
+    type Output = std::result::Result<backup::Progress, Error>;
+    type JsValue = BackupProgress;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let mut slot = self.backup.lock().unwrap_or_else(PoisonError::into_inner);
+        let progress = match slot.as_mut() {
+            Some(backup) => backup.step(self.pages),
+            None => Err(Error::QueueClosed),
+        };
+        if !matches!(progress, Ok(backup::Progress { finished: false, .. })) {
+            slot.take();
+        }
+        Ok(progress)
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        let progress = output.map_err(|err| rejection(&env, err))?;
+        Ok(BackupProgress { done: progress.done as f64, total: progress.total as f64, finished: progress.finished })
+    }
+}
+
 /// The options of a page, validated by `lib/page.js`.
 #[napi(object)]
 pub struct PageArgs {
@@ -544,10 +688,10 @@ impl TypeName for Json {
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
 /// The hottest reads, exported as plain Node-API functions that take the queue as their first
-/// argument (`byId(queue, id)`). The `#[napi]` method glue spends about 240 ns per call
-/// tracking borrows, on Node and Bun alike: 6-8 % of a whole `retrieveByID`, and more than what
-/// a cache hit costs without it. Writes keep the glue: a commit costs a hundred times more, and
-/// going raw bought nothing measurable there.
+/// argument (`byId(queue, id)`). The `#[napi]` method glue tracks borrows on every call, on
+/// Node and Bun alike, which costs a measurable part of a whole `retrieveByID` and more than a
+/// cache hit costs without it (docs/performance.md). Writes keep the glue: a commit costs far
+/// more, and going raw bought nothing measurable there.
 const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"byId", raw_by_id)];
 
 /// Adds [`RAW_FUNCTIONS`] to the exports.

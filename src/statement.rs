@@ -4,8 +4,7 @@
 //! rusqlite reads a column with `sqlite3_column_type`, then `_text` and `_bytes`: three calls
 //! that each go through the statement's error and mutex bookkeeping. Fetching the column's
 //! `sqlite3_value` once and reading it with the `sqlite3_value_*` accessors skips that, and
-//! rendering 1,000 rows costs about a third less (measured on the benchmark's rows: 500 ns a row
-//! through rusqlite, 340 ns this way). On the way in, rusqlite binds every text as
+//! rendering rows costs about a third less (docs/performance.md). On the way in, rusqlite binds every text as
 //! SQLITE_TRANSIENT, a copy that [`Statement::execute`] avoids. Statements are prepared once per
 //! connection and kept by [`crate::connection::Connection`], which also guarantees that none
 //! outlives its connection.
@@ -63,7 +62,7 @@ impl Statement {
     /// Texts are bound without a copy (SQLITE_STATIC), which the write path, six texts an
     /// event, needs: copying each cost a malloc, a copy and a free. `'t` keeps them alive for
     /// the call. After it they stay bound, as clearing 288 parameters per chunk of 32 events
-    /// costs 3 % of a batch; nothing can read them: this only steps once every parameter has
+    /// costs a measurable part of a batch (docs/performance.md); nothing can read them: this only steps once every parameter has
     /// been bound anew, and [`Statement::bind`] and [`Statement::rows`] clear them first.
     pub fn execute<'t>(&mut self, bind: impl FnOnce(&mut Binder<'_, 't>) -> Result<()>) -> Result<()> {
         // SAFETY: `raw` is a live statement.

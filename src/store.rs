@@ -18,6 +18,7 @@ use crate::event::{parse_batch, NewEvent};
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::schema;
 use crate::statement::Binder;
+use crate::transfer;
 use crate::writer::Write;
 
 pub const MEMORY: &str = ":memory:";
@@ -35,6 +36,9 @@ pub struct Config {
     pub indexes: HashMap<String, bool>,
     pub reset: bool,
     pub cache: CacheConfig,
+    /// Opens the file read-only, never creating it or changing its schema: for tools that only
+    /// look (the command line's `inspect`, `tail`, `export`, `check`).
+    pub read_only: bool,
 }
 
 impl Config {
@@ -47,6 +51,7 @@ impl Config {
             indexes: HashMap::new(),
             reset: false,
             cache: CacheConfig::default(),
+            read_only: false,
         }
     }
 
@@ -127,11 +132,15 @@ impl Store {
         if config.path.is_empty() || config.path.contains('\0') {
             return Err(Error::InvalidOption("dbName must be a non-empty path without NUL characters".into()));
         }
-        if config.path != MEMORY {
+        if config.path != MEMORY && !config.read_only {
             create_parent_folder(&config.path)?;
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::new(rusqlite::Connection::open_with_flags(&config.path, flags)?);
+        let flags = if config.read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
+        let conn = Connection::open(&config.path, flags)?;
         configure(&conn, config.busy_timeout_ms)?;
         conn.set_prepared_statement_cache_capacity(64);
         let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
@@ -200,6 +209,19 @@ impl Store {
     /// in the metrics.
     pub fn append_batch(&mut self, payload: &str) -> Result<Appended> {
         self.write(payload, WriteKind::Batch)
+    }
+
+    /// Stores one batch of exported rows (see [`crate::transfer`]), counted as a batch write.
+    /// Imported rows may join any cached transaction, so the cache is emptied.
+    pub fn import(&mut self, payload: &str, keep_ids: bool) -> Result<Appended> {
+        let started = Instant::now();
+        let written = transfer::insert(&self.conn, payload, keep_ids);
+        match &written {
+            Ok(appended) => self.metrics.record_write(WriteKind::Batch, appended.count, started.elapsed()),
+            Err(_) => self.metrics.record_error(),
+        }
+        self.cache.clear();
+        written
     }
 
     /// Counts a write that JavaScript refused before it reached the store (an invalid event),
@@ -464,13 +486,13 @@ pub fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
     conn.busy_timeout(Duration::from_millis(u64::from(busy_timeout_ms)))?;
     // The query planner stability guarantee. Without it SQLite (built with STAT4, as the
     // bundled one is) marks a statement whose LIMIT is a bound parameter to be compiled again
-    // whenever that parameter is bound, which a cached statement is on every run: about 12 µs
-    // per page or stream batch here, a third of what stepping through 100 rows costs.
+    // whenever that parameter is bound, which a cached statement is on every run: a large part
+    // of a page or stream batch (docs/performance.md).
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(())
 }
 
-fn create_parent_folder(path: &str) -> Result<()> {
+pub(crate) fn create_parent_folder(path: &str) -> Result<()> {
     match Path::new(path).parent() {
         Some(parent) if !parent.as_os_str().is_empty() && !parent.exists() => std::fs::create_dir_all(parent)
             .map_err(|e| Error::cant_open(format!("cannot create the folder {}: {e}", parent.display()))),
@@ -481,18 +503,18 @@ fn create_parent_folder(path: &str) -> Result<()> {
 /// A `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so a writer in another
 /// process makes this one wait (up to `busy_timeout`) instead of failing half way. Rolled back
 /// on drop unless ended. The statements are cached like any other.
-struct WriteTxn<'c> {
+pub(crate) struct WriteTxn<'c> {
     conn: &'c Connection,
     ended: bool,
 }
 
 impl<'c> WriteTxn<'c> {
-    fn begin(conn: &'c Connection) -> Result<WriteTxn<'c>> {
+    pub(crate) fn begin(conn: &'c Connection) -> Result<WriteTxn<'c>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         Ok(WriteTxn { conn, ended: false })
     }
 
-    fn commit(mut self) -> Result<()> {
+    pub(crate) fn commit(mut self) -> Result<()> {
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         self.ended = true;
         Ok(())

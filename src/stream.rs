@@ -121,7 +121,7 @@ impl Source {
 
 fn open_reader(path: &str, busy_timeout_ms: u32) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::new(rusqlite::Connection::open_with_flags(path, flags)?);
+    let conn = Connection::open(path, flags)?;
     store::configure(&conn, busy_timeout_ms)?;
     Ok(conn)
 }

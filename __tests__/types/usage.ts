@@ -1,5 +1,5 @@
-// Compiled (never run) by `npm run test:types`: the public types must describe every call the
-// README shows, under --strict, with neither the DOM library nor @types/node.
+// Compiled (never run) by `npm run test:types`: the public types must describe every call
+// docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
 import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type AsyncEventQueue } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
@@ -14,6 +14,18 @@ async function run() {
   for await (const batch of q.streamEvents({ batchSize: 10, follow: false, signal: controller })) batch.forEach((r) => r.id)
 }
 q.cycleThrough({ _queries: {} }, () => {}, eventCallbacks.error, { start: 1, stop: null })
+async function operate() {
+  const copied: number = (await q.backup('copy.sqlite', { onProgress: ({ done, total }) => done / total })).totalPages
+  const lines: string[] = []
+  for await (const line of q.exportEvents({ from: 1, to: null })) lines.push(line)
+  const imported: number = await q.importEvents(lines, { keepIds: false, onProgress: ({ done }) => done })
+  const wal: number = q.checkpoint().walFrames
+  const problems: string[] = q.integrityCheck()
+  q.optimize()
+  q.vacuum()
+  const text: string = q.metricsText()
+  void [copied, imported, wal, problems, text]
+}
 async function runAsync() {
   const aq: AsyncEventQueue = await openQueue({ dbName: ':memory:', busyTimeout: 100 })
   const stored = (await aq.store({ cmd: 'x' })) as EventRow | undefined
@@ -27,4 +39,27 @@ async function runAsync() {
 }
 q.reset?.()
 q.close()
-void [row, out, next, stats, metrics, lineage, run, runAsync]
+void [row, out, next, stats, metrics, lineage, run, operate, runAsync]
+
+// A model may be a class instance; `store` with a model returns what the model returned.
+class Account {
+  balance = 0
+  deposit(data: { amount: number }) {
+    this.balance += data.amount
+    return this.balance
+  }
+}
+const account = new Account()
+const result: unknown = q.store({ cmd: 'deposit', data: { amount: 5 } }, account)
+const balance = q.store({ cmd: 'deposit', data: { amount: 5 } }, account, eventCallbacks.void) as number | undefined
+// @ts-expect-error with a model, the result is the model's, not a row
+const notARow: EventRow | undefined = q.store({ cmd: 'deposit', data: { amount: 5 } }, account)
+const stored: EventRow | undefined = q.store({ cmd: 'x' })
+const withContext: unknown = q.storeWithContext({ cmd: 'deposit', data: { amount: 1 } }, { correlationId: 'c' }, account)
+q.cycleThrough(account, () => {})
+q.storeBulk([{ cmd: 'deposit', data: { amount: 1 } }], account)
+// Ids as strings of digits, correlation ids as numbers: the reads take them as SQLite compares them.
+const byStringId: EventRow | null = q.retrieveByID('7')
+const children: EventRow[] = q.getChildEvents('7')
+const transaction: EventRow[] = q.getTransaction(7)
+void [result, balance, notARow, stored, withContext, byStringId, children, transaction]
