@@ -113,18 +113,26 @@ export interface EventMeta<Metadata = any> {
   metadata: Metadata
 }
 
-/** What `callbacks._error` and `model._error` receive when executing a row throws. */
+/**
+ * What `callbacks._error` and `model._error` receive when executing a row throws (or an async
+ * handler rejects), what `callbacks._error` receives for an event without `cmd`
+ * (`{ msg: 'No command given; aborting', priority: 2, user, ip, cmd, data }`), and, from
+ * `executeReadyEvents`, for a ready event that could not be stored (with `pendingEvent`).
+ */
 export interface ExecuteError extends Partial<EventRow> {
   msg: string
   error?: unknown
   res?: unknown
   priority?: number
+  pendingEvent?: PendingEventRow
 }
 
 /**
  * A model, as in EventLite: a handler per cmd (a method named after it), plus optional hooks.
  * Handlers run when an event is stored and again when it is replayed. Any object is a model,
- * a class instance included: the handlers are looked up by name at run time.
+ * a class instance included: the handlers are looked up by name at run time. A handler may be
+ * `async`: `store` then returns a Promise of its value, and a rejection goes to the `_error`
+ * hooks as a throw does.
  */
 export type Model = ModelHooks & { [cmd: string]: any }
 
@@ -272,7 +280,7 @@ export interface Page<Row = EventRow> {
 
 /** The options of `streamEvents`. */
 export interface StreamOptions {
-  /** Rows per batch at most, an integer from 1 to 10,000. Default `1000`. */
+  /** Rows per batch at most, any integer from 1 (no upper bound, as in EventLite). Default `1000`. */
   batchSize?: number
   /** First id, inclusive. Default `0`. */
   startId?: number
@@ -331,11 +339,82 @@ export interface AbortSignalLike {
   removeEventListener(type: 'abort', listener: () => void): void
 }
 
+/**
+ * One condition of a `waitFor`: met when the log holds at least `minCount` events of
+ * `correlationId` whose `cmd` is `pattern` (when given) and whose `data` matches `where`.
+ * A condition without `correlationId` is never met.
+ */
+export interface WaitCondition {
+  /** The `cmd` the events must have; any cmd when absent. */
+  pattern?: string
+  /** The transaction whose events count. */
+  correlationId?: string
+  /**
+   * Top-level `data` fields: a value (strict equality), or operators that must all hold
+   * (`$eq $ne $gt $gte $lt $lte`, compared as JavaScript compares; any other never matches).
+   */
+  where?: Record<string, unknown>
+  /** How many matching events are needed, a number ≥ 0. Default `1`. */
+  minCount?: number
+}
+
+/** The `count` group: at least `count` matching events. */
+export interface CountCondition extends Omit<WaitCondition, 'minCount'> {
+  /** A number ≥ 0. */
+  count: number
+}
+
+/** What a pending event waits for: every group given must be satisfied. */
+export interface WaitFor {
+  /** Every condition must be met. */
+  all?: WaitCondition[]
+  /** At least one condition must be met. */
+  any?: WaitCondition[]
+  /** At least `count` matching events. */
+  count?: CountCondition
+  /** Each condition counts as met only once every one before it is. */
+  sequence?: WaitCondition[]
+}
+
+/** What `storeWhen` takes: a `store` event, plus what it waits for. */
+export interface WhenInput<Data = any, Metadata = any> extends EventInput<Data, Metadata> {
+  /** Without it, `storeWhen` is `store`. */
+  waitFor?: WaitFor | null
+  /** Milliseconds (an integer ≥ 0) after which `expirePendingEvents` expires it; `0` or absent: never. */
+  timeout?: number | null
+}
+
+export type PendingStatus = 'pending' | 'ready' | 'expired' | 'executed' | 'cancelled'
+
+/** A row of `pending_events`, as stored (and as EventLite returns it). */
+export interface PendingEventRow {
+  id: number
+  /** The event to store, as JSON text. */
+  event_data: string
+  /** The `waitFor`, as JSON text. */
+  wait_conditions: string
+  /** The `datetime` option's clock when `storeWhen` was called. */
+  created_at: number
+  /** `created_at + timeout`, or `null`. */
+  expires_at: number | null
+  correlation_id: string | null
+  status: PendingStatus
+}
+
 export interface EventQueue {
   /**
-   * Stores one event and returns the stored row. An event with no `cmd` is reported to
-   * `callbacks._error`, nothing is stored and `undefined` is returned.
-   * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold.
+   * The model of every write (and of `executeReadyEvents`) that is given none, as in
+   * EventLite. Set it; it is not set by default.
+   */
+  _model?: Model
+  /** The callbacks of every write (and of `executeReadyEvents`) that is given none. */
+  _cb?: Callbacks
+
+  /**
+   * Stores one event and returns the stored row (or, when the queue's `_model` is set, what
+   * that model returned). An event with no `cmd` is reported to `callbacks._error`
+   * (EventLite's message), nothing is stored and `undefined` is returned.
+   * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold, and for an event without `cmd` when there are no callbacks to report it to.
    */
   store(event: EventInput, model?: null, callbacks?: Callbacks): EventRow | undefined
   /**
@@ -356,6 +435,27 @@ export interface EventQueue {
   /** `store` with ids and metadata taken from a context. */
   storeWithContext(event: EventInput, context: StoreContext, model?: null, callbacks?: Callbacks): EventRow | undefined
   storeWithContext(event: EventInput, context: StoreContext, model: Model, callbacks?: Callbacks): unknown
+  /**
+   * Stores the event once its `waitFor` is satisfied; until then it is a pending event, and
+   * `status` is `'pending'`. Without `waitFor`, it is `store` (and returns what `store` returns).
+   * @throws TypeError or RangeError with `code: 'ERR_INVALID_EVENT'` for a `waitFor` or `timeout` of the wrong shape, Error with that code for an event without `cmd`; nothing is stored.
+   */
+  storeWhen(event: WhenInput, model?: Model | null, callbacks?: Callbacks): { pendingEventId: number; status: 'pending' } | unknown
+  /** Evaluates every pending event; returns the ready ones, oldest first. */
+  checkAllPendingEvents(): PendingEventRow[]
+  /**
+   * Stores each ready event, oldest first, and marks it executed in the same transaction
+   * (so that two processes never both store it). One that cannot be stored stays ready and is
+   * reported to `callbacks._error`.
+   */
+  executeReadyEvents(model?: Model, callbacks?: Callbacks): Array<{ pendingEvent: PendingEventRow; result: unknown }>
+  /** Marks expired every pending event whose `expires_at` is before now (the `datetime` clock); returns them. */
+  expirePendingEvents(): PendingEventRow[]
+  /** `true` (and it is cancelled) when the event was pending; else `false`. */
+  cancelPendingEvent(id: number): boolean
+  /** The pending events (status `'pending'`) of one correlation id, oldest first. */
+  getPendingEventsByCorrelation(correlationId: string): PendingEventRow[]
+
   /** Replays stored events in id order through `model`, then calls `doneCB`. Memory stays bounded. */
   cycleThrough(model: Model, doneCB?: () => void, whileCB?: Callbacks, range?: CycleRange): void
 
@@ -434,8 +534,8 @@ export interface EventQueue {
   metricsText(): string
 
   /**
-   * Drops and recreates the event table, and empties the query cache. Present only on queues
-   * opened with `risky: true`.
+   * Drops and recreates the event table and the pending events' tables, and empties the query
+   * cache. Present only on queues opened with `risky: true`.
    */
   reset?(): void
   /** Closes the file. Idempotent; any later call throws `ERR_QUEUE_CLOSED`. */
@@ -463,22 +563,35 @@ export interface AsyncWriteMetrics extends WriteMetrics {
  * and Promises resolve, and models run, in the order of the calls. See docs/async.md.
  */
 export interface AsyncEventQueue {
-  store<R = EventRow>(event: EventInput, model?: Model, callbacks?: Callbacks): Promise<R | undefined>
+  /** The model of every write that is given none, as on `EventQueue`. */
+  _model?: Model
+  /** The callbacks of every write that is given none. */
+  _cb?: Callbacks
+
+  /**
+   * Resolves, after the commit, with the stored row (or, when the queue's `_model` is set,
+   * what that model returned); `undefined` for an event with no `cmd`, reported to
+   * `callbacks._error`. Rejects with `ERR_INVALID_EVENT` for an invalid event.
+   */
+  store(event: EventInput, model?: null, callbacks?: Callbacks): Promise<EventRow | undefined>
+  /** Resolves, after the commit, with what `model` returned for the stored row. */
+  store(event: EventInput, model: Model, callbacks?: Callbacks): Promise<unknown>
   storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): Promise<Array<{ row: EventRow; result: unknown }>>
   /** Synchronous, as it runs user code only. */
   execute(row: EventRow, model: Model, callbacks?: Callbacks): unknown
-  storeWithContext<R = EventRow>(event: EventInput, context: StoreContext, model?: Model, callbacks?: Callbacks): Promise<R | undefined>
+  storeWithContext(event: EventInput, context: StoreContext, model?: null, callbacks?: Callbacks): Promise<EventRow | undefined>
+  storeWithContext(event: EventInput, context: StoreContext, model: Model, callbacks?: Callbacks): Promise<unknown>
   /** Resolves after `doneCB`; the event loop turns between batches of the replay. */
   cycleThrough(model: Model, doneCB?: () => void, whileCB?: Callbacks, range?: CycleRange): Promise<void>
 
-  retrieveByID(id: number): Promise<EventRow | null>
+  retrieveByID(id: EventId): Promise<EventRow | null>
   getLastRow(): Promise<EventRow | null>
-  getTransaction(correlationId: string): Promise<EventRow[]>
-  getChildEvents(id: number): Promise<EventRow[]>
-  getEventLineage(id: number): Promise<EventLineage | null>
+  getTransaction(correlationId: CorrelationKey): Promise<EventRow[]>
+  getChildEvents(id: EventId): Promise<EventRow[]>
+  getEventLineage(id: EventId): Promise<EventLineage | null>
 
-  getByCorrelationIdPaginated(correlationId: string | number, options?: PageOptions): Promise<Page>
-  getChildEventsPaginated(eventId: number, options?: PageOptions): Promise<Page>
+  getByCorrelationIdPaginated(correlationId: CorrelationKey, options?: PageOptions): Promise<Page>
+  getChildEventsPaginated(eventId: EventId, options?: PageOptions): Promise<Page>
   getEventsByUserPaginated(user: string, options?: PageOptions): Promise<Page>
   getEventsByCmdPaginated(cmd: string, options?: PageOptions): Promise<Page>
   getEventsInTimeRangePaginated(startTime: number | Date, endTime: number | Date, options?: PageOptions): Promise<Page>
@@ -486,8 +599,8 @@ export interface AsyncEventQueue {
   /** As `EventQueue.streamEvents`; a bad option, or a closed queue, rejects the first step. */
   streamEvents(options?: StreamOptions): AsyncGenerator<EventRow[], void, undefined>
 
-  retrieveByIDCached(id: number): Promise<EventRow | null>
-  getTransactionCached(correlationId: string): Promise<EventRow[]>
+  retrieveByIDCached(id: EventId): Promise<EventRow | null>
+  getTransactionCached(correlationId: CorrelationKey): Promise<EventRow[]>
   clearCache(): Promise<void>
   getCacheStats(): Promise<CacheStats>
   getMetrics(): Promise<AsyncWriteMetrics>
@@ -506,7 +619,10 @@ export interface AsyncEventQueue {
  */
 export declare function openQueue(options?: QueueOptions): Promise<AsyncEventQueue>
 
-/** EventLite's stock callbacks: `void` swallows everything, `error` logs errors, `stub` logs both, `done` is a no-op. */
+/**
+ * EventLite's stock callbacks: `void` swallows everything, `error` logs errors, `stub` logs both
+ * (through `console.log`, with EventLite's arguments), `done` is a no-op.
+ */
 export declare const eventCallbacks: {
   stub: Required<Pick<Callbacks, '_default' | '_error'>>
   void: Required<Pick<Callbacks, '_default' | '_error'>>

@@ -146,13 +146,27 @@ describe('writes', () => {
     assert.equal((await q.store({ cmd: 'fine' })).id, 1, 'the queue still works')
   })
 
-  test('a missing cmd is reported to callbacks._error and resolves undefined', async () => {
+  test('a missing cmd is reported to callbacks._error and resolves undefined; with nobody to tell, it rejects', async () => {
     const q = await open()
     const { callbacks, calls } = recordingCallbacks()
     assert.equal(await q.store({ data: { x: 1 }, user: 'bob' }, undefined, callbacks), undefined)
     assert.equal(calls.length, 1)
-    assert.equal(calls[0][1].priority, 2)
+    assert.deepEqual([calls[0][1].msg, calls[0][1].priority, calls[0][1].user], ['No command given; aborting', 2, 'bob'])
+    await rejectsCode(q.store({ data: { x: 1 } }), TypeError, 'ERR_INVALID_EVENT')
     assert.equal(await q.getLastRow(), null)
+    assert.equal((await q.getMetrics()).errorsTotal, 2)
+  })
+
+  test('the queue\'s _model and _cb stand in for a model and callbacks not given', async () => {
+    const q = await open()
+    const { callbacks, calls } = recordingCallbacks()
+    q._model = { double: (data) => data.n * 2 }
+    q._cb = callbacks
+    assert.equal(await q.store({ cmd: 'double', data: { n: 4 } }), 8)
+    assert.deepEqual((await q.storeBulk([{ cmd: 'double', data: { n: 1 } }])).map((r) => r.result), [2])
+    assert.deepEqual(calls.map(([kind, result]) => [kind, result]), [['_default', 8], ['_default', 2]])
+    assert.equal(await q.store({}), undefined, 'a missing cmd goes to _cb._error')
+    assert.equal(calls.at(-1)[0], '_error')
   })
 
   test('storeWithContext: the context wins, parentEventId is causationId, metadata merges; children inherit', async () => {

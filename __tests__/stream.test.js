@@ -267,7 +267,7 @@ describe('streamEvents', () => {
   test('options are checked when streamEvents is called', () => {
     const q = open()
     const bad = [
-      [{ batchSize: 0 }, RangeError], [{ batchSize: 1.5 }, RangeError], [{ batchSize: 10001 }, RangeError], [{ batchSize: '10' }, TypeError],
+      [{ batchSize: 0 }, RangeError], [{ batchSize: 1.5 }, RangeError], [{ batchSize: 2 ** 53 }, RangeError], [{ batchSize: '10' }, TypeError],
       [{ startId: -1 }, RangeError], [{ startId: '1' }, TypeError], [{ endId: 2.5 }, RangeError], [{ endId: '9' }, TypeError],
       [{ user: 1 }, TypeError], [{ cmd: {} }, TypeError], [{ correlationId: [] }, TypeError],
       [{ follow: 'yes' }, TypeError], [{ signal: {} }, TypeError], [{ signal: 'stop' }, TypeError],

@@ -14,7 +14,7 @@ const { execute, eventCallbacks } = require('./execute')
 const { resolveOptions } = require('./options')
 const { REPLAY_BATCH, cycleRange } = require('./queue')
 const { SqliteBackend } = require('./sqlite-backend')
-const { storeInput, bulkInput, withContext, storeResult, bulkResults } = require('./write')
+const { storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 
 /** A reply of the writer that reports a failure: `{ error: code, message, ...fields }`. */
 const isFailure = (reply) => reply !== null && typeof reply === 'object' && typeof reply.error === 'string'
@@ -153,16 +153,24 @@ class AsyncEventQueue {
     return Promise.reject(err)
   }
 
-  store(event, model, callbacks = eventCallbacks.void) {
+  /** As the synchronous queue's: `_model` and `_cb` stand in for a model and callbacks not given. */
+  store(event, model, callbacks) {
     if (this.#closed) return Promise.reject(closedError())
+    if (!model) model = this._model
+    if (!callbacks) callbacks = this._cb
     let input
     try {
       input = storeInput(event, callbacks, this.#datetime)
     } catch (err) {
       return this.#refuse(err)
     }
-    if (input === null) {
+    if (input.records === undefined) {
       this.#refused++
+      try {
+        reportMissingCmd(input.fields, callbacks)
+      } catch (err) {
+        return Promise.reject(err)
+      }
       return Promise.resolve(undefined)
     }
     const correlationOf = this.#replies.correlationOf
@@ -172,8 +180,10 @@ class AsyncEventQueue {
     )
   }
 
-  storeBulk(events, model, callbacks = eventCallbacks.void) {
+  storeBulk(events, model, callbacks) {
     if (this.#closed) return Promise.reject(closedError())
+    if (!model) model = this._model
+    if (!callbacks) callbacks = this._cb
     let input
     try {
       input = bulkInput(events, this.#datetime)

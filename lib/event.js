@@ -140,4 +140,7 @@ function toRow(record, id, correlationId) {
   }
 }
 
-module.exports = { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION }
+module.exports = {
+  readEvent, lacksCmd, toRecord, toPayload, toRow, timestamp,
+  CMD, DATA, USER, IP, VERSION, CORRELATION, CAUSATION, METADATA, DATETIME,
+}

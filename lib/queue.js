@@ -2,9 +2,10 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
-const { closedError, coded, describe, dateTime } = require('./errors')
+const { closedError, coded, describe, dateTime, eventError } = require('./errors')
+const { readEvent, lacksCmd, toRecord, timestamp, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
-const { storeInput, bulkInput, withContext, storeResult, bulkResults } = require('./write')
+const { canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
 const { toRows, oneRow } = require('./rows')
@@ -14,9 +15,13 @@ const { metricsText } = require('./prometheus')
 
 /** The native queue, for the command line's tools; not part of the API. */
 const NATIVE = Symbol('eventlite-native.native')
+const { readWait, pendingPayload } = require('./pending')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
+
+/** What a write of a pending event returns when it was no longer ready: nothing was stored. */
+const NOT_READY = Symbol('not ready')
 
 /**
  * Wakes a queue's following streams when another writer of this process appended: the writer
@@ -107,8 +112,20 @@ class EventQueue {
     return this.#native
   }
 
-  store(event, model, callbacks = eventCallbacks.void) {
+  store(event, model, callbacks) {
+    return this.#write(event, model, callbacks, null)
+  }
+
+  /**
+   * `store`, and the store of ready pending event `pendingId` (not null), which is marked
+   * executed in the same transaction: that one returns NOT_READY, storing nothing, when it was
+   * no longer ready. As in EventLite, `_model` and `_cb` stand in for a model and callbacks
+   * not given.
+   */
+  #write(event, model, callbacks, pendingId) {
     const db = this.#db
+    if (!model) model = this._model
+    if (!callbacks) callbacks = this._cb
     let input
     try {
       input = storeInput(event, callbacks, this.#datetime)
@@ -116,17 +133,21 @@ class EventQueue {
       db.recordFailedWrite()
       throw err
     }
-    if (input === null) {
+    if (input.records === undefined) {
       db.recordFailedWrite()
+      reportMissingCmd(input.fields, callbacks)
       return undefined
     }
-    const id = db.append(input.payload)
+    const id = pendingId === null ? db.append(input.payload) : db.appendPending(pendingId, input.payload)
+    if (id === null) return NOT_READY
     this.#streams.wake()
     return storeResult(input.records, id, this.#correlationOf, model, callbacks)
   }
 
-  storeBulk(events, model, callbacks = eventCallbacks.void) {
+  storeBulk(events, model, callbacks) {
     const db = this.#db
+    if (!model) model = this._model
+    if (!callbacks) callbacks = this._cb
     let input
     try {
       input = bulkInput(events, this.#datetime)
@@ -152,6 +173,73 @@ class EventQueue {
       throw err
     }
     return this.store(merged, model, callbacks)
+  }
+
+  /**
+   * Stores the event once its `waitFor` is satisfied: until then it is a pending event. Without
+   * `waitFor`, it is `store`.
+   */
+  storeWhen(event, model, callbacks) {
+    const db = this.#db
+    const wait = readWait(event)
+    if (wait === null) return this.store(event, model, callbacks)
+    const fields = readEvent(event, undefined)
+    if (lacksCmd(fields)) throw eventError(Error, 'storeWhen(event): cmd is missing; nothing was stored')
+    // Validated as store validates; its datetime is the pending event's created_at.
+    const record = toRecord(fields, undefined, this.#datetime)
+    const causation = record[CAUSATION]
+    const correlationId = record[CORRELATION] ?? (causation === null ? null : db.correlationId(causation))
+    const pendingEventId = db.storeWhen(pendingPayload(record, correlationId, wait))
+    return { pendingEventId, status: 'pending' }
+  }
+
+  checkAllPendingEvents() {
+    return JSON.parse(this.#db.checkPending())
+  }
+
+  /**
+   * Stores each ready event (oldest first) through `store`, marking it executed in the same
+   * transaction. One that cannot be stored stays ready and is reported to `callbacks._error`
+   * (or, with none, logged as EventLite logs it).
+   */
+  executeReadyEvents(model, callbacks) {
+    const db = this.#db
+    if (!model) model = this._model
+    if (!callbacks) callbacks = this._cb
+    const executed = []
+    for (const pendingEvent of JSON.parse(db.readyPending())) {
+      let result
+      try {
+        const event = JSON.parse(pendingEvent.event_data)
+        if (lacksCmd(readEvent(event, undefined))) throw eventError(Error, 'its event has no cmd')
+        result = this.#write(event, model, callbacks, pendingEvent.id)
+      } catch (error) {
+        const message = `Failed to execute pending event ${pendingEvent.id}:`
+        if (canReport(callbacks)) callbacks._error({ msg: `${message} ${error && error.message}`, error, pendingEvent })
+        else console.error(message, error)
+        continue
+      }
+      if (result !== NOT_READY) executed.push({ pendingEvent, result })
+    }
+    return executed
+  }
+
+  /** Marks expired the pending events whose `expires_at` is before now (the datetime option's clock). */
+  expirePendingEvents() {
+    const db = this.#db
+    return JSON.parse(db.expirePending(timestamp(this.#datetime)))
+  }
+
+  cancelPendingEvent(id) {
+    const db = this.#db
+    const key = toId(id)
+    return key === null ? false : db.cancelPending(key)
+  }
+
+  /** The pending rows (status `pending`) of a correlation id, oldest first. */
+  getPendingEventsByCorrelation(correlationId) {
+    const db = this.#db
+    return typeof correlationId === 'string' ? JSON.parse(db.pendingByCorrelation(correlationId)) : []
   }
 
   cycleThrough(model, doneCB, whileCB = eventCallbacks.void, range) {

@@ -7,7 +7,6 @@ const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { toRows } = require('./rows')
 
 const STREAM_KEYS = ['batchSize', 'startId', 'endId', 'correlationId', 'user', 'cmd', 'follow', 'signal']
-const MAX_BATCH = 10000
 /** How long a following stream waits before it looks for events appended by another process. */
 const POLL_MS = 50
 const noop = () => {}
@@ -26,7 +25,9 @@ function streamOptions(given) {
   if (signal !== null && !isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
   return {
     native: {
-      batchSize: checkInteger(batchSize, 'batchSize', 1, MAX_BATCH),
+      // Any size, as in EventLite: the core reads a batch's rows as they come, never
+      // allocating for batchSize ahead.
+      batchSize: checkInteger(batchSize, 'batchSize', 1, Number.MAX_SAFE_INTEGER),
       startId: checkInteger(startId, 'startId', 0, Number.MAX_SAFE_INTEGER),
       endId: endId === null ? undefined : checkInteger(endId, 'endId', 0, Number.MAX_SAFE_INTEGER),
       correlationId: checkFilter(options.correlationId, 'correlationId'),

@@ -3,26 +3,36 @@
 // write: the caller's arguments turned into the payload the core stores, validated before
 // anything is sent, and the stored records turned back into the rows and results the caller
 // gets, with the model run on each.
-const { coded, sender, reason } = require('./errors')
+const { coded, eventError, reason } = require('./errors')
 const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
 const { execute } = require('./execute')
 
+/** Whether `callbacks` can be told of a problem. */
+const canReport = (callbacks) => Boolean(callbacks) && typeof callbacks._error === 'function'
+
 /**
- * `store(event)`'s record and payload: `{ records: [record], payload }`. An event without a cmd
- * is reported to `callbacks._error`, as EventLite does, and gives `null`: nothing to store.
- * @throws TypeError with code ERR_INVALID_EVENT for an invalid event.
+ * `store(event)`'s record and payload: `{ records: [record], payload }`; or `{ fields }` for an
+ * event without a cmd, which stores nothing and is reported (`reportMissingCmd`).
+ * @throws TypeError with code ERR_INVALID_EVENT for an invalid event, and for one without a
+ * cmd when there are no callbacks to report it to.
  */
 function storeInput(event, callbacks, now) {
   const fields = readEvent(event, undefined)
-  if (lacksCmd(fields)) {
-    const { user, ip, cmd, data } = fields
-    if (callbacks && typeof callbacks._error === 'function') {
-      callbacks._error({ msg: `${sender(user, ip)} sent an event with no cmd; nothing was stored`, priority: 2, user, ip, cmd, data })
-    }
-    return null
+  if (!lacksCmd(fields)) {
+    const record = toRecord(fields, undefined, now)
+    return { records: [record], payload: toPayload([record], false) }
   }
-  const record = toRecord(fields, undefined, now)
-  return { records: [record], payload: toPayload([record], false) }
+  if (!canReport(callbacks)) {
+    // EventLite would call `_error` of callbacks that are not there; an event must never be
+    // dropped with nobody told.
+    throw eventError(TypeError, 'store(event): cmd is missing and there are no callbacks to report it to; nothing was stored')
+  }
+  return { fields }
+}
+
+/** Tells `callbacks._error` of an event without a cmd (`storeInput`'s `fields`), as EventLite does. */
+function reportMissingCmd({ user, ip, cmd, data }, callbacks) {
+  callbacks._error({ msg: 'No command given; aborting', priority: 2, user, ip, cmd, data })
 }
 
 /**
@@ -67,17 +77,17 @@ const storedRow = (record, id, correlationOf) => toRow(record, id, record[CORREL
 /** `store`'s result: what the model returned for the stored row, or the row without a model. */
 function storeResult(records, id, correlationOf, model, callbacks) {
   const row = storedRow(records[0], id, correlationOf)
-  return model === undefined || model === null ? row : execute(row, model, callbacks)
+  return model ? execute(row, model, callbacks) : row
 }
 
 /** `storeBulk`'s results, for records stored with consecutive ids from `firstId`: `[{ row, result }]`. */
 function bulkResults(records, firstId, correlationOf, model, callbacks) {
   const results = new Array(records.length)
   for (let i = 0; i < records.length; i++) results[i] = { row: storedRow(records[i], firstId + i, correlationOf), result: null }
-  if (model !== undefined && model !== null) {
+  if (model) {
     for (const entry of results) entry.result = execute(entry.row, model, callbacks)
   }
   return results
 }
 
-module.exports = { storeInput, bulkInput, withContext, storeResult, bulkResults }
+module.exports = { canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults }

@@ -6,13 +6,16 @@
 pub mod backup;
 pub mod cache;
 pub mod checkpoint;
+pub mod condition;
 pub mod connection;
 pub mod error;
 pub mod event;
+pub mod jsvalue;
 pub mod lock;
 pub mod maintenance;
 pub mod metrics;
 pub mod page;
+pub mod pending;
 pub mod read;
 pub mod row;
 pub mod schema;
@@ -99,6 +102,13 @@ pub fn index_keys() -> Vec<&'static str> {
     schema::index_keys()
 }
 
+/// The groups of `waitFor`, each with the `condition_type` of its conditions, in the order
+/// EventLite stores them, so that JavaScript validates and builds against the one list.
+#[napi]
+pub fn wait_groups() -> Vec<Vec<&'static str>> {
+    condition::Group::ALL.iter().map(|g| vec![g.key(), g.condition_type()]).collect()
+}
+
 /// Roughly what an open queue holds outside the JavaScript heap: SQLite's connection, its page
 /// cache, statements and lookaside, and file descriptors. It is reported to the engine while
 /// the queue is open, so that queues dropped without `close()` are collected (closing their
@@ -174,6 +184,61 @@ impl NativeQueue {
     pub fn append_batch(&self, payload: String) -> Result<f64> {
         let appended = self.store()?.append_batch(&payload).map_err(to_js)?;
         Ok(appended.first_id as f64)
+    }
+
+    /// Stores the payload of ready pending event `pending_id` and marks it executed, in one
+    /// transaction; returns the first id, or null (nothing stored) when it was no longer ready.
+    #[napi]
+    pub fn append_pending(&self, pending_id: f64, payload: String) -> Result<Option<f64>> {
+        let pending_id = to_id(pending_id).map_err(to_js)?;
+        let appended = self.store()?.append_pending(pending_id, &payload).map_err(to_js)?;
+        Ok(appended.map(|a| a.first_id as f64))
+    }
+
+    /// `storeWhen`: stores the pending event its payload describes (see `lib/pending.js`) and
+    /// evaluates it; returns its id.
+    #[napi]
+    pub fn store_when(&self, payload: String) -> Result<f64> {
+        let mut store = self.store()?;
+        let (conn, pending) = store.pending();
+        pending.store_when(conn, &payload).map(|id| id as f64).map_err(to_js)
+    }
+
+    /// `checkAllPendingEvents`: the ready rows after evaluating every pending event, as JSON.
+    #[napi(ts_return_type = "string")]
+    pub fn check_pending(&self) -> Result<Json> {
+        let mut store = self.store()?;
+        let (conn, pending) = store.pending();
+        pending.check_all(conn).map(Json).map_err(to_js)
+    }
+
+    /// The ready rows, oldest first, as JSON.
+    #[napi(ts_return_type = "string")]
+    pub fn ready_pending(&self) -> Result<Json> {
+        pending::rows_with_status(self.store()?.conn(), "ready").map(Json).map_err(to_js)
+    }
+
+    /// `expirePendingEvents` with the clock's `now`: the rows it expired, as JSON.
+    #[napi(ts_return_type = "string")]
+    pub fn expire_pending(&self, now: f64) -> Result<Json> {
+        let now = to_id(now).map_err(to_js)?;
+        let mut store = self.store()?;
+        let (conn, pending) = store.pending();
+        pending.expire(conn, now).map(Json).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn cancel_pending(&self, id: f64) -> Result<bool> {
+        let id = to_id(id).map_err(to_js)?;
+        let mut store = self.store()?;
+        let (conn, pending) = store.pending();
+        pending.cancel(conn, id).map_err(to_js)
+    }
+
+    /// The pending rows of a correlation id, as JSON.
+    #[napi(ts_return_type = "string")]
+    pub fn pending_by_correlation(&self, correlation_id: String) -> Result<Json> {
+        pending::pending_by_correlation(self.store()?.conn(), &correlation_id).map(Json).map_err(to_js)
     }
 
     /// Counts a write refused in JavaScript, before `append`.
@@ -270,7 +335,8 @@ impl NativeQueue {
         let start = to_id(options.start_id).map_err(to_js)?;
         let end = options.end_id.map(to_id).transpose().map_err(to_js)?;
         let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd };
-        let stream = Stream::new(self.shared()?, filter, start, end, i64::from(options.batch_size));
+        let batch_size = to_id(options.batch_size).map_err(to_js)?;
+        let stream = Stream::new(self.shared()?, filter, start, end, batch_size);
         Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
 
@@ -586,7 +652,8 @@ pub struct PageArgs {
 pub struct StreamOptions {
     pub start_id: f64,
     pub end_id: Option<f64>,
-    pub batch_size: u32,
+    /// Any whole number from 1: a batch is as large as the rows it finds, never allocated ahead.
+    pub batch_size: f64,
     pub correlation_id: Option<String>,
     pub user: Option<String>,
     pub cmd: Option<String>,

@@ -12,10 +12,12 @@ use rusqlite::{OpenFlags, OptionalExtension};
 
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
 use crate::checkpoint::Checkpoints;
+use crate::condition;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
+use crate::pending::{self, Pending};
 use crate::schema;
 use crate::statement::Binder;
 use crate::transfer;
@@ -68,13 +70,14 @@ impl Config {
 }
 
 /// What one append wrote: `count` events with the consecutive ids `first_id..first_id+count`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Appended {
     pub first_id: i64,
     pub count: usize,
 }
 
-/// The connection, and what lives as long as it: the query cache and the write metrics.
+/// The connection, and what lives as long as it: the query cache, the write metrics, and what
+/// is known of the pending events.
 pub struct Store {
     /// Held for its drop, which waits for a checkpoint in progress; declared before `conn` so
     /// that it runs before the connection closes.
@@ -83,6 +86,7 @@ pub struct Store {
     config: Config,
     cache: Cache,
     metrics: Metrics,
+    pending: Pending,
 }
 
 /// Rows per multi-row `INSERT`. One statement per 32 rows instead of one per row saves a
@@ -142,6 +146,7 @@ impl Store {
         };
         let conn = Connection::open(&config.path, flags)?;
         configure(&conn, config.busy_timeout_ms)?;
+        condition::register(&conn)?;
         conn.set_prepared_statement_cache_capacity(64);
         let read_only = conn.is_readonly(rusqlite::MAIN_DB)?;
         let mut checkpoints = None;
@@ -159,28 +164,39 @@ impl Store {
         ))?;
         let mut cache = Cache::new(config.cache);
         cache.follow_other_connections(&conn)?;
-        let store = Store { _checkpoints: checkpoints, conn, cache, metrics: Metrics::default(), config };
+        let mut store = Store {
+            _checkpoints: checkpoints,
+            conn,
+            cache,
+            metrics: Metrics::default(),
+            pending: Pending::default(),
+            config,
+        };
         if read_only {
             schema::check_table(&store.conn)?;
         } else {
             store.prepare_schema(store.config.reset)?;
         }
+        store.pending.refresh(&store.conn);
         Ok(store)
     }
 
-    /// Creates (or with `reset`, recreates) the table and applies the index options, in one
-    /// write transaction so that two processes opening one file do not race. When there is
-    /// nothing to change, only reads: opening does not wait for another process's writer.
+    /// Creates (or with `reset`, recreates) the tables, the event table's and EventLite's
+    /// pending events', and applies the index options, in one write transaction so that two
+    /// processes opening one file do not race. When there is nothing to change, only reads:
+    /// opening does not wait for another process's writer.
     fn prepare_schema(&self, reset: bool) -> Result<()> {
-        if !reset && schema::is_current(&self.conn, &self.config.indexes)? {
+        if !reset && schema::is_current(&self.conn, &self.config.indexes)? && pending::tables_current(&self.conn)? {
             return schema::check_table(&self.conn);
         }
         let txn = WriteTxn::begin(&self.conn)?;
         if reset {
             self.conn.execute_batch("DROP TABLE IF EXISTS queue")?;
+            pending::drop_tables(&self.conn)?;
         }
         schema::ensure_table(&self.conn)?;
         schema::apply_indexes(&self.conn, &self.config.indexes)?;
+        pending::create_tables(&self.conn)?;
         txn.commit()
     }
 
@@ -192,23 +208,39 @@ impl Store {
         &self.config
     }
 
-    /// Drops and recreates the event table, ids starting again at 1, and empties the cache.
+    /// Drops and recreates the event table (ids starting again at 1) and the pending events'
+    /// tables, and empties the cache.
     pub fn reset(&mut self) -> Result<()> {
         self.prepare_schema(true)?;
         self.cache.clear();
+        self.pending.refresh(&self.conn);
         Ok(())
+    }
+
+    /// The connection with what is known of its pending events, for [`crate::pending`]'s
+    /// methods.
+    pub fn pending(&mut self) -> (&Connection, &mut Pending) {
+        (&self.conn, &mut self.pending)
     }
 
     /// Stores the events of one `store` call (see [`crate::event`]) in one transaction: all of
     /// them or none of them.
     pub fn append(&mut self, payload: &str) -> Result<Appended> {
-        self.write(payload, WriteKind::Single)
+        // Only a claim can store nothing.
+        self.write(payload, WriteKind::Single, None).map(Option::unwrap_or_default)
     }
 
     /// Stores the events of one `storeBulk` call; as [`Store::append`], but counted as a batch
     /// in the metrics.
     pub fn append_batch(&mut self, payload: &str) -> Result<Appended> {
-        self.write(payload, WriteKind::Batch)
+        self.write(payload, WriteKind::Batch, None).map(Option::unwrap_or_default)
+    }
+
+    /// Stores the event of ready pending event `pending_id` and marks that one `executed`, in
+    /// one transaction: two processes executing ready events never both store it, and a
+    /// crash stores neither. `None` (nothing stored) when it was no longer ready.
+    pub fn append_pending(&mut self, pending_id: i64, payload: &str) -> Result<Option<Appended>> {
+        self.write(payload, WriteKind::Single, Some(pending_id))
     }
 
     /// Stores one batch of exported rows (see [`crate::transfer`]), counted as a batch write.
@@ -230,33 +262,48 @@ impl Store {
         self.metrics.record_error();
     }
 
-    fn write(&mut self, payload: &str, kind: WriteKind) -> Result<Appended> {
+    /// Stores a payload (claiming pending event `claim` in the same transaction), then has the
+    /// pending events it may satisfy evaluated.
+    fn write(&mut self, payload: &str, kind: WriteKind, claim: Option<i64>) -> Result<Option<Appended>> {
         let started = Instant::now();
-        let written = self.insert(payload);
+        let written = self.insert(payload, claim);
         match &written {
-            Ok(appended) => self.metrics.record_write(kind, appended.count, started.elapsed()),
-            Err(_) => self.metrics.record_error(),
+            Ok(Some(appended)) => {
+                self.metrics.record_write(kind, appended.count, started.elapsed());
+                self.pending.after_append(&self.conn, *appended);
+            }
+            Ok(None) => {}
+            Err(_) => {
+                self.metrics.record_error();
+                self.pending.forget();
+            }
         }
         written
     }
 
     /// Parses and stores a payload, all of it or none of it; the cache forgets each
-    /// transaction the events join as they are inserted.
-    fn insert(&mut self, payload: &str) -> Result<Appended> {
+    /// transaction the events join as they are inserted. With `claim`, nothing is stored
+    /// (`None`) unless that pending event was ready.
+    fn insert(&mut self, payload: &str, claim: Option<i64>) -> Result<Option<Appended>> {
         let events = parse_batch(payload)?;
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
-        let first_id = if events.len() == 1 && !inherits(&events[0]) {
+        let first_id = if claim.is_none() && events.len() == 1 && !inherits(&events[0]) {
             // One INSERT on its own is already atomic, and SQLite starts its write from no
             // transaction, so the busy handler still waits for other writers: BEGIN and
             // COMMIT would only add two statement runs to the commit-bound single store.
             writer.insert_one(&events[0], events[0].correlation_id())?
         } else {
             let txn = WriteTxn::begin(&self.conn)?;
+            if let Some(pending_id) = claim {
+                if !pending::claim(&self.conn, pending_id)? {
+                    return Ok(None);
+                }
+            }
             let first_id = writer.insert_all(&events)?;
             txn.commit()?;
             first_id
         };
-        Ok(Appended { first_id, count: events.len() })
+        Ok(Some(Appended { first_id, count: events.len() }))
     }
 
     /// Stores the writes of several calls in one transaction (a group commit; see
@@ -265,8 +312,9 @@ impl Store {
     /// begin or commit, or SQLite rolled it back): then none of the calls is stored.
     pub fn append_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
         if let [write] = writes {
-            // A call alone is a transaction of its own, with the single store's shortcut.
-            return Ok(vec![self.write(&write.payload, write.kind)]);
+            // A call alone is a transaction of its own, with the single store's shortcut; only
+            // a claim can store nothing.
+            return Ok(vec![self.write(&write.payload, write.kind, None).map(Option::unwrap_or_default)]);
         }
         let started = Instant::now();
         let outcome = self.insert_group(writes);
@@ -279,8 +327,18 @@ impl Store {
                         Err(_) => self.metrics.record_error(),
                     }
                 }
+                // The calls that succeeded hold consecutive ids (a failed one leaves no gap),
+                // and their one commit is what the pending events must be measured against.
+                let stored = results.iter().filter_map(|result| result.as_ref().ok());
+                if let Some(first_id) = stored.clone().map(|a| a.first_id).min() {
+                    let count = stored.map(|a| a.count).sum();
+                    self.pending.after_append(&self.conn, Appended { first_id, count });
+                }
             }
-            Err(_) => writes.iter().for_each(|_| self.metrics.record_error()),
+            Err(_) => {
+                writes.iter().for_each(|_| self.metrics.record_error());
+                self.pending.forget();
+            }
         }
         outcome
     }

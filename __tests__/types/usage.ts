@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run test:types`: the public types must describe every call
 // docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
-import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type AsyncEventQueue } from '../..'
+import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type AsyncEventQueue } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
 const out = q.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d }, eventCallbacks.void)
@@ -26,20 +26,6 @@ async function operate() {
   const text: string = q.metricsText()
   void [copied, imported, wal, problems, text]
 }
-async function runAsync() {
-  const aq: AsyncEventQueue = await openQueue({ dbName: ':memory:', busyTimeout: 100 })
-  const stored = (await aq.store({ cmd: 'x' })) as EventRow | undefined
-  const bulk = await aq.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d })
-  const asyncPage: Page = await aq.getEventsByCmdPaginated('x', { limit: 5 })
-  const commits: number = (await aq.getMetrics()).commitsTotal
-  for await (const batch of aq.streamEvents({ follow: false })) batch.forEach((r) => r.id)
-  await aq.cycleThrough({ _queries: {} }, () => {}, eventCallbacks.void, { start: 1 })
-  await aq.close()
-  void [stored, bulk, asyncPage, commits]
-}
-q.reset?.()
-q.close()
-void [row, out, next, stats, metrics, lineage, run, operate, runAsync]
 
 // A model may be a class instance; `store` with a model returns what the model returned.
 class Account {
@@ -63,3 +49,30 @@ const byStringId: EventRow | null = q.retrieveByID('7')
 const children: EventRow[] = q.getChildEvents('7')
 const transaction: EventRow[] = q.getTransaction(7)
 void [result, balance, notARow, stored, withContext, byStringId, children, transaction]
+q._model = { _queries: {}, ship: (d: { id: number }) => d.id }
+q._cb = eventCallbacks.stub
+const waiting = q.storeWhen({
+  cmd: 'ship', data: { id: 1 }, correlationId: 'o', timeout: 60000,
+  waitFor: { all: [{ pattern: 'paid', correlationId: 'o', where: { amount: { $gte: 10 } } }], count: { correlationId: 'o', count: 2 }, sequence: [{ pattern: 'a', correlationId: 'o', minCount: 1 }] },
+})
+const ready: PendingEventRow[] = q.checkAllPendingEvents()
+const executed = q.executeReadyEvents(undefined, { _error: (e) => e.pendingEvent?.id })
+const expired: PendingStatus[] = q.expirePendingEvents().map((r) => r.status)
+const cancelled: boolean = q.cancelPendingEvent(1)
+const byCorrelation = q.getPendingEventsByCorrelation('o').map((r) => JSON.parse(r.event_data) as unknown)
+async function runAsync() {
+  const aq: AsyncEventQueue = await openQueue({ dbName: ':memory:', busyTimeout: 100 })
+  const storedAsync: EventRow | undefined = await aq.store({ cmd: 'x' })
+  const deposited: unknown = await aq.store({ cmd: 'deposit', data: { amount: 5 } }, account)
+  const bulk = await aq.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d })
+  const asyncPage: Page = await aq.getEventsByCmdPaginated('x', { limit: 5 })
+  const commits: number = (await aq.getMetrics()).commitsTotal
+  for await (const batch of aq.streamEvents({ follow: false })) batch.forEach((r) => r.id)
+  await aq.cycleThrough({ _queries: {} }, () => {}, eventCallbacks.void, { start: 1 })
+  aq._cb = eventCallbacks.error
+  await aq.close()
+  void [storedAsync, deposited, bulk, asyncPage, commits]
+}
+q.reset?.()
+q.close()
+void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, runAsync]
