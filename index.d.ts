@@ -637,4 +637,6 @@ export type ErrorCode =
   | 'ERR_INVALID_ARG'
   | 'ERR_QUEUE_CLOSED'
   | 'ERR_SCHEMA_MISMATCH'
+  | 'ERR_CORRUPT_ROW'
+  | 'ERR_ROW_TOO_LARGE'
   | `SQLITE_${string}`

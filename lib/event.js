@@ -5,6 +5,7 @@
 // metadata, datetime] (see src/event.rs): one boundary crossing however many events.
 const { randomUUID } = require('node:crypto')
 const { eventError, describe, reason } = require('./errors')
+const { rowBuilder } = require('./rows')
 
 const CMD = 0
 const DATA = 1
@@ -124,21 +125,22 @@ function toPayload(records, batch) {
   }
 }
 
-/** The stored row, built from what was sent and the id it got: nothing is read back. */
-function toRow(record, id, correlationId) {
-  return {
-    id,
-    version: record[VERSION],
-    datetime: record[DATETIME],
-    user: record[USER],
-    ip: record[IP],
-    cmd: record[CMD],
-    data: record[DATA],
-    correlation_id: correlationId,
-    causation_id: record[CAUSATION],
-    metadata: record[METADATA],
-  }
+/** Where each column of a stored row comes from: the record sent, the id it got, its correlation id. */
+const ROW_SOURCES = {
+  id: 'id',
+  version: `record[${VERSION}]`,
+  datetime: `record[${DATETIME}]`,
+  user: `record[${USER}]`,
+  ip: `record[${IP}]`,
+  cmd: `record[${CMD}]`,
+  data: `record[${DATA}]`,
+  correlation_id: 'correlationId',
+  causation_id: `record[${CAUSATION}]`,
+  metadata: `record[${METADATA}]`,
 }
+
+/** The stored row, built from what was sent and the id it got: nothing is read back. */
+const toRow = rowBuilder(['record', 'id', 'correlationId'], (column) => ROW_SOURCES[column])
 
 module.exports = {
   readEvent, lacksCmd, toRecord, toPayload, toRow, timestamp,

@@ -8,7 +8,7 @@ const { execute, eventCallbacks } = require('./execute')
 const { canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
-const { toRows, oneRow } = require('./rows')
+const { toRows, oneRow, endedEarly, firstPiece, appendPieces, rowsOf } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
 const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
 const { metricsText } = require('./prometheus')
@@ -247,9 +247,10 @@ class EventQueue {
     const { from: start, until } = cycleRange(range)
     let from = start
     for (;;) {
-      const rows = toRows(JSON.parse(db.range(from, until, REPLAY_BATCH)))
+      const values = JSON.parse(db.range(from, until, REPLAY_BATCH))
+      const rows = toRows(values)
       for (const row of rows) execute(row, model, whileCB)
-      if (rows.length < REPLAY_BATCH) break
+      if (rows.length < REPLAY_BATCH && !endedEarly(values)) break
       from = rows[rows.length - 1].id + 1
     }
     if (typeof doneCB === 'function') doneCB()
@@ -268,13 +269,13 @@ class EventQueue {
   getTransaction(correlationId) {
     const db = this.#db
     const key = toCorrelationId(correlationId, 'getTransaction')
-    return key === null ? [] : toRows(JSON.parse(db.byCorrelation(key)))
+    return key === null ? [] : rowsOf(db.byCorrelation(key))
   }
 
   getChildEvents(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? [] : toRows(JSON.parse(db.children(key)))
+    return key === null ? [] : rowsOf(db.children(key))
   }
 
   getEventLineage(id) {
@@ -282,8 +283,9 @@ class EventQueue {
     const key = toId(id)
     const text = key === null ? null : db.lineage(key)
     if (text === null || text === undefined) return null
-    const [event, parent, children] = JSON.parse(text)
-    return { event: oneRow(event), parent: oneRow(parent), children: toRows(children) }
+    // One flat array of rows: the event, its parent (a row of nulls when it has none), its children.
+    const rows = rowsOf(text)
+    return { event: rows[0], parent: rows[1].id === null ? null : rows[1], children: rows.slice(2) }
   }
 
   getByCorrelationIdPaginated(correlationId, options) {
@@ -346,22 +348,14 @@ class EventQueue {
 
   /**
    * A cached read that went to SQLite: `found` is null (no such event) or the text
-   * `[values, slot]`. The row or rows `build` makes of the values become the slot's template
-   * and a copy is returned; slot -1 means the cache is disabled and nothing is kept.
+   * `[values, slot]`, in pieces or not. The row or rows `build` makes of the values become the
+   * slot's template and a copy is returned; slot -1 means the cache is disabled and nothing is
+   * kept.
    */
   #miss(found, build, copy) {
     if (found === null) return null
-    let pair
-    try {
-      pair = JSON.parse(found)
-    } catch (err) {
-      // A row whose stored JSON does not parse (written by another program) throws as the
-      // uncached read does; its slot must not keep serving the template of another key.
-      this.clearCache()
-      throw err
-    }
-    const value = build(pair[0])
-    const slot = pair[1]
+    const [values, slot] = JSON.parse(firstPiece(found))
+    const value = appendPieces(build(values), found)
     if (slot < 0) return value
     this.#templates[slot] = value
     return copy(value)

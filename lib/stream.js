@@ -5,6 +5,7 @@
 const { optionError, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { toRows } = require('./rows')
+const { defaults } = require('./constants')
 
 const STREAM_KEYS = ['batchSize', 'startId', 'endId', 'correlationId', 'user', 'cmd', 'follow', 'signal']
 /** How long a following stream waits before it looks for events appended by another process. */
@@ -20,7 +21,7 @@ function checkFilter(value, name) {
 /** The native reader's options, plus `follow` and `signal`, which stay on this side. */
 function streamOptions(given) {
   const options = given === undefined ? {} : readOptions(given, STREAM_KEYS, '')
-  const { batchSize = 1000, startId = 0, endId = null, follow = false, signal = null } = options
+  const { batchSize = defaults.batchSize, startId = 0, endId = null, follow = false, signal = null } = options
   const isSignal = signal !== null && typeof signal === 'object' && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function'
   if (signal !== null && !isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
   return {

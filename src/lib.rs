@@ -3,27 +3,34 @@
 //! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
 //! and results; see `lib/queue.js`.
 
-pub mod backup;
-pub mod cache;
-pub mod checkpoint;
-pub mod condition;
-pub mod connection;
-pub mod error;
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+// Public only for what the tests in `tests/` and the programs in `examples/` use: the rest,
+// the raw SQLite parts above all, is the crate's own.
+pub(crate) mod backup;
+pub(crate) mod cache;
+pub(crate) mod checkpoint;
+pub(crate) mod condition;
+pub(crate) mod connection;
+pub(crate) mod error;
 pub mod event;
-pub mod jsvalue;
-pub mod lock;
-pub mod maintenance;
-pub mod metrics;
+pub mod json;
+pub(crate) mod jsvalue;
+pub(crate) mod lock;
+pub(crate) mod maintenance;
+pub(crate) mod metrics;
 pub mod page;
-pub mod pending;
+pub(crate) mod pending;
+pub(crate) mod pieces;
 pub mod read;
 pub mod row;
 pub mod schema;
-pub mod statement;
+pub(crate) mod statement;
 pub mod store;
-pub mod stream;
-pub mod transfer;
-pub mod writer;
+pub(crate) mod stream;
+pub(crate) mod transfer;
+pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -32,8 +39,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{
-    validate_type_tag, AsyncTask, Either, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue,
-    TypeName, TypeTag, ValueType,
+    validate_type_tag, AsyncTask, Either, Either3, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize,
+    ToNapiValue, TypeName, TypeTag, ValueType,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{check_status, sys, Env, JsError, Status, Task};
@@ -88,12 +95,33 @@ pub struct CacheOptions {
 }
 
 /// A cached read for JavaScript: the slot of a template it holds, or the `[values, slot]` text
-/// of a miss; see `src/cache.rs`.
-fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, Json>> {
+/// of a miss (in pieces); see `src/cache.rs`.
+fn to_found(lookup: Option<Lookup>) -> Option<Either3<u32, Json, Vec<Json>>> {
     lookup.map(|found| match found {
-        Lookup::Hit(slot) => Either::A(slot),
-        Lookup::Miss(text) => Either::B(Json(text)),
+        Lookup::Hit(slot) => Either3::A(slot),
+        Lookup::Miss(pieces) => match to_text(pieces) {
+            Either::A(text) => Either3::B(text),
+            Either::B(pieces) => Either3::C(pieces),
+        },
     })
+}
+
+/// A read's text for JavaScript (see `src/pieces.rs`): one string, as nearly always, or an
+/// array of the pieces.
+fn to_text(mut pieces: Vec<String>) -> Either<Json, Vec<Json>> {
+    match pieces.len() {
+        1 => Either::A(Json(pieces.pop().unwrap_or_default())),
+        _ => Either::B(pieces.into_iter().map(Json).collect()),
+    }
+}
+
+/// The longest string the runtime can create, in UTF-16 code units (`buffer.constants.
+/// MAX_STRING_LENGTH`): no read hands over more in one string. Called once, as the addon loads.
+#[napi]
+pub fn set_max_string(units: f64) {
+    if units.is_finite() && units >= 1.0 {
+        pieces::set_max_string(units as usize);
+    }
 }
 
 /// The option keys of `indexes`, so that JavaScript validates against the one list.
@@ -107,6 +135,63 @@ pub fn index_keys() -> Vec<&'static str> {
 #[napi]
 pub fn wait_groups() -> Vec<Vec<&'static str>> {
     condition::Group::ALL.iter().map(|g| vec![g.key(), g.condition_type()]).collect()
+}
+
+/// The constants the JavaScript layer shares with the core, defined here once; `lib/constants.js`
+/// reads them when the package loads.
+#[napi(object, object_from_js = false)]
+pub struct Constants {
+    /// The columns of a row, in the order every read sends their values.
+    pub columns: Vec<&'static str>,
+    /// The columns that hold JSON, which a row carries parsed.
+    pub json_columns: Vec<&'static str>,
+    /// The values of the `synchronous` option.
+    pub synchronous: Vec<&'static str>,
+    pub max_page_limit: u32,
+    pub max_cache_size: u32,
+    pub max_busy_timeout: u32,
+    pub defaults: Defaults,
+}
+
+/// What an option left out means.
+#[napi(object, object_from_js = false)]
+pub struct Defaults {
+    pub db_name: &'static str,
+    pub wal: bool,
+    pub busy_timeout: u32,
+    pub reset: bool,
+    pub cache: CacheOptions,
+    /// A page's `limit`.
+    pub page_limit: u32,
+    /// A stream's `batchSize`.
+    pub batch_size: u32,
+}
+
+#[napi]
+pub fn constants() -> Constants {
+    let config = Config::new(store::DEFAULT_PATH);
+    // The casts are of small constants, which fit.
+    Constants {
+        columns: schema::COLUMNS.to_vec(),
+        json_columns: row::json_columns().collect(),
+        synchronous: store::SYNCHRONOUS.to_vec(),
+        max_page_limit: page::MAX_LIMIT as u32,
+        max_cache_size: cache::MAX_SIZE as u32,
+        max_busy_timeout: store::MAX_BUSY_TIMEOUT_MS,
+        defaults: Defaults {
+            db_name: store::DEFAULT_PATH,
+            wal: config.wal,
+            busy_timeout: config.busy_timeout_ms,
+            reset: config.reset,
+            cache: CacheOptions {
+                enabled: config.cache.enabled,
+                max_size: config.cache.max_size as u32,
+                ttl: config.cache.ttl.as_millis() as f64,
+            },
+            page_limit: page::DEFAULT_LIMIT as u32,
+            batch_size: stream::DEFAULT_BATCH_SIZE as u32,
+        },
+    }
 }
 
 /// Roughly what an open queue holds outside the JavaScript heap: SQLite's connection, its page
@@ -169,7 +254,12 @@ impl NativeQueue {
     /// batch. Nothing panics while holding the lock, and a SQLite transaction cut short rolls
     /// back, so a poisoned lock still guards a usable store.
     fn store(&self) -> Result<MutexGuard<'_, Store>> {
-        Ok(self.shared()?.lock().unwrap_or_else(PoisonError::into_inner))
+        self.locked().map_err(to_js)
+    }
+
+    /// [`NativeQueue::store`], with the core's error.
+    fn locked(&self) -> Result<MutexGuard<'_, Store>, Error> {
+        Ok(self.store.as_ref().ok_or(Error::QueueClosed)?.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Stores the payload (see `src/event.rs`) of one `store` call; returns the first id.
@@ -255,78 +345,114 @@ impl NativeQueue {
         read::correlation_id(self.store()?.conn(), id).map_err(to_js)
     }
 
+    /// Runs a read on the store. Its error is thrown as [`rejection`] makes it, with the `id`
+    /// of a row that cannot be read.
+    fn read<T>(&self, env: &Env, read: impl FnOnce(&mut Store) -> Result<T, Error>) -> Result<T, napi::Error> {
+        self.locked().and_then(|mut store| read(&mut store)).map_err(|err| rejection(env, err))
+    }
+
     /// Event `id`'s values (see `src/read.rs`). Exported as the raw function `byId(queue, id)`;
     /// see [`RAW_FUNCTIONS`].
-    pub fn by_id(&self, id: f64) -> Result<Option<Json>> {
-        let id = to_id(id).map_err(to_js)?;
-        read::by_id(self.store()?.conn(), id).map(|row| row.map(Json)).map_err(to_js)
+    pub fn by_id(&self, id: f64) -> Result<Option<Json>, Error> {
+        read::by_id(self.locked()?.conn(), to_id(id)?).map(|row| row.map(Json))
     }
 
     #[napi(ts_return_type = "string | null")]
-    pub fn last(&self) -> Result<Option<Json>> {
-        read::last(self.store()?.conn()).map(|row| row.map(Json)).map_err(to_js)
+    pub fn last(&self, env: Env) -> Result<Option<Json>, napi::Error> {
+        self.read(&env, |store| Ok(read::last(store.conn())?.map(Json)))
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn by_correlation(&self, correlation_id: String) -> Result<Json> {
-        read::by_correlation(self.store()?.conn(), &correlation_id).map(Json).map_err(to_js)
+    /// Reads of many rows return their text in pieces; see [`to_text`].
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn by_correlation(&self, env: Env, correlation_id: String) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(&env, |store| read::by_correlation(store.conn(), &correlation_id).map(to_text))
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn children(&self, id: f64) -> Result<Json> {
-        let id = to_id(id).map_err(to_js)?;
-        read::children(self.store()?.conn(), id).map(Json).map_err(to_js)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn children(&self, env: Env, id: f64) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(&env, |store| read::children(store.conn(), to_id(id)?).map(to_text))
     }
 
-    #[napi(ts_return_type = "string | null")]
-    pub fn lineage(&self, id: f64) -> Result<Option<Json>> {
-        let id = to_id(id).map_err(to_js)?;
-        read::lineage(self.store()?.conn(), id).map(|text| text.map(Json)).map_err(to_js)
+    #[napi(ts_return_type = "string | string[] | null")]
+    pub fn lineage(&self, env: Env, id: f64) -> Result<Option<Either<Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| Ok(read::lineage(store.conn(), to_id(id)?)?.map(to_text)))
     }
 
     /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as a
-    /// flat JSON array of values: the batches `cycleThrough` replays.
+    /// flat JSON array of values: the batches `cycleThrough` replays. A batch may end early (see
+    /// `src/pieces.rs`), which one more value at its end says; see [`stream::Batch::into_replay`].
     #[napi(ts_return_type = "string")]
-    pub fn range(&self, from: f64, until: Option<f64>, limit: u32) -> Result<Json> {
-        let from = to_id(from).map_err(to_js)?;
-        let end = until.map(to_id).transpose().map_err(to_js)?.map_or(i64::MAX, |u| u.saturating_sub(1));
-        let batch = Filter::default().read(self.store()?.conn(), from..=end, i64::from(limit)).map_err(to_js)?;
-        Ok(Json(batch.text))
+    pub fn range(&self, env: Env, from: f64, until: Option<f64>, limit: u32) -> Result<Json, napi::Error> {
+        self.read(&env, |store| {
+            let end = until.map(to_id).transpose()?.map_or(i64::MAX, |u| u.saturating_sub(1));
+            let ids = to_id(from)?..=end;
+            let batch = Filter::default().read(store.conn(), ids, i64::from(limit), &pieces::Limits::current())?;
+            Ok(Json(batch.into_replay()))
+        })
     }
 
-    /// One page, as the JSON text described in `src/page.rs`.
-    fn page(&self, query: Query<'_>, options: PageArgs) -> Result<Json> {
-        let offset = to_id(options.offset).map_err(to_js)?;
-        let cursor = options.cursor.as_deref();
-        let options = PageOptions { limit: i64::from(options.limit), offset, cursor, with_count: options.with_count };
-        page::read(self.store()?.conn(), query, &options).map(Json).map_err(to_js)
+    /// One page, as the JSON text described in `src/page.rs`, in pieces (see [`to_text`]).
+    fn page(&self, env: &Env, query: Query<'_>, options: PageArgs) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(env, |store| {
+            let offset = to_id(options.offset)?;
+            let cursor = options.cursor.as_deref();
+            let limit = i64::from(options.limit);
+            let options = PageOptions { limit, offset, cursor, with_count: options.with_count };
+            page::read(store.conn(), query, &options).map(to_text)
+        })
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_correlation(&self, correlation_id: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::Correlation(&correlation_id), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_correlation(
+        &self,
+        env: Env,
+        correlation_id: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::Correlation(&correlation_id), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_of_children(&self, id: f64, options: PageArgs) -> Result<Json> {
-        let id = to_id(id).map_err(to_js)?;
-        self.page(Query::Children(id), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_of_children(
+        &self,
+        env: Env,
+        id: f64,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        let id = to_id(id).map_err(|err| rejection(&env, err))?;
+        self.page(&env, Query::Children(id), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_user(&self, user: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::User(&user), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_user(
+        &self,
+        env: Env,
+        user: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::User(&user), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_cmd(&self, cmd: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::Cmd(&cmd), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_cmd(
+        &self,
+        env: Env,
+        cmd: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::Cmd(&cmd), options)
     }
 
     /// `start` and `end` may be infinite; NaN matches nothing.
-    #[napi(ts_return_type = "string")]
-    pub fn page_in_time_range(&self, start: f64, end: f64, options: PageArgs) -> Result<Json> {
-        self.page(Query::TimeRange(start, end), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_in_time_range(
+        &self,
+        env: Env,
+        start: f64,
+        end: f64,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::TimeRange(start, end), options)
     }
 
     /// A reader of this store's events; see [`NativeStream`].
@@ -340,15 +466,18 @@ impl NativeQueue {
         Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
 
-    #[napi(ts_return_type = "number | string | null")]
-    pub fn cached_by_id(&self, id: f64) -> Result<Option<Either<u32, Json>>> {
-        let id = to_id(id).map_err(to_js)?;
-        self.store()?.cached_by_id(id).map(to_found).map_err(to_js)
+    #[napi(ts_return_type = "number | string | string[] | null")]
+    pub fn cached_by_id(&self, env: Env, id: f64) -> Result<Option<Either3<u32, Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| store.cached_by_id(to_id(id)?).map(to_found))
     }
 
-    #[napi(ts_return_type = "number | string | null")]
-    pub fn cached_transaction(&self, correlation_id: String) -> Result<Option<Either<u32, Json>>> {
-        self.store()?.cached_transaction(correlation_id).map(to_found).map_err(to_js)
+    #[napi(ts_return_type = "number | string | string[] | null")]
+    pub fn cached_transaction(
+        &self,
+        env: Env,
+        correlation_id: String,
+    ) -> Result<Option<Either3<u32, Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| store.cached_transaction(correlation_id).map(to_found))
     }
 
     #[napi]
@@ -710,12 +839,16 @@ impl Task for NextBatch {
     }
 }
 
-/// The JavaScript error a failed read rejects with, carrying the same `code` as the errors
-/// synchronous calls throw (a task's own error type can only carry napi's status names).
+/// The JavaScript error a failed read rejects with or throws, carrying the same `code` as the
+/// errors synchronous calls throw (a task's own error type can only carry napi's status names),
+/// and the `id` of the row it is about, when it is about one.
 fn rejection(env: &Env, err: Error) -> napi::Error {
     let coded = || -> napi::Result<napi::Error> {
         let mut object = env.create_error(napi::Error::from_reason(err.to_string()))?;
         object.set_named_property("code", err.code())?;
+        if let Some(id) = err.row_id() {
+            object.set_named_property("id", id as f64)?;
+        }
         Ok(napi::Error::from(object.to_unknown()))
     };
     coded().unwrap_or_else(|failed| failed)
@@ -730,6 +863,7 @@ impl ToNapiValue for Json {
     unsafe fn to_napi_value(env: sys::napi_env, value: Json) -> napi::Result<sys::napi_value> {
         let text = value.0;
         if !text.is_ascii() {
+            // SAFETY: `env` is the one this conversion was called with (as the trait requires).
             return unsafe { String::to_napi_value(env, text) };
         }
         let mut result = ptr::null_mut();
@@ -756,9 +890,9 @@ type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) 
 
 /// The hottest reads, exported as plain Node-API functions that take the queue as their first
 /// argument (`byId(queue, id)`). The `#[napi]` method glue tracks borrows on every call, on
-/// Node and Bun alike, which costs a measurable part of a whole `retrieveByID` and more than a
-/// cache hit costs without it (docs/performance.md). Writes keep the glue: a commit costs far
-/// more, and going raw bought nothing measurable there.
+/// Node and Bun alike, which costs a noticeable share of a whole `retrieveByID`, and more than
+/// a cache hit costs without it. Writes keep the glue: a commit costs far more, and going raw
+/// bought nothing measurable there.
 const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"byId", raw_by_id)];
 
 /// Adds [`RAW_FUNCTIONS`] to the exports.
@@ -787,8 +921,8 @@ pub fn export_raw_functions(exports: Object, env: Env) -> napi::Result<()> {
 /// `None` unless it got both.
 ///
 /// # Safety
-/// `env` and `info` must be those of a Node-API callback in progress, and the queue must not
-/// be used after that callback returns.
+/// `env` and `info` must be those of a Node-API callback in progress. The queue must not be
+/// used after that callback returns, nor while JavaScript runs (see below).
 unsafe fn queue_and_arg<'a>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
@@ -799,7 +933,13 @@ unsafe fn queue_and_arg<'a>(
     let mut wrapped = ptr::null_mut();
     // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
     // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, which JavaScript keeps alive
-    // for the call since it is an argument; its store is only reached through its lock.
+    // for the call since it is an argument. A shared reference to it is sound because nothing
+    // can take the queue mutably while it lives. Only the `#[napi]` glue of a method that
+    // takes `&mut self` (`close`) does that, and only when JavaScript calls it, on the one
+    // JavaScript thread: that thread is inside this callback until it returns, and the
+    // callback runs no JavaScript (the caller's promise), so no such call can re-enter. Other
+    // threads never reach the `NativeQueue`, only the store its `Arc` shares with streams.
+    // Bypassing the glue skips its run-time borrow tracking, which is what these functions save.
     unsafe {
         let ok = sys::Status::napi_ok;
         if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
@@ -818,17 +958,18 @@ unsafe fn queue_and_arg<'a>(
 }
 
 /// Runs `method` for a raw callback `name(queue, arg)`, converting the argument and the result
-/// as the `#[napi]` glue does; an error is thrown as the `Error`, with its `code`, that the
-/// method would throw through the glue.
+/// as the `#[napi]` glue does; the method's error is thrown as [`rejection`] makes it.
 ///
 /// # Safety
-/// `env` and `info` must be those of a Node-API callback in progress.
+/// `env` and `info` must be those of a Node-API callback in progress, and converting the
+/// argument to `A` and running `method` must run no JavaScript (no getters, no callbacks).
 unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-    method: fn(&NativeQueue, A) -> Result<R>,
+    method: fn(&NativeQueue, A) -> Result<R, Error>,
 ) -> sys::napi_value {
-    // SAFETY: as this function requires; the queue does not outlive this call.
+    // SAFETY: as this function requires; the queue does not outlive this call, and no
+    // JavaScript runs while it is used.
     let Some((queue, arg)) = (unsafe { queue_and_arg(env, info) }) else {
         let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue and one argument".to_string());
         // SAFETY: `env` is this callback's.
@@ -837,6 +978,7 @@ unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
     // SAFETY: `arg` is a value of this callback; `env` is its.
     let result = match unsafe { A::from_napi_value(env, arg) } {
         Ok(arg) => method(queue, arg),
+        // SAFETY: `env` is this callback's.
         Err(err) => return unsafe { throw(env, err) },
     };
     // SAFETY: `env` is this callback's.
@@ -844,7 +986,7 @@ unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
         match result.map(|value| R::to_napi_value(env, value)) {
             Ok(Ok(value)) => value,
             Ok(Err(err)) => throw(env, err),
-            Err(err) => throw(env, err),
+            Err(err) => throw(env, rejection(&Env::from_raw(env), err)),
         }
     }
 }
@@ -861,7 +1003,8 @@ unsafe fn throw<S: AsRef<str>>(env: sys::napi_env, err: napi::Error<S>) -> sys::
 }
 
 unsafe extern "C" fn raw_by_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // SAFETY: called by Node-API with its own env and callback info.
+    // SAFETY: called by Node-API with its own env and callback info; reading a number and
+    // `by_id` run no JavaScript.
     unsafe { call(env, info, NativeQueue::by_id) }
 }
 
@@ -881,7 +1024,8 @@ unsafe extern "C" fn cached_id_hit(env: sys::napi_env, info: sys::napi_callback_
 /// # Safety
 /// `env` and `info` must be those of a Node-API callback in progress.
 unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u32> {
-    // SAFETY: as this function requires; the queue does not outlive this call.
+    // SAFETY: as this function requires; the queue does not outlive this call, and reading a
+    // number and the cache run no JavaScript.
     let (queue, arg) = unsafe { queue_and_arg(env, info) }?;
     let mut id = 0.0;
     // SAFETY: `arg` is a value of this callback; a non-number leaves a status, not `id`.

@@ -195,7 +195,7 @@ mod tests {
         let top: Vec<(&str, i64)> = seen.top_cmds.iter().map(|c| (c.cmd.as_str(), c.count)).collect();
         assert_eq!(top, vec![("b", 3), ("a", 2), ("c", 1)]);
         assert_eq!(seen.indexes, vec!["idx_causation_id", "idx_correlation_id"]);
-        assert!(seen.pending_events.is_none());
+        assert_eq!(seen.pending_events, Some(vec![]), "a queue creates the pending events table");
         assert!(seen.page_size > 0 && seen.page_count > 0);
     }
 

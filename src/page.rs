@@ -1,7 +1,8 @@
 //! Paginated reads: one page of a query, the query's total, and where the next page starts,
 //! rendered as one JSON text so that a page crosses to JavaScript in one piece:
 //! `{"events":[…],"totalCount":…,"hasMore":…,"nextOffset":…,"nextCursor":…}`, where `events`
-//! is a flat array of row values (see [`crate::row::write_values`]).
+//! is a flat array of row values (see [`crate::row::write_values`]); a page of very large rows
+//! continues its `events` in further [`Pieces`].
 //!
 //! A page reads `limit + 1` rows: the extra one only says whether more follow, so `hasMore` is
 //! exact without counting. A cursor is keyset pagination: it holds the sort key of the last row
@@ -15,11 +16,15 @@ use rusqlite::types::ValueRef;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::row::{select_list, write_values};
+use crate::pieces::Pieces;
+use crate::row::select_list;
 use crate::statement::{Row, Statement};
 
 /// The largest `limit` a page accepts.
 pub const MAX_LIMIT: i64 = 10_000;
+
+/// The `limit` of a page when none is given.
+pub const DEFAULT_LIMIT: i64 = 100;
 
 /// The five paginated queries, each with its arguments.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +126,7 @@ impl Query<'_> {
     }
 
     /// Binds the query's arguments, `?1` and `?2`.
-    fn bind(&self, stmt: &mut Statement) -> Result<()> {
+    fn bind(&self, stmt: &mut Statement<'_>) -> Result<()> {
         match *self {
             Query::Correlation(text) | Query::User(text) | Query::Cmd(text) => stmt.bind(1, text),
             Query::Children(id) => stmt.bind(1, id),
@@ -258,8 +263,8 @@ fn check(options: &PageOptions<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Reads one page of `query` as JSON text.
-pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> Result<String> {
+/// Reads one page of `query` as JSON text, in [`Pieces`].
+pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> Result<Vec<String>> {
     check(options)?;
     let after = options.cursor.map(|text| Cursor::decode(text, &query)).transpose()?;
     if options.with_count {
@@ -270,11 +275,18 @@ pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> R
     }
 }
 
-fn render(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>, after: Option<Cursor>) -> Result<String> {
+fn render(
+    conn: &Connection,
+    query: Query<'_>,
+    options: &PageOptions<'_>,
+    after: Option<Cursor>,
+) -> Result<Vec<String>> {
     let passed = after.map_or(options.offset, |c| c.passed);
-    let mut out = String::with_capacity(256 * options.limit.min(1000) as usize);
-    out.push_str("{\"events\":[");
-    let events = write_events(&mut out, conn, query, options, after)?;
+    let mut head = String::with_capacity(256 * options.limit.min(1000) as usize);
+    head.push_str("{\"events\":[");
+    let mut pieces = Pieces::new(head);
+    let events = write_events(&mut pieces, conn, query, options, after)?;
+    let out = &mut pieces.first;
     out.push_str("],\"totalCount\":");
     if options.with_count {
         // A last page reached by offset holds the rest of the result, so it gives the total
@@ -301,7 +313,7 @@ fn render(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>, after:
         }
         None => out.push_str(",\"hasMore\":false,\"nextOffset\":null,\"nextCursor\":null}"),
     }
-    Ok(out)
+    Ok(pieces.finish())
 }
 
 /// What [`write_events`] wrote.
@@ -314,9 +326,9 @@ struct Events {
     last: Option<Cursor>,
 }
 
-/// Writes up to `limit` rows, comma-separated.
+/// Writes up to `limit` rows.
 fn write_events(
-    out: &mut String,
+    pieces: &mut Pieces,
     conn: &Connection,
     query: Query<'_>,
     options: &PageOptions<'_>,
@@ -340,10 +352,7 @@ fn write_events(
             events.more = true;
             break;
         }
-        if events.rows > 0 {
-            out.push(',');
-        }
-        write_values(out, &row)?;
+        pieces.row(&row)?;
         events.rows += 1;
         if events.rows == options.limit {
             events.last = Some(Cursor::at(&row)?);
@@ -417,7 +426,9 @@ mod tests {
     }
 
     fn page(store: &Store, query: Query<'_>, options: &PageOptions<'_>) -> Value {
-        serde_json::from_str(&read(store.conn(), query, options).unwrap()).unwrap()
+        let pieces = read(store.conn(), query, options).unwrap();
+        assert_eq!(pieces.len(), 1, "a page of small rows is one piece");
+        serde_json::from_str(&pieces[0]).unwrap()
     }
 
     fn ids(page: &Value) -> Vec<i64> {

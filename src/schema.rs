@@ -110,7 +110,8 @@ pub fn apply_indexes(conn: &Connection, wanted: &HashMap<String, bool>) -> Resul
 pub fn check_index_keys(wanted: &HashMap<String, bool>) -> Result<()> {
     match wanted.keys().find(|k| !INDEXES.iter().any(|d| d.key == k.as_str())) {
         Some(unknown) => {
-            Err(Error::InvalidOption(format!("indexes.{unknown} is not an index; known: {}", index_keys().join(", "))))
+            let known = index_keys().join(", ");
+            Err(Error::InvalidOption(format!("indexes has no key {unknown:?}; known: {known}")))
         }
         None => Ok(()),
     }
@@ -190,6 +191,8 @@ mod tests {
         let err = apply_indexes(&conn, &HashMap::from([("colour".to_string(), true)])).unwrap_err();
         assert_eq!(err.code(), "ERR_INVALID_OPTION");
         assert!(err.to_string().contains("colour"));
+        let empty = check_index_keys(&HashMap::from([(String::new(), true)])).unwrap_err();
+        assert!(empty.to_string().contains(r#""""#), "an empty key shows as one: {empty}");
     }
 
     #[test]

@@ -25,6 +25,15 @@ use crate::writer::Write;
 
 pub const MEMORY: &str = ":memory:";
 
+/// The file `initQueue` opens when given no `dbName`.
+pub const DEFAULT_PATH: &str = "data/events.sqlite";
+
+/// The longest `busy_timeout` SQLite takes, in milliseconds (a C `int`).
+pub const MAX_BUSY_TIMEOUT_MS: u32 = i32::MAX as u32;
+
+/// The levels of `PRAGMA synchronous`, each at its number.
+pub const SYNCHRONOUS: [&str; 4] = ["OFF", "NORMAL", "FULL", "EXTRA"];
+
 /// How to open a store. The JavaScript layer fills it from `initQueue`'s options, already
 /// validated; [`Store::open`] still refuses what SQLite would misread.
 #[derive(Debug, Clone)]
@@ -61,9 +70,10 @@ impl Config {
         match self.synchronous.as_deref() {
             None if self.wal => Ok("NORMAL"),
             None => Ok("FULL"),
-            Some(s @ ("OFF" | "NORMAL" | "FULL" | "EXTRA")) => Ok(s),
+            Some(level) if SYNCHRONOUS.contains(&level) => Ok(level),
             Some(other) => Err(Error::InvalidOption(format!(
-                "synchronous must be 'OFF', 'NORMAL', 'FULL' or 'EXTRA', got '{other}'"
+                "synchronous must be one of {}, got {other:?}",
+                SYNCHRONOUS.join(", ")
             ))),
         }
     }
@@ -129,8 +139,21 @@ fn inherits(e: &NewEvent<'_>) -> bool {
 }
 
 impl Store {
+    /// Opens (creating if needed) the store `config` describes. An error about the file itself
+    /// names it.
     pub fn open(config: Config) -> Result<Store> {
+        let path = config.path.clone();
+        Store::open_config(config).map_err(|err| err.naming_file(&path))
+    }
+
+    fn open_config(config: Config) -> Result<Store> {
         let synchronous = config.synchronous()?.to_string();
+        if config.busy_timeout_ms > MAX_BUSY_TIMEOUT_MS {
+            return Err(Error::InvalidOption(format!(
+                "busyTimeout must be an integer from 0 to {MAX_BUSY_TIMEOUT_MS}, got {}",
+                config.busy_timeout_ms
+            )));
+        }
         schema::check_index_keys(&config.indexes)?;
         config.cache.check()?;
         if config.path.is_empty() || config.path.contains('\0') {
@@ -310,7 +333,7 @@ impl Store {
     /// [`crate::writer`]), each call in a savepoint of its own, so that a call that fails
     /// stores nothing and fails alone. `Err` when the transaction itself failed (it could not
     /// begin or commit, or SQLite rolled it back): then none of the calls is stored.
-    pub fn append_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+    pub(crate) fn append_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
         if let [write] = writes {
             // A call alone is a transaction of its own, with the single store's shortcut; only
             // a claim can store nothing.
@@ -530,22 +553,17 @@ impl Writer<'_> {
 
 /// SQLite's name for a `PRAGMA synchronous` level.
 fn synchronous_name(level: i64) -> &'static str {
-    match level {
-        0 => "OFF",
-        1 => "NORMAL",
-        2 => "FULL",
-        3 => "EXTRA",
-        _ => "UNKNOWN",
-    }
+    usize::try_from(level).ok().and_then(|level| SYNCHRONOUS.get(level)).copied().unwrap_or("UNKNOWN")
 }
 
-/// What every connection of the library needs, the store's and a stream's alike.
-pub fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
+/// What every connection of the library needs, the store's and a stream's alike. The timeout
+/// is one [`Store::open`] accepted.
+pub(crate) fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
     conn.busy_timeout(Duration::from_millis(u64::from(busy_timeout_ms)))?;
     // The query planner stability guarantee. Without it SQLite (built with STAT4, as the
     // bundled one is) marks a statement whose LIMIT is a bound parameter to be compiled again
-    // whenever that parameter is bound, which a cached statement is on every run: a large part
-    // of a page or stream batch (docs/performance.md).
+    // whenever that parameter is bound, which a cached statement is on every run: a page or
+    // stream batch then costs a third more than stepping through its 100 rows does.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     Ok(())
 }
@@ -693,8 +711,16 @@ mod tests {
         let path = temp_path("notadb");
         std::fs::create_dir_all(Path::new(&path).parent().unwrap()).unwrap();
         std::fs::write(&path, vec![b'x'; 4096]).unwrap();
-        let err = Store::open(Config::new(path)).err().unwrap();
+        let err = Store::open(Config::new(&path)).err().unwrap();
         assert_eq!(err.code(), "SQLITE_NOTADB");
+        assert!(err.to_string().contains(&path), "the message names the file: {err}");
+    }
+
+    #[test]
+    fn a_busy_timeout_sqlite_cannot_take_is_an_option_error() {
+        let mut config = Config::new(MEMORY);
+        config.busy_timeout_ms = MAX_BUSY_TIMEOUT_MS + 1;
+        assert_eq!(Store::open(config).err().unwrap().code(), "ERR_INVALID_OPTION");
     }
 
     #[test]

@@ -13,8 +13,12 @@ use rusqlite::OpenFlags;
 use crate::connection::Connection;
 
 use crate::error::Result;
-use crate::row::{select_list, write_values};
+use crate::pieces::{write_row, Limits};
+use crate::row::select_list;
 use crate::store::{self, Store, MEMORY};
+
+/// The rows a stream reads at a time when not told otherwise.
+pub const DEFAULT_BATCH_SIZE: i64 = 1000;
 
 /// The optional filters of a stream; they combine with AND.
 #[derive(Debug, Clone, Default)]
@@ -50,11 +54,28 @@ pub struct Batch {
     pub text: String,
     pub rows: usize,
     pub last_id: Option<i64>,
+    /// Whether the batch ended before `limit` rows with more possibly to come: it reached
+    /// [`Limits::batch`] bytes, or the next row cannot be read (the next batch, which starts
+    /// with it, reports why), so that the rows before it are delivered first.
+    pub cut: bool,
+}
+
+impl Batch {
+    /// The text `cycleThrough` replays: the rows, then, when the batch was cut, one more value
+    /// (`true`), which tells it to go on although the batch is short.
+    pub fn into_replay(self) -> String {
+        let mut text = self.text;
+        if self.cut {
+            text.pop();
+            text.push_str(",true]");
+        }
+        text
+    }
 }
 
 impl Filter {
-    /// Reads up to `limit` matching rows with an id in `ids`, in id order.
-    pub fn read(&self, conn: &Connection, ids: RangeInclusive<i64>, limit: i64) -> Result<Batch> {
+    /// Reads up to `limit` matching rows with an id in `ids`, in id order, within `limits`.
+    pub fn read(&self, conn: &Connection, ids: RangeInclusive<i64>, limit: i64, limits: &Limits) -> Result<Batch> {
         let filters = [&self.correlation_id, &self.user, &self.cmd];
         let mask = filters.iter().enumerate().fold(0, |m, (bit, f)| if f.is_some() { m | 1 << bit } else { m });
         let mut stmt = conn.cached(&BATCH_SQL[mask])?;
@@ -67,13 +88,30 @@ impl Filter {
         }
         stmt.bind(6, limit)?;
         let mut rows = stmt.rows();
-        let mut batch = Batch { text: String::with_capacity(256 * limit.min(1000) as usize), rows: 0, last_id: None };
+        let capacity = (256 * limit.min(1000) as usize).min(limits.batch);
+        let mut batch = Batch { text: String::with_capacity(capacity), rows: 0, last_id: None, cut: false };
         batch.text.push('[');
-        while let Some(row) = rows.next()? {
+        loop {
+            if batch.rows > 0 && batch.text.len() >= limits.batch {
+                batch.cut = true;
+                break;
+            }
+            let Some(row) = rows.next()? else { break };
+            let start = batch.text.len();
             if batch.rows > 0 {
                 batch.text.push(',');
             }
-            write_values(&mut batch.text, &row)?;
+            let written = write_row(&mut batch.text, &row, limits);
+            // Past what a string may hold, the row goes to the next batch, on its own.
+            let overfull = batch.rows > 0 && batch.text.len() > limits.row;
+            if written.is_err() || overfull {
+                batch.text.truncate(start);
+                if batch.rows == 0 {
+                    written?;
+                }
+                batch.cut = true;
+                break;
+            }
             batch.rows += 1;
             batch.last_id = row.value(0)?.as_i64().ok();
         }
@@ -133,6 +171,7 @@ pub struct Stream {
     next_id: i64,
     end_id: i64,
     batch_size: i64,
+    limits: Limits,
 }
 
 impl Stream {
@@ -153,7 +192,8 @@ impl Stream {
                 Source::File { path: config.path.clone(), busy_timeout_ms: config.busy_timeout_ms, conn: None }
             }
         };
-        Stream { source, filter, next_id: start_id, end_id: end_id.unwrap_or(i64::MAX), batch_size: batch_size.max(1) }
+        let end_id = end_id.unwrap_or(i64::MAX);
+        Stream { source, filter, next_id: start_id, end_id, batch_size: batch_size.max(1), limits: Limits::current() }
     }
 
     /// Reads the next batch. Each read is bounded by the newest id at its start: every id up
@@ -164,16 +204,16 @@ impl Stream {
         if self.next_id > self.end_id {
             return Ok(Next::Finished);
         }
-        let Stream { source, filter, next_id, end_id, batch_size } = self;
+        let Stream { source, filter, next_id, end_id, batch_size, limits } = self;
         source.with_conn(|conn| {
             let newest: Option<i64> = conn.prepare_cached("SELECT MAX(id) FROM queue")?.query_row([], |r| r.get(0))?;
             let upper = newest.unwrap_or(0).min(*end_id);
             if upper < *next_id {
                 return Ok(Next::CaughtUp);
             }
-            let batch = filter.read(conn, *next_id..=upper, *batch_size)?;
+            let batch = filter.read(conn, *next_id..=upper, *batch_size, limits)?;
             let passed = match batch.last_id {
-                Some(last) if batch.rows as i64 == *batch_size => last,
+                Some(last) if batch.rows as i64 == *batch_size || batch.cut => last,
                 _ => upper,
             };
             *next_id = passed.saturating_add(1);
@@ -246,6 +286,43 @@ mod tests {
         let by_correlation = Filter { correlation_id: Some("k2".into()), ..Filter::default() };
         let mut stream = Stream::new(&store, by_correlation, 10, Some(20), 100);
         assert_eq!(drain(&mut stream).0.concat(), vec![13, 18]);
+    }
+
+    #[test]
+    fn a_batch_ends_early_at_its_byte_budget_and_the_stream_goes_on_after_it() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..7);
+        let mut stream = Stream::new(&store, Filter::default(), 0, None, 100);
+        // A rendered row of these events is about 40 bytes: a batch ends after its third.
+        stream.limits.batch = 100;
+        let (batches, end) = drain(&mut stream);
+        assert_eq!((batches, end), (vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]], Next::CaughtUp));
+    }
+
+    #[test]
+    fn rows_before_an_unreadable_row_are_delivered_then_the_row_is_an_error() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..6);
+        store.lock().unwrap().conn().execute("UPDATE queue SET data = 'hello world' WHERE id = 4", []).unwrap();
+        let mut stream = Stream::new(&store, Filter::default(), 0, None, 100);
+        let Next::Rows(text) = stream.read().unwrap() else { panic!("expected rows") };
+        assert_eq!(ids(&text), [1, 2, 3]);
+        let err = stream.read().unwrap_err();
+        assert_eq!((err.code(), err.row_id()), ("ERR_CORRUPT_ROW", Some(4)));
+        // A row too long for a string: the same, once the rows before it are out.
+        store.lock().unwrap().conn().execute("UPDATE queue SET data = '{}' WHERE id = 4", []).unwrap();
+        let mut stream = Stream::new(&store, Filter::default(), 2, None, 100);
+        stream.limits.row = 200;
+        store
+            .lock()
+            .unwrap()
+            .conn()
+            .execute("UPDATE queue SET data = '\"' || hex(zeroblob(100)) || '\"' WHERE id = 5", [])
+            .unwrap();
+        let Next::Rows(text) = stream.read().unwrap() else { panic!("expected rows") };
+        assert_eq!(ids(&text), [2, 3, 4]);
+        let err = stream.read().unwrap_err();
+        assert_eq!((err.code(), err.row_id()), ("ERR_ROW_TOO_LARGE", Some(5)));
     }
 
     #[test]

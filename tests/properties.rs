@@ -85,20 +85,29 @@ fn event_tuple() -> impl Strategy<Value = Value> {
 /// A batch's text: compact as `JSON.stringify` writes it, or indented; then, sometimes,
 /// damaged by deleting or inserting a character somewhere.
 fn payload() -> impl Strategy<Value = String> {
-    (prop::collection::vec(event_tuple(), 0..4), any::<bool>(), any::<Option<(prop::sample::Index, char, bool)>>())
-        .prop_map(|(events, pretty, damage)| {
-            let text = if pretty { serde_json::to_string_pretty(&events) } else { serde_json::to_string(&events) };
-            let mut chars: Vec<char> = text.unwrap().chars().collect();
-            if let Some((at, c, insert)) = damage {
-                let at = at.index(chars.len() + 1);
-                if insert {
-                    chars.insert(at, c);
-                } else if at < chars.len() {
-                    chars.remove(at);
-                }
+    damaged(prop::collection::vec(event_tuple(), 0..4).prop_map(Value::from))
+}
+
+/// Any JSON value's text, as [`payload`] writes and damages a batch.
+fn json_text() -> impl Strategy<Value = String> {
+    damaged(json_value())
+}
+
+/// The text of `values`, compact or indented, sometimes with a character deleted or inserted.
+fn damaged(values: impl Strategy<Value = Value>) -> impl Strategy<Value = String> {
+    (values, any::<bool>(), any::<Option<(prop::sample::Index, char, bool)>>()).prop_map(|(value, pretty, damage)| {
+        let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+        let mut chars: Vec<char> = text.unwrap().chars().collect();
+        if let Some((at, c, insert)) = damage {
+            let at = at.index(chars.len() + 1);
+            if insert {
+                chars.insert(at, c);
+            } else if at < chars.len() {
+                chars.remove(at);
             }
-            chars.into_iter().collect()
-        })
+        }
+        chars.into_iter().collect()
+    })
 }
 
 /// Any JSON value of a few levels, with strings drawn from all of Unicode.
@@ -150,6 +159,13 @@ proptest! {
     #[test]
     fn the_payload_parser_agrees_with_serde_json(text in payload()) {
         prop_assert_eq!(parsed(&text), reference::parse(&text), "payload {}", text);
+    }
+
+    #[test]
+    fn the_json_check_agrees_with_serde_json(text in json_text()) {
+        let ours = eventlite_native::json::whole(text.as_bytes()).is_ok_and(|scanned| scanned.is_some());
+        let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+        prop_assert_eq!(ours, theirs, "text {}", text);
     }
 
     #[test]

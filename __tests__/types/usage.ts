@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run test:types`: the public types must describe every call
 // docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
-import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type AsyncEventQueue } from '../..'
+import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode, type AsyncEventQueue } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
 const out = q.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d }, eventCallbacks.void)
@@ -74,5 +74,6 @@ async function runAsync() {
   void [storedAsync, deposited, bulk, asyncPage, commits]
 }
 q.reset?.()
+const unreadable: ErrorCode[] = ['ERR_CORRUPT_ROW', 'ERR_ROW_TOO_LARGE']
 q.close()
-void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, runAsync]
+void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, unreadable]
