@@ -545,6 +545,80 @@ export interface EventQueue {
 /** Opens (creating if needed) an event queue. */
 export declare function initQueue(options?: QueueOptions): EventQueue
 
+/** What `getMetrics()` of an async queue returns: its writer's metrics. */
+export interface AsyncWriteMetrics extends WriteMetrics {
+  /**
+   * Transactions the writer committed: one per group of writes that arrived together, so fewer
+   * than the calls when producers write concurrently.
+   */
+  commitsTotal: number
+}
+
+/**
+ * The queue `openQueue` resolves to: `EventQueue`'s methods, each returning a Promise of what
+ * the synchronous method returns (`execute` stays synchronous, `streamEvents` an async
+ * iterable), with the same validation, error codes and rows. Invalid input rejects; nothing
+ * throws synchronously. Writes that arrive while another commits share its successor's
+ * commit; each call still succeeds or fails on its own, its Promise resolves after its commit,
+ * and Promises resolve, and models run, in the order of the calls. See docs/async.md.
+ */
+export interface AsyncEventQueue {
+  /** The model of every write that is given none, as on `EventQueue`. */
+  _model?: Model
+  /** The callbacks of every write that is given none. */
+  _cb?: Callbacks
+
+  /**
+   * Resolves, after the commit, with the stored row (or, when the queue's `_model` is set,
+   * what that model returned); `undefined` for an event with no `cmd`, reported to
+   * `callbacks._error`. Rejects with `ERR_INVALID_EVENT` for an invalid event.
+   */
+  store(event: EventInput, model?: null, callbacks?: Callbacks): Promise<EventRow | undefined>
+  /** Resolves, after the commit, with what `model` returned for the stored row. */
+  store(event: EventInput, model: Model, callbacks?: Callbacks): Promise<unknown>
+  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): Promise<Array<{ row: EventRow; result: unknown }>>
+  /** Synchronous, as it runs user code only. */
+  execute(row: EventRow, model: Model, callbacks?: Callbacks): unknown
+  storeWithContext(event: EventInput, context: StoreContext, model?: null, callbacks?: Callbacks): Promise<EventRow | undefined>
+  storeWithContext(event: EventInput, context: StoreContext, model: Model, callbacks?: Callbacks): Promise<unknown>
+  /** Resolves after `doneCB`; the event loop turns between batches of the replay. */
+  cycleThrough(model: Model, doneCB?: () => void, whileCB?: Callbacks, range?: CycleRange): Promise<void>
+
+  retrieveByID(id: EventId): Promise<EventRow | null>
+  getLastRow(): Promise<EventRow | null>
+  getTransaction(correlationId: CorrelationKey): Promise<EventRow[]>
+  getChildEvents(id: EventId): Promise<EventRow[]>
+  getEventLineage(id: EventId): Promise<EventLineage | null>
+
+  getByCorrelationIdPaginated(correlationId: CorrelationKey, options?: PageOptions): Promise<Page>
+  getChildEventsPaginated(eventId: EventId, options?: PageOptions): Promise<Page>
+  getEventsByUserPaginated(user: string, options?: PageOptions): Promise<Page>
+  getEventsByCmdPaginated(cmd: string, options?: PageOptions): Promise<Page>
+  getEventsInTimeRangePaginated(startTime: number | Date, endTime: number | Date, options?: PageOptions): Promise<Page>
+
+  /** As `EventQueue.streamEvents`; a bad option, or a closed queue, rejects the first step. */
+  streamEvents(options?: StreamOptions): AsyncGenerator<EventRow[], void, undefined>
+
+  retrieveByIDCached(id: EventId): Promise<EventRow | null>
+  getTransactionCached(correlationId: CorrelationKey): Promise<EventRow[]>
+  clearCache(): Promise<void>
+  getCacheStats(): Promise<CacheStats>
+  getMetrics(): Promise<AsyncWriteMetrics>
+  getIndexes(): Promise<string[]>
+
+  /**
+   * Resolves once the writes issued before it are committed and settled and the file is
+   * closed. Idempotent; any later call rejects with `ERR_QUEUE_CLOSED`.
+   */
+  close(): Promise<void>
+}
+
+/**
+ * Opens (creating if needed) an async event queue on the SQLite file: the options of
+ * `initQueue` (`risky` adds no `reset()` here). A bad option rejects.
+ */
+export declare function openQueue(options?: QueueOptions): Promise<AsyncEventQueue>
+
 /**
  * EventLite's stock callbacks: `void` swallows everything, `error` logs errors, `stub` logs both
  * (through `console.log`, with EventLite's arguments), `done` is a no-op.

@@ -17,7 +17,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { FIGURES, INDEX_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
+const { FIGURES, INDEX_COST, ASYNC_SCALING, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
 
 const ROOT = path.join(__dirname, '..')
 const WORKLOAD = path.join(__dirname, 'workload.js')
@@ -127,6 +127,12 @@ function indexCostTable(indexCost) {
   return table(['index set', 'indexes', 'journal', 'store() events/s', 'storeBulk() events/s'], rows)
 }
 
+function asyncScalingTable(scaling) {
+  const ms = (n) => n.toFixed(2)
+  const rows = Object.values(scaling).map((s) => [s.producers.toLocaleString('en-US'), rate(s.eps), ms(s.p50Ms), ms(s.p99Ms)])
+  return table(['producers', 'events/s', 'p50 ms', 'p99 ms'], rows)
+}
+
 function machine() {
   const cpus = os.cpus()
   return {
@@ -154,7 +160,11 @@ function main() {
     }
     try {
       const result = runWorkload(runtime, options)
-      output[runtime] = { ...result.figures, ...(result.indexCost ? { [INDEX_COST]: result.indexCost } : {}) }
+      output[runtime] = {
+        ...result.figures,
+        ...(result.indexCost ? { [INDEX_COST]: result.indexCost } : {}),
+        ...(result.asyncScaling ? { [ASYNC_SCALING]: result.asyncScaling } : {}),
+      }
       output.machine.runtimes[runtime] = { version: result.version, rawDriver: result.driver }
     } catch (err) {
       console.error(`\n${err.message}`)
@@ -179,12 +189,17 @@ function report(output) {
   const missing = []
   for (const runtime of Object.keys(RUNTIMES).filter((r) => output[r])) {
     const { version, rawDriver } = m.runtimes[runtime]
-    const { [INDEX_COST]: indexCost, ...figures } = output[runtime]
+    const { [INDEX_COST]: indexCost, [ASYNC_SCALING]: scaling, ...figures } = output[runtime]
     console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}`)
     if (Object.keys(figures).length > 0) console.log(figureTable({ figures }))
     if (indexCost) {
       console.log(`\nIndex cost on ${RUNTIMES[runtime].label} (eventlite-native; % of the core set)`)
       console.log(indexCostTable(indexCost))
+    }
+    if (scaling) {
+      const [first] = Object.values(scaling)
+      console.log(`\nopenQueue store() by concurrent producers on ${RUNTIMES[runtime].label} (${first.events.toLocaleString('en-US')} events each; latency from the call to its resolution)`)
+      console.log(asyncScalingTable(scaling))
     }
     for (const figure of FIGURES.filter((f) => f.name in figures)) {
       const entry = figures[figure.name]

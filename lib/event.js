@@ -74,7 +74,7 @@ function readBatch(events) {
     }
   } catch (cause) {
     const which = at === undefined ? 'events' : `events[${at}]`
-    throw Object.assign(eventError(TypeError, `storeBulk(events): reading ${which} threw: ${cause && cause.message}`, at === undefined ? undefined : { index: at }), { cause })
+    throw Object.assign(eventError(TypeError, `storeBulk(events): reading ${which} threw: ${reason(cause)}`, at === undefined ? undefined : { index: at }), { cause })
   }
   if (!isArray) throw eventError(TypeError, `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
   if (copy.length === 0) throw eventError(TypeError, 'storeBulk(events): events must not be empty')

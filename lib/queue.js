@@ -2,9 +2,10 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
-const { closedError, coded, describe, dateTime, eventError, reason, shown } = require('./errors')
-const { readEvent, readBatch, lacksCmd, toRecord, toPayload, toRow, timestamp, CORRELATION, CAUSATION } = require('./event')
+const { closedError, coded, describe, dateTime, eventError } = require('./errors')
+const { readEvent, lacksCmd, toRecord, timestamp, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
+const { canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
 const { toRows, oneRow, endedEarly, firstPiece, appendPieces, rowsOf } = require('./rows')
@@ -22,8 +23,11 @@ const REPLAY_BATCH = 1000
 /** What a write of a pending event returns when it was no longer ready: nothing was stored. */
 const NOT_READY = Symbol('not ready')
 
-/** Whether `callbacks` can be told of a problem. */
-const canReport = (callbacks) => Boolean(callbacks) && typeof callbacks._error === 'function'
+/**
+ * Wakes a queue's following streams when another writer of this process appended: the writer
+ * thread of an async queue on the same file (lib/sqlite-backend.js).
+ */
+const WAKE_STREAMS = Symbol('wakeStreams')
 
 /** The row of a read that returns one row's values as JSON text, or null. */
 const parseRow = (text) => (text === null || text === undefined ? null : oneRow(JSON.parse(text)))
@@ -41,6 +45,15 @@ function toId(id) {
 
 function argError(message) {
   return coded(TypeError, 'ERR_INVALID_ARG', message)
+}
+
+/** cycleThrough's `{ start = 0, stop = null }`: the ids `from <= id < until` (`until` null: no end). */
+function cycleRange({ start = 0, stop = null } = {}) {
+  if (!Number.isSafeInteger(start)) throw argError(`cycleThrough: start must be an integer id, got ${describe(start)}`)
+  if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
+    throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
+  }
+  return { from: start, until: typeof stop === 'number' ? stop : null }
 }
 
 /** The key argument of a paginated read: an id as `toId` accepts it. */
@@ -81,6 +94,8 @@ class EventQueue {
    */
   #templates = []
   #streams = new Streams()
+  /** The correlation id the core gave an event that inherited its parent's. */
+  #correlationOf = (id) => this.#native.correlationId(id)
 
   constructor(settings) {
     this.#native = new NativeQueue(settings.open)
@@ -111,80 +126,51 @@ class EventQueue {
     const db = this.#db
     if (!model) model = this._model
     if (!callbacks) callbacks = this._cb
-    let fields, record, payload
+    let input
     try {
-      fields = readEvent(event, undefined)
-      if (!lacksCmd(fields)) {
-        record = toRecord(fields, undefined, this.#datetime)
-        payload = toPayload([record], false)
-      } else if (!canReport(callbacks)) {
-        // EventLite would call `_error` of callbacks that are not there; an event must never
-        // be dropped with nobody told.
-        throw eventError(TypeError, 'store(event): cmd is missing and there are no callbacks to report it to; nothing was stored')
-      }
+      input = storeInput(event, callbacks, this.#datetime)
     } catch (err) {
       db.recordFailedWrite()
       throw err
     }
-    if (record === undefined) {
+    if (input.records === undefined) {
       db.recordFailedWrite()
-      const { user, ip, cmd, data } = fields
-      callbacks._error({ msg: 'No command given; aborting', priority: 2, user, ip, cmd, data })
+      reportMissingCmd(input.fields, callbacks)
       return undefined
     }
-    const id = pendingId === null ? db.append(payload) : db.appendPending(pendingId, payload)
+    const id = pendingId === null ? db.append(input.payload) : db.appendPending(pendingId, input.payload)
     if (id === null) return NOT_READY
     this.#streams.wake()
-    const row = toRow(record, id, record[CORRELATION] ?? db.correlationId(id))
-    if (!model) return row
-    return execute(row, model, callbacks)
+    return storeResult(input.records, id, this.#correlationOf, model, callbacks)
   }
 
   storeBulk(events, model, callbacks) {
     const db = this.#db
     if (!model) model = this._model
     if (!callbacks) callbacks = this._cb
-    let records, payload
+    let input
     try {
-      const given = readBatch(events)
-      records = new Array(given.length)
-      for (let i = 0; i < given.length; i++) records[i] = toRecord(readEvent(given[i], i), i, this.#datetime)
-      payload = toPayload(records, true)
+      input = bulkInput(events, this.#datetime)
     } catch (err) {
       db.recordFailedWrite()
       throw err
     }
-    const firstId = db.appendBatch(payload)
+    const firstId = db.appendBatch(input.payload)
     this.#streams.wake()
-    const results = new Array(records.length)
-    for (let i = 0; i < records.length; i++) {
-      const id = firstId + i
-      results[i] = { row: toRow(records[i], id, records[i][CORRELATION] ?? db.correlationId(id)), result: null }
-    }
-    if (model) {
-      for (const entry of results) entry.result = execute(entry.row, model, callbacks)
-    }
-    return results
+    return bulkResults(input.records, firstId, this.#correlationOf, model, callbacks)
   }
 
   execute(row, model, callbacks) {
     return execute(row, model, callbacks)
   }
 
-  storeWithContext(event, context = {}, model, callbacks) {
-    if (event === null || typeof event !== 'object') return this.store(event, model, callbacks)
+  storeWithContext(event, context, model, callbacks) {
     let merged
     try {
-      const ctx = context ?? {}
-      merged = {
-        ...event,
-        correlationId: ctx.correlationId || event.correlationId,
-        causationId: ctx.causationId || ctx.parentEventId || event.causationId,
-        metadata: { ...event.metadata, ...ctx.metadata },
-      }
-    } catch (cause) {
+      merged = withContext(event, context)
+    } catch (err) {
       this.#db.recordFailedWrite()
-      throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${reason(cause)}`), { cause })
+      throw err
     }
     return this.store(merged, model, callbacks)
   }
@@ -256,17 +242,14 @@ class EventQueue {
     return typeof correlationId === 'string' ? JSON.parse(db.pendingByCorrelation(correlationId)) : []
   }
 
-  cycleThrough(model, doneCB, whileCB = eventCallbacks.void, { start = 0, stop = null } = {}) {
+  cycleThrough(model, doneCB, whileCB = eventCallbacks.void, range) {
     const db = this.#db
-    if (!Number.isSafeInteger(start)) throw argError(`cycleThrough: start must be an integer id, got ${describe(start)}`)
-    if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
-      throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
-    }
+    const { from: start, until: stop } = cycleRange(range)
     // Only the events stored before the replay starts: a model that stores events while it
     // replays would otherwise keep giving it more, and a replay of a log it grows never ends.
     const newest = db.newestId()
     const end = newest === null ? start : newest + 1
-    const until = typeof stop === 'number' ? Math.min(stop, end) : end
+    const until = stop === null ? end : Math.min(stop, end)
     let from = start
     for (;;) {
       const values = JSON.parse(db.range(from, until, REPLAY_BATCH))
@@ -404,6 +387,10 @@ class EventQueue {
     return this.#db
   }
 
+  [WAKE_STREAMS]() {
+    this.#streams.wake()
+  }
+
   /** Copies the live database into `destination` with SQLite's online backup. */
   async backup(destination, options) {
     return backupTo(this.#db, destination, options)
@@ -460,4 +447,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue, NATIVE }
+module.exports = { EventQueue, NATIVE, WAKE_STREAMS, REPLAY_BATCH, cycleRange }

@@ -32,6 +32,7 @@ pub(crate) mod statement;
 pub mod store;
 pub(crate) mod stream;
 pub(crate) mod transfer;
+pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -43,15 +44,17 @@ use napi::bindgen_prelude::{
     validate_type_tag, AsyncTask, Either, Either3, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize,
     ToNapiValue, TypeName, TypeTag, ValueType,
 };
-use napi::{check_status, sys, Env, JsError, Task};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{check_status, sys, Env, JsError, Status, Task};
 use napi_derive::napi;
 
 use crate::backup::Backup;
 use crate::cache::{CacheConfig, Lookup};
 use crate::error::Error;
 use crate::page::{PageOptions, Query};
-use crate::store::{Config, Store};
+use crate::store::{Config, Store, MEMORY};
 use crate::stream::{Filter, Next, Stream};
+use crate::writer::{Request, SqliteBackend, Write, Writer};
 
 /// Named `Result` because the `#[napi]` macro recognises fallible returns by that name.
 type Result<T, E = napi::Error<&'static str>> = std::result::Result<T, E>;
@@ -245,7 +248,7 @@ impl NativeQueue {
         Ok(NativeQueue { store: Some(Arc::new(Mutex::new(store))) })
     }
 
-    fn shared(&self) -> Result<&Arc<Mutex<Store>>> {
+    pub(crate) fn shared(&self) -> Result<&Arc<Mutex<Store>>> {
         self.store.as_ref().ok_or_else(|| to_js(Error::QueueClosed))
     }
 
@@ -583,6 +586,120 @@ impl NativeQueue {
         if self.store.take().is_some() {
             report_native_memory(&env, -NATIVE_FOOTPRINT);
         }
+    }
+}
+
+/// The JavaScript function a writer thread hands each group's replies to: one call per group,
+/// which does not keep the event loop alive by itself (see [`NativeWriter::hold`]).
+type RepliesFn = ThreadsafeFunction<Json, napi::bindgen_prelude::Unknown<'static>, Json, Status, false, true>;
+
+/// The writer thread of an async queue (`openQueue`; see `src/writer.rs` and
+/// `lib/sqlite-backend.js`): writes are submitted here one call at a time, and come back
+/// committed, a group at a time, through the `onReplies` function.
+#[napi(custom_finalize)]
+pub struct NativeWriter {
+    /// `None` once closed.
+    writer: Option<Writer>,
+    /// Shared with the thread, which calls it; this side refs and unrefs it. `None` once closed.
+    replies: Option<Arc<RepliesFn>>,
+    /// What the writer's own connection holds outside the JavaScript heap, reported to the
+    /// engine while it is open (see [`NATIVE_FOOTPRINT`]); 0 on `:memory:`, where the writer
+    /// shares the queue's.
+    footprint: i64,
+}
+
+impl ObjectFinalize for NativeWriter {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        if self.writer.is_some() {
+            report_native_memory(&env, -self.footprint);
+        }
+        Ok(())
+    }
+}
+
+#[napi]
+impl NativeWriter {
+    /// Starts the writer of `queue`'s file: on a connection of its own, or for `:memory:` on the
+    /// queue's own store, the only one that holds its data.
+    #[napi(constructor, ts_args_type = "queue: NativeQueue, onReplies: (replies: string) => void")]
+    pub fn new(env: Env, queue: &NativeQueue, on_replies: RepliesFn) -> Result<NativeWriter> {
+        let shared = queue.shared()?;
+        let config = shared.lock().unwrap_or_else(PoisonError::into_inner).config().clone();
+        let (store, footprint) = if config.path == MEMORY {
+            (Arc::clone(shared), 0)
+        } else {
+            // The queue opened the file first and has already reset it if asked to; the cached
+            // reads are the queue's, so the writer's connection keeps no cache of its own.
+            let cache = CacheConfig { enabled: false, ..config.cache };
+            (
+                Arc::new(Mutex::new(Store::open(Config { reset: false, cache, ..config }).map_err(to_js)?)),
+                NATIVE_FOOTPRINT,
+            )
+        };
+        let replies = Arc::new(on_replies);
+        let deliver = Arc::clone(&replies);
+        let writer = Writer::spawn(SqliteBackend(store), move |text| {
+            // Refused only while the environment shuts down, when nobody awaits the replies.
+            deliver.call(Json(text), ThreadsafeFunctionCallMode::NonBlocking);
+        })
+        .map_err(to_js)?;
+        report_native_memory(&env, footprint);
+        Ok(NativeWriter { writer: Some(writer), replies: Some(replies), footprint })
+    }
+
+    fn submit(&self, request: Request) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or_else(|| to_js(Error::QueueClosed))?;
+        writer.submit(request).map_err(to_js)
+    }
+
+    /// Submits the payloads (see `src/event.rs`) of `store` and `storeBulk` calls, one per
+    /// line (see [`Write::lines`]): one crossing for the calls a turn of the event loop made.
+    /// Each call's reply is its first id.
+    #[napi]
+    pub fn write(&self, lines: String) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or_else(|| to_js(Error::QueueClosed))?;
+        writer.submit_all(Write::lines(&lines).map(Request::Write)).map_err(to_js)
+    }
+
+    /// Asks for the write metrics; the reply is `getMetrics()`'s object.
+    #[napi]
+    pub fn metrics(&self) -> Result<()> {
+        self.submit(Request::Metrics)
+    }
+
+    /// Closes the writer once the writes submitted are committed; the reply, `null`, comes after
+    /// the file is closed. Idempotent.
+    #[napi]
+    pub fn close(&mut self, env: Env) {
+        // Dropping the handle submits the close; the thread keeps the replies function until
+        // it has delivered the last reply.
+        if self.writer.take().is_some() {
+            report_native_memory(&env, -self.footprint);
+        }
+        self.replies.take();
+    }
+
+    /// Whether the replies function keeps the event loop alive: JavaScript holds it while
+    /// replies are due, so that a program awaiting a write does not exit before it resolves,
+    /// and lets go when none are, so that an idle queue never keeps a program running.
+    #[napi]
+    pub fn hold(&self, env: Env, busy: bool) -> Result<()> {
+        let Some(replies) = &self.replies else { return Ok(()) };
+        replies.handle.with_read_aborted(|aborted| {
+            if aborted {
+                return Ok(());
+            }
+            // SAFETY: on the JavaScript thread of the environment the function was created in,
+            // while it is alive: not aborted, and not released, as this object holds a reference.
+            let status = unsafe {
+                if busy {
+                    sys::napi_ref_threadsafe_function(env.raw(), replies.raw())
+                } else {
+                    sys::napi_unref_threadsafe_function(env.raw(), replies.raw())
+                }
+            };
+            check_status!(status).map_err(|err| napi::Error::new("ERR_NAPI", err.reason.clone()))
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::pending::{self, Pending};
 use crate::schema;
 use crate::statement::Binder;
 use crate::transfer;
+use crate::writer::Write;
 
 pub const MEMORY: &str = ":memory:";
 
@@ -109,6 +111,10 @@ pub struct Store {
 const CHUNK: usize = 32;
 
 static INSERT_ONE: Lazy<String> = Lazy::new(|| insert_sql(1));
+/// The savepoint each call of a group is written in; see [`Store::append_group`].
+const SAVEPOINT: &str = "SAVEPOINT call";
+const RELEASE: &str = "RELEASE call";
+const ROLLBACK_TO: &str = "ROLLBACK TO call";
 static INSERT_CHUNK: Lazy<String> = Lazy::new(|| insert_sql(CHUNK));
 const PARENT_CORRELATION: &str = "SELECT correlation_id FROM queue WHERE id = ?1";
 
@@ -362,6 +368,84 @@ impl Store {
         Ok(Some(Appended { first_id, count: events.len() }))
     }
 
+    /// Stores the writes of several calls in one transaction (a group commit; see
+    /// [`crate::writer`]), each call in a savepoint of its own, so that a call that fails
+    /// stores nothing and fails alone. `Err` when the transaction itself failed (it could not
+    /// begin or commit, or SQLite rolled it back): then none of the calls is stored.
+    pub(crate) fn append_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+        if let [write] = writes {
+            // A call alone is a transaction of its own, with the single store's shortcut; only
+            // a claim can store nothing.
+            return Ok(vec![self.write(&write.payload, write.kind, None).map(Option::unwrap_or_default)]);
+        }
+        let started = Instant::now();
+        let outcome = self.insert_group(writes);
+        let took = started.elapsed();
+        match &outcome {
+            Ok(results) => {
+                for (write, result) in writes.iter().zip(results) {
+                    match result {
+                        Ok(appended) => self.metrics.record_write(write.kind, appended.count, took),
+                        Err(_) => self.metrics.record_error(),
+                    }
+                }
+                // The calls that succeeded hold consecutive ids (a failed one leaves no gap),
+                // and their one commit is what the pending events must be measured against.
+                let stored = results.iter().filter_map(|result| result.as_ref().ok());
+                if let Some(first_id) = stored.clone().map(|a| a.first_id).min() {
+                    let count = stored.map(|a| a.count).sum();
+                    self.pending.after_append(&self.conn, Appended { first_id, count });
+                }
+            }
+            Err(_) => {
+                writes.iter().for_each(|_| self.metrics.record_error());
+                self.pending.forget();
+            }
+        }
+        outcome
+    }
+
+    /// The group is first written as one batch, in multi-row chunks as `storeBulk`'s events
+    /// are: a savepoint per call costs as much again as the inserts (each call copies the pages
+    /// it touches into the statement journal, and runs a statement per event instead of one per
+    /// 32). Only when SQLite refuses an event is that rolled back and the group written again
+    /// call by call, each in a savepoint of its own, so that the call at fault fails alone.
+    fn insert_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+        // Every call's events one after another, and each call's place among them (or why its
+        // payload did not parse: that call fails alone, before anything is written).
+        let mut events = Vec::new();
+        let calls: Vec<Result<Range<usize>>> = writes
+            .iter()
+            .map(|write| {
+                let parsed = parse_batch(&write.payload)?;
+                let start = events.len();
+                events.extend(parsed);
+                Ok(start..events.len())
+            })
+            .collect();
+        let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
+        let mut txn = WriteTxn::begin(&self.conn)?;
+        let results = match writer.insert_all(&events) {
+            Ok(first_id) => calls
+                .into_iter()
+                .map(|call| call.map(|at| Appended { first_id: first_id + at.start as i64, count: at.len() }))
+                .collect(),
+            Err(_) => {
+                txn.rollback()?;
+                txn = WriteTxn::begin(&self.conn)?;
+                calls
+                    .into_iter()
+                    .map(|call| match call {
+                        Ok(at) => writer.insert_call(&events[at]),
+                        Err(err) => Ok(Err(err)),
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
+        txn.commit()?;
+        Ok(results)
+    }
+
     /// `retrieveByIDCached`; see [`crate::cache`].
     pub fn cached_by_id(&mut self, id: i64) -> Result<Option<Lookup>> {
         self.cache.by_id(&self.conn, id)
@@ -441,6 +525,31 @@ impl Writer<'_> {
         Ok(first_id.unwrap_or(0))
     }
 
+    /// Inserts one call's events inside the group's transaction, in a savepoint: all of them or
+    /// none. The inner `Result` is the call's own; the outer one fails the group, when SQLite
+    /// rolled the whole transaction back (a full disk, an I/O error) or the savepoint itself
+    /// failed, so that a call is never reported failed while its events stay.
+    fn insert_call(&mut self, events: &[NewEvent<'_>]) -> Result<Result<Appended>> {
+        self.run(SAVEPOINT)?;
+        match self.insert_all(events) {
+            Ok(first_id) => {
+                self.run(RELEASE)?;
+                Ok(Ok(Appended { first_id, count: events.len() }))
+            }
+            Err(err) if self.conn.is_autocommit() => Err(err),
+            Err(err) => {
+                self.run(ROLLBACK_TO)?;
+                self.run(RELEASE)?;
+                Ok(Err(err))
+            }
+        }
+    }
+
+    /// Runs a statement without parameters or rows, prepared once.
+    fn run(&self, sql: &'static str) -> Result<()> {
+        self.conn.cached(sql)?.execute(|_| Ok(()))
+    }
+
     /// The correlation id an event is stored with: its own, or its parent's. The lookup runs
     /// inside the write transaction, so a parent earlier in the same batch is found too.
     fn correlation_for<'e>(&self, e: &'e NewEvent<'_>) -> Result<Option<Cow<'e, str>>> {
@@ -508,28 +617,37 @@ pub(crate) fn create_parent_folder(path: &str) -> Result<()> {
 
 /// A `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so a writer in another
 /// process makes this one wait (up to `busy_timeout`) instead of failing half way. Rolled back
-/// on drop unless committed. The statements are cached like any other.
+/// on drop unless ended. The statements are cached like any other.
 pub(crate) struct WriteTxn<'c> {
     conn: &'c Connection,
-    committed: bool,
+    ended: bool,
 }
 
 impl<'c> WriteTxn<'c> {
     pub(crate) fn begin(conn: &'c Connection) -> Result<WriteTxn<'c>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        Ok(WriteTxn { conn, committed: false })
+        Ok(WriteTxn { conn, ended: false })
     }
 
     pub(crate) fn commit(mut self) -> Result<()> {
         self.conn.prepare_cached("COMMIT")?.execute([])?;
-        self.committed = true;
+        self.ended = true;
+        Ok(())
+    }
+
+    /// Rolls back now, reporting a failure (which `drop` cannot), unless SQLite already did.
+    fn rollback(mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.ended = true;
         Ok(())
     }
 }
 
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
-        if !self.committed && !self.conn.is_autocommit() {
+        if !self.ended && !self.conn.is_autocommit() {
             // Nothing to report to: the error that got us here is already on its way out.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
