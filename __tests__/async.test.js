@@ -412,6 +412,18 @@ describe('streams and replay', () => {
     assert.deepEqual(none, [])
     await rejectsCode(q.cycleThrough({}, undefined, undefined, { start: 1.5 }), TypeError, 'ERR_INVALID_ARG')
   })
+
+  test('cycleThrough replays the events that existed when it started, even when the model stores one per event', async () => {
+    const q = await open()
+    await q.storeBulk(Array.from({ length: 2500 }, (_, i) => ({ cmd: 'e', data: { i } })))
+    const handled = []
+    const stored = []
+    // Every event replayed, echoes included, stores another: only a replay bounded at its start ends.
+    await q.cycleThrough({ _default: (data, meta) => { handled.push(meta.id); stored.push(q.store({ cmd: 'echo', data: { of: meta.id } })) } })
+    await Promise.all(stored)
+    assert.deepEqual(handled, Array.from({ length: 2500 }, (_, k) => k + 1))
+    assert.equal((await q.getLastRow()).id, 5000)
+  })
 })
 
 describe('close', () => {
