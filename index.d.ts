@@ -606,6 +606,19 @@ export interface AsyncEventQueue {
   getMetrics(): Promise<AsyncWriteMetrics>
   getIndexes(): Promise<string[]>
 
+  /** As `EventQueue.backup`. */
+  backup(destination: string, options?: BackupOptions): Promise<BackupResult>
+  /** As `EventQueue.exportEvents`; a bad option or a closed queue rejects the first step. */
+  exportEvents(range?: ExportRange): AsyncIterable<string>
+  /** As `EventQueue.importEvents`: each batch of 1,000 commits on the JavaScript thread. */
+  importEvents(source: Iterable<string | Uint8Array | object> | AsyncIterable<string | Uint8Array | object>, options?: ImportOptions): Promise<number>
+  checkpoint(): Promise<CheckpointResult>
+  optimize(): Promise<void>
+  vacuum(): Promise<void>
+  integrityCheck(): Promise<string[]>
+  /** `getMetrics()` (with `eventlite_commits_total`) and `getCacheStats()` in Prometheus' text format. */
+  metricsText(): Promise<string>
+
   /**
    * Resolves once the writes issued before it are committed and settled and the file is
    * closed. Idempotent; any later call rejects with `ERR_QUEUE_CLOSED`.

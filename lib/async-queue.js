@@ -14,6 +14,7 @@ const { execute, eventCallbacks } = require('./execute')
 const { resolveOptions } = require('./options')
 const { REPLAY_BATCH, cycleRange } = require('./queue')
 const { SqliteBackend } = require('./sqlite-backend')
+const { metricsText } = require('./prometheus')
 const { storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 
 /** A reply of the writer that reports a failure: `{ error: code, message, ...fields }`. */
@@ -320,6 +321,50 @@ class AsyncEventQueue {
 
   getIndexes() {
     return this.#read((reader) => reader.getIndexes())
+  }
+
+  // Backup, export and import, and maintenance: the synchronous queue's, through the reader's
+  // connection. A backup and an export read on the thread pool a step at a time; an import
+  // commits a batch of 1,000 at a time on this thread, between which the event loop turns.
+
+  backup(destination, options) {
+    return this.#read((reader) => reader.backup(destination, options))
+  }
+
+  /** JSONL lines; a bad option or a closed queue rejects its first step. */
+  exportEvents(options) {
+    if (this.#closed) return failing(closedError())
+    try {
+      return this.#backend.reader.exportEvents(options)
+    } catch (err) {
+      return failing(err)
+    }
+  }
+
+  importEvents(source, options) {
+    return this.#read((reader) => reader.importEvents(source, options))
+  }
+
+  checkpoint() {
+    return this.#read((reader) => reader.checkpoint())
+  }
+
+  optimize() {
+    return this.#read((reader) => reader.optimize())
+  }
+
+  vacuum() {
+    return this.#read((reader) => reader.vacuum())
+  }
+
+  integrityCheck() {
+    return this.#read((reader) => reader.integrityCheck())
+  }
+
+  /** `getMetrics()` (the writer's, with `commitsTotal`) and `getCacheStats()`, for Prometheus. */
+  async metricsText() {
+    const [metrics, cache] = await Promise.all([this.getMetrics(), this.getCacheStats()])
+    return metricsText(metrics, cache)
   }
 
   // Integration points for expected versions, idempotent appends and consumers, once the

@@ -70,6 +70,11 @@ async function runAsync() {
   for await (const batch of aq.streamEvents({ follow: false })) batch.forEach((r) => r.id)
   await aq.cycleThrough({ _queries: {} }, () => {}, eventCallbacks.void, { start: 1 })
   aq._cb = eventCallbacks.error
+  const pages: number = (await aq.backup('copy.sqlite')).totalPages
+  for await (const line of aq.exportEvents({ from: 1 })) await aq.importEvents([line])
+  const healthy: string[] = await aq.integrityCheck()
+  const scraped: string = await aq.metricsText()
+  void [pages, healthy, scraped, await aq.checkpoint(), await aq.optimize(), await aq.vacuum()]
   await aq.close()
   void [storedAsync, deposited, bulk, asyncPage, commits]
 }
