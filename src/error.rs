@@ -18,6 +18,10 @@ pub enum Error {
     SchemaMismatch(String),
     /// An error reported by SQLite; `code` is SQLite's own name, such as `SQLITE_BUSY`.
     Sqlite { code: &'static str, message: String },
+    /// An event's `expectedVersion` did not match its stream; see [`crate::version`].
+    VersionConflict(Box<crate::version::Conflict>),
+    /// A consumer's lease is held by another reader; see [`crate::consumer`].
+    ConsumerBusy(String),
 }
 
 impl Error {
@@ -29,6 +33,8 @@ impl Error {
             Error::QueueClosed => "ERR_QUEUE_CLOSED",
             Error::SchemaMismatch(_) => "ERR_SCHEMA_MISMATCH",
             Error::Sqlite { code, .. } => code,
+            Error::VersionConflict(_) => "ERR_VERSION_CONFLICT",
+            Error::ConsumerBusy(_) => "ERR_CONSUMER_BUSY",
         }
     }
 
@@ -42,7 +48,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) => f.write_str(m),
+            Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) | Error::ConsumerBusy(m) => {
+                f.write_str(m)
+            }
+            Error::VersionConflict(conflict) => conflict.fmt(f),
             Error::QueueClosed => f.write_str("the queue is closed"),
             Error::Sqlite { message, .. } => f.write_str(message),
         }

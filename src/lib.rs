@@ -6,8 +6,10 @@
 pub mod cache;
 pub mod checkpoint;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod event;
+pub mod idempotency;
 pub mod metrics;
 pub mod page;
 pub mod read;
@@ -16,12 +18,14 @@ pub mod schema;
 pub mod statement;
 pub mod store;
 pub mod stream;
+pub mod streams;
+pub mod version;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use napi::bindgen_prelude::{
     validate_type_tag, AsyncTask, Either, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue,
@@ -31,7 +35,9 @@ use napi::{check_status, sys, Env, JsError, Task};
 use napi_derive::napi;
 
 use crate::cache::{CacheConfig, Lookup};
+use crate::consumer::{Acquired, Member, Partition};
 use crate::error::Error;
+use crate::metrics::WriteKind;
 use crate::page::{PageOptions, Query};
 use crate::store::{Config, Store};
 use crate::stream::{Filter, Next, Stream};
@@ -87,6 +93,23 @@ fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, Json>> {
 #[napi]
 pub fn index_keys() -> Vec<&'static str> {
     schema::index_keys()
+}
+
+/// The longest `idempotencyKey`, in UTF-16 code units, so that JavaScript validates against it.
+#[napi]
+pub fn idempotency_key_max_length() -> u32 {
+    idempotency::MAX_KEY_LENGTH as u32
+}
+
+/// How long a consumer's lease lasts unrenewed, in milliseconds; JavaScript renews it more often.
+#[napi]
+pub fn consumer_lease_ms() -> u32 {
+    consumer::LEASE_MS as u32
+}
+
+/// The system clock in milliseconds since the Unix epoch, for consumer leases.
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Roughly what an open queue holds outside the JavaScript heap: SQLite's connection, its page
@@ -163,6 +186,88 @@ impl NativeQueue {
     pub fn append_batch(&self, payload: String) -> Result<f64> {
         let appended = self.store()?.append_batch(&payload).map_err(to_js)?;
         Ok(appended.first_id as f64)
+    }
+
+    /// Stores the payload of a `store` (`batch` false) or `storeBulk` call whose events may carry
+    /// `expectedVersion` or `idempotencyKey`, as JSON text: see [`store::Checked::to_json`], or
+    /// `{"conflict":{…}}` (see [`version::Conflict`]) when an expected version did not hold, for
+    /// JavaScript to throw with its fields.
+    #[napi(ts_return_type = "string")]
+    pub fn append_checked(&self, payload: String, batch: bool) -> Result<Json> {
+        let mut store = self.store()?;
+        let kind = if batch { WriteKind::Batch } else { WriteKind::Single };
+        match store.append_checked(&payload, kind) {
+            Ok(checked) => checked.to_json(store.conn()).map(Json).map_err(to_js),
+            Err(Error::VersionConflict(conflict)) => Ok(Json(format!(r#"{{"conflict":{}}}"#, conflict.to_json()))),
+            Err(err) => Err(to_js(err)),
+        }
+    }
+
+    /// `getStreamVersion`.
+    #[napi]
+    pub fn stream_version(&self, correlation_id: String) -> Result<f64> {
+        self.store()?.stream_version(&correlation_id).map(|v| v as f64).map_err(to_js)
+    }
+
+    /// Takes a consumer's lease for `token`; returns its position, or the owner token of the
+    /// reader holding it. `dead`: owners JavaScript found gone, whose leases are free.
+    #[napi(ts_return_type = "number | string")]
+    pub fn consumer_acquire(
+        &self,
+        name: String,
+        member: u32,
+        size: u32,
+        token: String,
+        dead: Vec<String>,
+    ) -> Result<Either<f64, String>> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let at = Member { name: &name, member, size };
+        match consumer::acquire(store.conn(), &at, &token, now_ms(), &dead).map_err(to_js)? {
+            Acquired::Position(position) => Ok(Either::A(position as f64)),
+            Acquired::Busy(owner) => Ok(Either::B(owner)),
+        }
+    }
+
+    /// Stores a consumer's position and renews its lease; `ERR_CONSUMER_BUSY` once `token` lost it.
+    #[napi]
+    pub fn consumer_commit(&self, name: String, member: u32, token: String, position: f64) -> Result<()> {
+        let position = to_id(position).map_err(to_js)?;
+        let at = Member { name: &name, member, size: 0 };
+        consumer::commit(self.store()?.conn(), &at, &token, position, now_ms()).map_err(to_js)
+    }
+
+    /// Renews a consumer's lease; false once `token` lost it.
+    #[napi]
+    pub fn consumer_renew(&self, name: String, member: u32, token: String) -> Result<bool> {
+        let at = Member { name: &name, member, size: 0 };
+        consumer::renew(self.store()?.conn(), &at, &token, now_ms()).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn consumer_release(&self, name: String, member: u32, token: String) -> Result<()> {
+        let at = Member { name: &name, member, size: 0 };
+        consumer::release(self.store()?.conn(), &at, &token).map_err(to_js)
+    }
+
+    /// `getConsumers()` as JSON text.
+    #[napi(ts_return_type = "string")]
+    pub fn consumers(&self) -> Result<Json> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let list = consumer::list(store.conn()).map_err(to_js)?;
+        // Serializing strings and integers cannot fail.
+        Ok(Json(serde_json::to_string(&list).unwrap_or_default()))
+    }
+
+    /// `resetConsumer`; returns null, or the owner token of a reader that holds it (see
+    /// `consumerAcquire`).
+    #[napi]
+    pub fn reset_consumer(&self, name: String, position: f64, dead: Vec<String>) -> Result<Option<String>> {
+        let position = to_id(position).map_err(to_js)?;
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        consumer::reset(store.conn(), &name, position, now_ms(), &dead).map_err(to_js)
     }
 
     /// Counts a write refused in JavaScript, before `append`.
@@ -258,7 +363,8 @@ impl NativeQueue {
     pub fn stream(&self, options: StreamOptions) -> Result<NativeStream> {
         let start = to_id(options.start_id).map_err(to_js)?;
         let end = options.end_id.map(to_id).transpose().map_err(to_js)?;
-        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd };
+        let partition = options.group_size.map(|size| Partition { member: options.group_member.unwrap_or(0), size });
+        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd, partition };
         let stream = Stream::new(self.shared()?, filter, start, end, i64::from(options.batch_size));
         Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
@@ -329,6 +435,9 @@ pub struct StreamOptions {
     pub correlation_id: Option<String>,
     pub user: Option<String>,
     pub cmd: Option<String>,
+    /// A consumer group member's share of the events only: its member number and the group size.
+    pub group_member: Option<u32>,
+    pub group_size: Option<u32>,
 }
 
 /// A stream's reader. Its reads run on the libuv thread pool; `lib/stream.js` keeps at most one
@@ -346,6 +455,14 @@ impl NativeStream {
     #[napi(ts_return_type = "Promise<string | null>")]
     pub fn next(&self) -> AsyncTask<NextBatch> {
         AsyncTask::new(NextBatch { stream: Arc::clone(&self.stream) })
+    }
+
+    /// The id the reader has read past (see [`Stream::position`]); null once closed. Waits for a
+    /// read in flight: call it after one resolves.
+    #[napi]
+    pub fn position(&self) -> Option<f64> {
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        stream.as_ref().map(|s| s.position() as f64)
     }
 
     /// Releases the reader. Waits for a read in flight to finish. Idempotent.

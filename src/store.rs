@@ -15,8 +15,8 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
-use crate::schema;
 use crate::statement::Binder;
+use crate::{idempotency, read, schema, streams, version};
 
 pub const MEMORY: &str = ":memory:";
 
@@ -76,6 +76,43 @@ pub struct Store {
     config: Config,
     cache: Cache,
     metrics: Metrics,
+    streams: streams::Watch,
+}
+
+/// What an append with stream conditions ([`Store::append_checked`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The first id stored (0 when every event was a repeat); the `count` stored events have
+    /// consecutive ids from it, in the order of the call.
+    pub first_id: i64,
+    pub count: usize,
+    /// The events not stored because their idempotency key was used before: each one's index
+    /// in the call, and the id of the event first appended with its key.
+    pub duplicates: Vec<(usize, i64)>,
+}
+
+impl Checked {
+    /// JSON text for JavaScript: `{"firstId","count","duplicates":[[index,id],…],"rows":[…]}`,
+    /// where `rows` holds the values of each duplicate's first event, in the order of
+    /// `duplicates` (see [`crate::read`]).
+    pub fn to_json(&self, conn: &Connection) -> Result<String> {
+        let mut out = format!(r#"{{"firstId":{},"count":{},"duplicates":["#, self.first_id, self.count);
+        for (n, (index, id)) in self.duplicates.iter().enumerate() {
+            out.push_str(if n == 0 { "[" } else { ",[" });
+            out.push_str(&format!("{index},{id}]"));
+        }
+        out.push_str(r#"],"rows":["#);
+        for (n, (_, id)) in self.duplicates.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            if !read::write_by_id(&mut out, conn, *id)? {
+                out.push_str("null");
+            }
+        }
+        out.push_str("]}");
+        Ok(out)
+    }
 }
 
 /// Rows per multi-row `INSERT`. One statement per 32 rows instead of one per row saves a
@@ -144,7 +181,8 @@ impl Store {
         ))?;
         let mut cache = Cache::new(config.cache);
         cache.follow_other_connections(&conn)?;
-        let store = Store { _checkpoints: checkpoints, conn, cache, metrics: Metrics::default(), config };
+        let streams = streams::Watch::default();
+        let store = Store { _checkpoints: checkpoints, conn, cache, metrics: Metrics::default(), config, streams };
         if read_only {
             schema::check_table(&store.conn)?;
         } else {
@@ -157,7 +195,7 @@ impl Store {
     /// write transaction so that two processes opening one file do not race. When there is
     /// nothing to change, only reads: opening does not wait for another process's writer.
     fn prepare_schema(&self, reset: bool) -> Result<()> {
-        if !reset && schema::is_current(&self.conn, &self.config.indexes)? {
+        if !reset && schema::is_current(&self.conn, &self.config.indexes)? && streams::is_current(&self.conn)? {
             return schema::check_table(&self.conn);
         }
         let txn = WriteTxn::begin(&self.conn)?;
@@ -166,6 +204,7 @@ impl Store {
         }
         schema::ensure_table(&self.conn)?;
         schema::apply_indexes(&self.conn, &self.config.indexes)?;
+        streams::ensure(&self.conn, reset)?;
         txn.commit()
     }
 
@@ -177,7 +216,8 @@ impl Store {
         &self.config
     }
 
-    /// Drops and recreates the event table, ids starting again at 1, and empties the cache.
+    /// Drops and recreates the event table, ids starting again at 1, and empties the cache. The
+    /// stream versions and idempotency keys are forgotten and every consumer starts again at 0.
     pub fn reset(&mut self) -> Result<()> {
         self.prepare_schema(true)?;
         self.cache.clear();
@@ -216,6 +256,11 @@ impl Store {
     /// transaction the events join as they are inserted.
     fn insert(&mut self, payload: &str) -> Result<Appended> {
         let events = parse_batch(payload)?;
+        if let Some(index) = events.iter().position(NewEvent::is_conditional) {
+            return Err(Error::InvalidEvent(format!(
+                "event {index} carries expectedVersion or idempotencyKey, which only append_checked honours"
+            )));
+        }
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
         let first_id = if events.len() == 1 && !inherits(&events[0]) {
             // One INSERT on its own is already atomic, and SQLite starts its write from no
@@ -229,6 +274,83 @@ impl Store {
             first_id
         };
         Ok(Appended { first_id, count: events.len() })
+    }
+
+    /// Stores the events of one call that may carry stream conditions, in one transaction: each
+    /// event with an `idempotencyKey` used before is left out (see [`Checked::duplicates`]), and
+    /// each with an `expectedVersion` is checked against its stream as it comes, the events
+    /// before it in the call counted; a conflict stores nothing ([`Error::VersionConflict`]).
+    /// Events go in one at a time, so that each check sees the ones before it.
+    pub fn append_checked(&mut self, payload: &str, kind: WriteKind) -> Result<Checked> {
+        let started = Instant::now();
+        let written = self.insert_checked(payload);
+        match &written {
+            Ok(checked) if checked.count > 0 => self.metrics.record_write(kind, checked.count, started.elapsed()),
+            Ok(_) => {}
+            Err(_) => self.metrics.record_error(),
+        }
+        written
+    }
+
+    fn insert_checked(&mut self, payload: &str) -> Result<Checked> {
+        let events = parse_batch(payload)?;
+        let versions = events.iter().any(|e| e.expected_version().is_some());
+        let conn = &self.conn;
+        let txn = loop {
+            let txn = WriteTxn::begin(conn)?;
+            self.streams.ready(conn, true)?;
+            // A long backlog of uncounted events (a file EventLite filled) is folded in
+            // transactions of its own first, so that this one holds the lock briefly.
+            if versions && version::backlog(conn)? > version::FOLD_CHUNK {
+                txn.commit()?;
+                version::catch_up(conn, version::FOLD_LIMIT)?;
+                continue;
+            }
+            break txn;
+        };
+        let mut writer = Writer { conn, cache: &mut self.cache };
+        let mut checked = Checked { first_id: 0, count: 0, duplicates: Vec::new() };
+        for (index, e) in events.iter().enumerate() {
+            let correlation_id = writer.correlation_for(e)?;
+            let key = e.idempotency_key();
+            if let Some(first) = key.map(|key| idempotency::lookup(conn, key)).transpose()?.flatten() {
+                checked.duplicates.push((index, first));
+                continue;
+            }
+            if let Some(expected) = e.expected_version() {
+                version::check(conn, index, correlation_id.as_deref(), expected)?;
+            }
+            let id = writer.insert_one(e, correlation_id.as_deref())?;
+            if checked.count == 0 {
+                checked.first_id = id;
+            } else if id != checked.first_id + checked.count as i64 {
+                return Err(Error::Sqlite {
+                    code: "SQLITE_INTERNAL",
+                    message: format!(
+                        "ids not consecutive within one batch (expected {}, got {id})",
+                        checked.first_id + checked.count as i64
+                    ),
+                });
+            }
+            checked.count += 1;
+            if let Some(key) = key {
+                idempotency::remember(conn, key, id)?;
+            }
+        }
+        txn.commit()?;
+        Ok(checked)
+    }
+
+    /// `getStreamVersion`: how many events hold `correlation_id`, whoever appended them.
+    pub fn stream_version(&self, correlation_id: &str) -> Result<i64> {
+        self.streams.ready(&self.conn, false)?;
+        version::stream_version(&self.conn, correlation_id)
+    }
+
+    /// Makes sure the stream tables are whole before a consumer uses them; see
+    /// [`streams::Watch::ready`].
+    pub fn streams_ready(&self) -> Result<()> {
+        self.streams.ready(&self.conn, false)
     }
 
     /// `retrieveByIDCached`; see [`crate::cache`].
@@ -369,7 +491,7 @@ pub fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
     // whenever that parameter is bound, which a cached statement is on every run: about 12 µs
     // per page or stream batch here, a third of what stepping through 100 rows costs.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    Ok(())
+    crate::consumer::register(conn)
 }
 
 fn create_parent_folder(path: &str) -> Result<()> {
@@ -383,18 +505,18 @@ fn create_parent_folder(path: &str) -> Result<()> {
 /// A `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so a writer in another
 /// process makes this one wait (up to `busy_timeout`) instead of failing half way. Rolled back
 /// on drop unless committed. The statements are cached like any other.
-struct WriteTxn<'c> {
+pub(crate) struct WriteTxn<'c> {
     conn: &'c Connection,
     committed: bool,
 }
 
 impl<'c> WriteTxn<'c> {
-    fn begin(conn: &'c Connection) -> Result<WriteTxn<'c>> {
+    pub(crate) fn begin(conn: &'c Connection) -> Result<WriteTxn<'c>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         Ok(WriteTxn { conn, committed: false })
     }
 
-    fn commit(mut self) -> Result<()> {
+    pub(crate) fn commit(mut self) -> Result<()> {
         self.conn.prepare_cached("COMMIT")?.execute([])?;
         self.committed = true;
         Ok(())
