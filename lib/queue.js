@@ -3,12 +3,13 @@
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
 const { closedError, coded, describe, shown } = require('./errors')
-const { readEvent, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
+const { readEvent, lacksCmd, toRecord, toPayload, toRow, isChecked, conflictError, CORRELATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
 const { toRows, oneRow } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
+const { Consumers, resetConsumer } = require('./consumer')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
@@ -69,6 +70,7 @@ class EventQueue {
    */
   #templates = []
   #streams = new Streams()
+  #consumers = new Consumers()
 
   constructor(settings) {
     this.#native = new NativeQueue(settings.open)
@@ -104,7 +106,15 @@ class EventQueue {
       db.recordFailedWrite()
       throw err
     }
-    const id = db.append(payload)
+    let id
+    if (isChecked(record)) {
+      const outcome = this.#appendChecked(db, payload, false)
+      // A repeat of an idempotency key: the row stored the first time, and nothing runs.
+      if (outcome.duplicates.length > 0) return oneRow(outcome.rows[0])
+      id = outcome.firstId
+    } else {
+      id = db.append(payload)
+    }
     this.#streams.wake()
     const row = toRow(record, id, record[CORRELATION] ?? db.correlationId(id))
     if (model === undefined || model === null) return row
@@ -124,17 +134,57 @@ class EventQueue {
       db.recordFailedWrite()
       throw err
     }
-    const firstId = db.appendBatch(payload)
+    let firstId
+    let repeats = null
+    if (records.some(isChecked)) {
+      const outcome = this.#appendChecked(db, payload, true)
+      firstId = outcome.firstId
+      repeats = new Map(outcome.duplicates.map(([index], k) => [index, outcome.rows[k]]))
+    } else {
+      firstId = db.appendBatch(payload)
+    }
     this.#streams.wake()
     const results = new Array(records.length)
+    let id = firstId
     for (let i = 0; i < records.length; i++) {
-      const id = firstId + i
+      if (repeats !== null && repeats.has(i)) {
+        results[i] = { row: oneRow(repeats.get(i)), result: null, duplicate: true }
+        continue
+      }
       results[i] = { row: toRow(records[i], id, records[i][CORRELATION] ?? db.correlationId(id)), result: null }
+      id++
     }
     if (model !== undefined && model !== null) {
-      for (const entry of results) entry.result = execute(entry.row, model, callbacks)
+      for (const entry of results) if (entry.duplicate !== true) entry.result = execute(entry.row, model, callbacks)
     }
     return results
+  }
+
+  /**
+   * Stores a payload with stream conditions: `{ firstId, count, duplicates, rows }` (see
+   * src/store.rs), or throws ERR_VERSION_CONFLICT with the conflict's fields.
+   */
+  #appendChecked(db, payload, batch) {
+    const outcome = JSON.parse(db.appendChecked(payload, batch))
+    if (outcome.conflict) throw conflictError(outcome.conflict, batch)
+    return outcome
+  }
+
+  getStreamVersion(correlationId) {
+    const db = this.#db
+    return db.streamVersion(pageText('getStreamVersion', 'correlationId', correlationId, true))
+  }
+
+  consume(name, options) {
+    return this.#consumers.open(() => this.#db, this.#streams, name, options)
+  }
+
+  getConsumers() {
+    return JSON.parse(this.#db.consumers())
+  }
+
+  resetConsumer(name, position = 0) {
+    resetConsumer(this.#db, name, position)
   }
 
   execute(row, model, callbacks) {
@@ -312,6 +362,7 @@ class EventQueue {
 
   close() {
     if (this.#closed) return
+    this.#consumers.close()
     this.#closed = true
     this.#streams.close()
     this.#native.close()

@@ -18,12 +18,18 @@ function checkFilter(value, name) {
   return value
 }
 
+/** The `signal` option: an AbortSignal, or null. */
+function checkSignal(signal) {
+  const isSignal = signal !== null && typeof signal === 'object' && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function'
+  if (signal !== null && !isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
+  return signal
+}
+
 /** The native reader's options, plus `follow` and `signal`, which stay on this side. */
 function streamOptions(given) {
   const options = given === undefined ? {} : readOptions(given, STREAM_KEYS, '')
-  const { batchSize = 1000, startId = 0, endId = null, follow = false, signal = null } = options
-  const isSignal = signal !== null && typeof signal === 'object' && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function'
-  if (signal !== null && !isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
+  const { batchSize = 1000, startId = 0, endId = null, follow = false } = options
+  const signal = checkSignal(options.signal ?? null)
   return {
     native: {
       batchSize: checkInteger(batchSize, 'batchSize', 1, MAX_BATCH),
@@ -64,6 +70,11 @@ class StreamState {
     pending.catch(noop)
     this.#pending = pending
     return pending
+  }
+
+  /** How far the reader has read (see src/stream.rs): call it once a read has resolved. */
+  position() {
+    return this.#native.position()
   }
 
   /** Resolves after POLL_MS, or sooner when this queue appends (`wake`) or the stream ends. */
@@ -109,8 +120,13 @@ class Streams {
     return this.#batches(openNative, follow, signal)
   }
 
-  async * #batches(openNative, follow, signal) {
-    if (this.#closed || (signal && signal.aborted)) return
+  /**
+   * A reader of this queue's log: woken when the queue appends, ended when it closes or
+   * `signal` aborts. `openNative()` makes the native reader; null (and no reader made) when
+   * the queue is closed or the signal already aborted. Whoever attaches ends the state.
+   */
+  attach(openNative, signal) {
+    if (this.#closed || (signal && signal.aborted)) return null
     const onAbort = () => state.end()
     const state = new StreamState(openNative(), () => {
       this.#live.delete(state)
@@ -118,6 +134,12 @@ class Streams {
     })
     this.#live.add(state)
     if (signal) signal.addEventListener('abort', onAbort)
+    return state
+  }
+
+  async * #batches(openNative, follow, signal) {
+    const state = this.attach(openNative, signal)
+    if (state === null) return
     try {
       let pending = state.read()
       for (;;) {
@@ -154,4 +176,4 @@ class Streams {
   }
 }
 
-module.exports = { Streams, streamOptions }
+module.exports = { Streams, streamOptions, checkFilter, checkSignal, MAX_BATCH }

@@ -250,6 +250,15 @@ impl NativeQueue {
         consumer::release(self.store()?.conn(), &at, &token).map_err(to_js)
     }
 
+    /// The position stored for a consumer, or null when its name was never used.
+    #[napi]
+    pub fn consumer_position(&self, name: String, member: u32) -> Result<Option<f64>> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let at = Member { name: &name, member, size: 0 };
+        Ok(consumer::position(store.conn(), &at).map_err(to_js)?.map(|p| p as f64))
+    }
+
     /// `getConsumers()` as JSON text.
     #[napi(ts_return_type = "string")]
     pub fn consumers(&self) -> Result<Json> {
