@@ -19,10 +19,17 @@ const FIGURES = [
 /** The second table (store and storeBulk under each index set), selectable like a figure. */
 const INDEX_COST = 'indexCost'
 
+/**
+ * The third table: appends to one stream of each length with `expectedVersion` and without,
+ * selectable like a figure. `maxCost`: how much slower (as a share) the appends with it may be.
+ */
+const STREAM_COST = 'streamCost'
+const STREAM_COST_TARGET = { maxCost: 0.2 }
+
 /** Measured in a process of its own, so that the heap the other figures grew hides nothing. */
 const RSS_FIGURE = 'stream_rss_mb'
 
-const NAMES = [...FIGURES.map((f) => f.name), INDEX_COST]
+const NAMES = [...FIGURES.map((f) => f.name), INDEX_COST, STREAM_COST]
 
 /** Parses `--only a,b`: every name must be a figure or `indexCost`. */
 function parseOnly(text) {
@@ -43,4 +50,4 @@ function parseRounds(text, fallback) {
   return n
 }
 
-module.exports = { FIGURES, INDEX_COST, RSS_FIGURE, parseOnly, parseRounds }
+module.exports = { FIGURES, INDEX_COST, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }

@@ -10,14 +10,15 @@
 //   --smoke            BENCH_SMOKE=1       a few hundred events per figure and 1 round, in
 //                                          seconds, written to bench/results/smoke.json
 //   --rounds N         BENCH_ROUNDS=N      rounds per figure; the median is reported (default 5)
-//   --only a,b         BENCH_ONLY=a,b      only these figures (BENCH.md's names, or indexCost)
+//   --only a,b         BENCH_ONLY=a,b      only these figures (BENCH.md's names, indexCost or
+//                                          streamCost)
 //   --runtime NAME     BENCH_RUNTIME=NAME  only node, or only bun
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { FIGURES, INDEX_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
+const { FIGURES, INDEX_COST, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
 
 const ROOT = path.join(__dirname, '..')
 const WORKLOAD = path.join(__dirname, 'workload.js')
@@ -127,6 +128,23 @@ function indexCostTable(indexCost) {
   return table(['index set', 'indexes', 'journal', 'store() events/s', 'storeBulk() events/s'], rows)
 }
 
+const percent = (share) => `${share >= 0 ? '+' : ''}${(share * 100).toFixed(1)} %`
+
+function streamCostTable(streamCost) {
+  const rows = Object.values(streamCost).map((entry) => [
+    entry.streamLength.toLocaleString('en-US'),
+    ...['store_eps', 'storeBulk_eps'].flatMap((kind) => [rate(entry[kind].plain), rate(entry[kind].expected), percent(entry[kind].cost)]),
+  ])
+  return table(['stream length', 'store() without', 'with', 'cost', 'storeBulk() without', 'with', 'cost'], rows)
+}
+
+/** The appends with expectedVersion that cost more than the target allows, as lines of the misses. */
+function streamCostMisses(runtime, streamCost) {
+  return Object.values(streamCost).flatMap((entry) => ['store_eps', 'storeBulk_eps']
+    .filter((kind) => entry[kind].cost > STREAM_COST_TARGET.maxCost)
+    .map((kind) => `${runtime} ${STREAM_COST} ${kind} at ${entry.streamLength} events: ${percent(entry[kind].cost)}, target ≤ +${STREAM_COST_TARGET.maxCost * 100} %`))
+}
+
 function machine() {
   const cpus = os.cpus()
   return {
@@ -154,7 +172,11 @@ function main() {
     }
     try {
       const result = runWorkload(runtime, options)
-      output[runtime] = { ...result.figures, ...(result.indexCost ? { [INDEX_COST]: result.indexCost } : {}) }
+      output[runtime] = {
+        ...result.figures,
+        ...(result.indexCost ? { [INDEX_COST]: result.indexCost } : {}),
+        ...(result.streamCost ? { [STREAM_COST]: result.streamCost } : {}),
+      }
       output.machine.runtimes[runtime] = { version: result.version, rawDriver: result.driver }
     } catch (err) {
       console.error(`\n${err.message}`)
@@ -179,12 +201,17 @@ function report(output) {
   const missing = []
   for (const runtime of Object.keys(RUNTIMES).filter((r) => output[r])) {
     const { version, rawDriver } = m.runtimes[runtime]
-    const { [INDEX_COST]: indexCost, ...figures } = output[runtime]
+    const { [INDEX_COST]: indexCost, [STREAM_COST]: streamCost, ...figures } = output[runtime]
     console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}`)
     if (Object.keys(figures).length > 0) console.log(figureTable({ figures }))
     if (indexCost) {
       console.log(`\nIndex cost on ${RUNTIMES[runtime].label} (eventlite-native; % of the core set)`)
       console.log(indexCostTable(indexCost))
+    }
+    if (streamCost) {
+      console.log(`\nStream cost on ${RUNTIMES[runtime].label} (eventlite-native: events/s appending to one stream of each length, without and with expectedVersion)`)
+      console.log(streamCostTable(streamCost))
+      misses.push(...streamCostMisses(runtime, streamCost))
     }
     for (const figure of FIGURES.filter((f) => f.name in figures)) {
       const entry = figures[figure.name]

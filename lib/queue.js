@@ -11,6 +11,9 @@ const { toRows, oneRow } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
 const { Consumers, resetConsumer } = require('./consumer')
 
+/** No duplicates, no rows: what an append with conditions that stored every event reports. */
+const NONE = Object.freeze([])
+
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
 
@@ -139,7 +142,7 @@ class EventQueue {
     if (records.some(isChecked)) {
       const outcome = this.#appendChecked(db, payload, true)
       firstId = outcome.firstId
-      repeats = new Map(outcome.duplicates.map(([index], k) => [index, outcome.rows[k]]))
+      if (outcome.duplicates.length > 0) repeats = new Map(outcome.duplicates.map(([index], k) => [index, outcome.rows[k]]))
     } else {
       firstId = db.appendBatch(payload)
     }
@@ -161,11 +164,13 @@ class EventQueue {
   }
 
   /**
-   * Stores a payload with stream conditions: `{ firstId, count, duplicates, rows }` (see
+   * Stores a payload with stream conditions: `{ firstId, duplicates, rows }` (see
    * src/store.rs), or throws ERR_VERSION_CONFLICT with the conflict's fields.
    */
   #appendChecked(db, payload, batch) {
-    const outcome = JSON.parse(db.appendChecked(payload, batch))
+    const stored = db.appendChecked(payload, batch)
+    if (typeof stored === 'number') return { firstId: stored, duplicates: NONE, rows: NONE }
+    const outcome = JSON.parse(stored)
     if (outcome.conflict) throw conflictError(outcome.conflict, batch)
     return outcome
   }

@@ -306,7 +306,7 @@ mod tests {
     #[test]
     fn the_partition_is_fnv1a_of_the_utf8_bytes() {
         // FNV-1a 32 of "" is the offset basis, of "a" 0xe40c292c (the published test vectors).
-        assert_eq!(partition(Some(b""), u32::MAX), 0x811c_9dc5 % u32::MAX);
+        assert_eq!(partition(Some(b""), u32::MAX), 0x811c_9dc5);
         assert_eq!(partition(Some(b"a"), u32::MAX), 0xe40c_292c);
         assert_eq!(partition(Some(b"foobar"), u32::MAX), 0xbf9c_f968);
         assert_eq!(partition(Some(b"a"), 3), 0xe40c_292c % 3);

@@ -189,16 +189,20 @@ impl NativeQueue {
     }
 
     /// Stores the payload of a `store` (`batch` false) or `storeBulk` call whose events may carry
-    /// `expectedVersion` or `idempotencyKey`, as JSON text: see [`store::Checked::to_json`], or
+    /// `expectedVersion` or `idempotencyKey`. Returns the first id when every event was stored;
+    /// otherwise JSON text: [`store::Checked::to_json`] when some were repeats, or
     /// `{"conflict":{…}}` (see [`version::Conflict`]) when an expected version did not hold, for
-    /// JavaScript to throw with its fields.
-    #[napi(ts_return_type = "string")]
-    pub fn append_checked(&self, payload: String, batch: bool) -> Result<Json> {
+    /// JavaScript to throw with its fields. A number spares the common case a `JSON.parse`.
+    #[napi(ts_return_type = "number | string")]
+    pub fn append_checked(&self, payload: String, batch: bool) -> Result<Either<f64, Json>> {
         let mut store = self.store()?;
         let kind = if batch { WriteKind::Batch } else { WriteKind::Single };
         match store.append_checked(&payload, kind) {
-            Ok(checked) => checked.to_json(store.conn()).map(Json).map_err(to_js),
-            Err(Error::VersionConflict(conflict)) => Ok(Json(format!(r#"{{"conflict":{}}}"#, conflict.to_json()))),
+            Ok(checked) if checked.duplicates.is_empty() => Ok(Either::A(checked.first_id as f64)),
+            Ok(checked) => checked.to_json(store.conn()).map(|text| Either::B(Json(text))).map_err(to_js),
+            Err(Error::VersionConflict(conflict)) => {
+                Ok(Either::B(Json(format!(r#"{{"conflict":{}}}"#, conflict.to_json()))))
+            }
             Err(err) => Err(to_js(err)),
         }
     }

@@ -92,6 +92,22 @@ pub struct Checked {
 }
 
 impl Checked {
+    /// Counts `count` events just stored from id `first_id`, which must follow the ones before:
+    /// callers number the rows they return by it.
+    fn stored(&mut self, first_id: i64, count: usize) -> Result<()> {
+        let expected = self.first_id + self.count as i64;
+        if self.count == 0 {
+            self.first_id = first_id;
+        } else if first_id != expected {
+            return Err(Error::Sqlite {
+                code: "SQLITE_INTERNAL",
+                message: format!("ids not consecutive within one batch (expected {expected}, got {first_id})"),
+            });
+        }
+        self.count += count;
+        Ok(())
+    }
+
     /// JSON text for JavaScript: `{"firstId","count","duplicates":[[index,id],…],"rows":[…]}`,
     /// where `rows` holds the values of each duplicate's first event, in the order of
     /// `duplicates` (see [`crate::read`]).
@@ -294,23 +310,22 @@ impl Store {
 
     fn insert_checked(&mut self, payload: &str) -> Result<Checked> {
         let events = parse_batch(payload)?;
-        let versions = events.iter().any(|e| e.expected_version().is_some());
         let conn = &self.conn;
-        let txn = loop {
-            let txn = WriteTxn::begin(conn)?;
-            self.streams.ready(conn, true)?;
-            // A long backlog of uncounted events (a file EventLite filled) is folded in
-            // transactions of its own first, so that this one holds the lock briefly.
-            if versions && version::backlog(conn)? > version::FOLD_CHUNK {
-                txn.commit()?;
-                version::catch_up(conn, version::FOLD_LIMIT)?;
-                continue;
-            }
-            break txn;
-        };
+        let txn = WriteTxn::begin(conn)?;
+        self.streams.ready(conn, true)?;
         let mut writer = Writer { conn, cache: &mut self.cache };
         let mut checked = Checked { first_id: 0, count: 0, duplicates: Vec::new() };
+        // Events without conditions go in as the plain path puts them, chunk by chunk; the
+        // run before a conditional event goes in first, so that its check counts them.
+        let mut run_start = None;
         for (index, e) in events.iter().enumerate() {
+            if !e.is_conditional() {
+                run_start.get_or_insert(index);
+                continue;
+            }
+            if let Some(start) = run_start.take() {
+                checked.stored(writer.insert_all(&events[start..index])?, index - start)?;
+            }
             let correlation_id = writer.correlation_for(e)?;
             let key = e.idempotency_key();
             if let Some(first) = key.map(|key| idempotency::lookup(conn, key)).transpose()?.flatten() {
@@ -321,21 +336,13 @@ impl Store {
                 version::check(conn, index, correlation_id.as_deref(), expected)?;
             }
             let id = writer.insert_one(e, correlation_id.as_deref())?;
-            if checked.count == 0 {
-                checked.first_id = id;
-            } else if id != checked.first_id + checked.count as i64 {
-                return Err(Error::Sqlite {
-                    code: "SQLITE_INTERNAL",
-                    message: format!(
-                        "ids not consecutive within one batch (expected {}, got {id})",
-                        checked.first_id + checked.count as i64
-                    ),
-                });
-            }
-            checked.count += 1;
+            checked.stored(id, 1)?;
             if let Some(key) = key {
                 idempotency::remember(conn, key, id)?;
             }
+        }
+        if let Some(start) = run_start {
+            checked.stored(writer.insert_all(&events[start..])?, events.len() - start)?;
         }
         txn.commit()?;
         Ok(checked)

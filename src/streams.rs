@@ -18,8 +18,7 @@ use crate::store::WriteTxn;
 use crate::{consumer, idempotency, version};
 
 /// The tables, then the triggers, that must all exist.
-const TABLES: [&str; 4] =
-    ["eventlite_stream_versions", "eventlite_stream_counted", "eventlite_idempotency_keys", "eventlite_consumers"];
+const TABLES: [&str; 3] = ["eventlite_stream_versions", "eventlite_idempotency_keys", "eventlite_consumers"];
 
 fn count_present(conn: &Connection, kind: &str, names: &[&str]) -> Result<usize> {
     let mut stmt = conn.prepare_cached("SELECT COUNT(*) FROM sqlite_master WHERE type = ?1 AND name = ?2")?;
@@ -110,7 +109,7 @@ mod tests {
     fn fill(conn: &Connection) {
         conn.execute_batch(
             "INSERT INTO queue (datetime, cmd, correlation_id) VALUES (0, 'a', 'c');
-             INSERT INTO eventlite_stream_versions VALUES ('c', 1);
+             INSERT INTO eventlite_stream_versions VALUES ('c', 1, 1);
              INSERT INTO eventlite_idempotency_keys VALUES ('k', 1);
              INSERT OR REPLACE INTO eventlite_consumers (name, member, size, position) VALUES ('p', 0, 1, 1);",
         )

@@ -8,8 +8,10 @@ use eventlite_native::store::{Checked, Config, Store, MEMORY};
 use eventlite_native::version::FOLD_LIMIT;
 use serde_json::{json, Value};
 
-/// A payload of events `(cmd, correlation id, causation id, expected version, key)`.
-fn payload(events: &[(&str, Option<&str>, Option<i64>, Option<i64>, Option<&str>)]) -> String {
+/// An event: `(cmd, correlation id, causation id, expected version, key)`.
+type Event<'a> = (&'a str, Option<&'a str>, Option<i64>, Option<i64>, Option<&'a str>);
+
+fn payload(events: &[Event<'_>]) -> String {
     let tuples: Vec<Value> = events
         .iter()
         .map(|(cmd, corr, caus, expected, key)| match (expected, key) {
@@ -125,9 +127,13 @@ fn versions_stay_right_while_another_connection_appends_and_resets() {
     // Past the fold limit: folded on the next read, and still exact.
     insert(FOLD_LIMIT + 5, "s");
     assert_eq!(store.stream_version("s").unwrap(), FOLD_LIMIT + 9);
-    let mark: i64 =
-        store.conn().query_row("SELECT counted_to FROM eventlite_stream_counted", [], |r| r.get(0)).unwrap();
-    assert_eq!(mark, FOLD_LIMIT + 9);
+    let row: (i64, i64) = store
+        .conn()
+        .query_row("SELECT version, counted_to FROM eventlite_stream_versions WHERE correlation_id = 's'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(row, (FOLD_LIMIT + 9, FOLD_LIMIT + 9), "counted into its row");
     store
         .append_checked(&payload(&[("b", Some("s"), None, Some(FOLD_LIMIT + 9), Some("k"))]), WriteKind::Single)
         .unwrap();
@@ -146,4 +152,20 @@ fn versions_stay_right_while_another_connection_appends_and_resets() {
     drop(other);
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plain_events_around_conditional_ones_go_in_by_chunks_and_count() {
+    let mut store = Store::open(Config::new(MEMORY)).unwrap();
+    let plain = ("p", Some("s"), None, None, None);
+    let mut events = vec![plain; 40];
+    events.push(("v", Some("s"), None, Some(40), None));
+    events.extend(vec![plain; 70]);
+    events.push(("k", Some("s"), None, Some(111), Some("key")));
+    events.push(("k", Some("s"), None, None, Some("key")));
+    events.push(plain);
+    let done = store.append_checked(&payload(&events), WriteKind::Batch).unwrap();
+    assert_eq!(done, checked(1, 113, vec![(112, 112)]));
+    assert_eq!(count(&store), 113);
+    assert_eq!(store.stream_version("s").unwrap(), 113);
 }
