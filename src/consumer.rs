@@ -76,12 +76,11 @@ pub fn register(conn: &rusqlite::Connection) -> Result<()> {
     Ok(())
 }
 
-/// One consumer row: a name and a member of its group.
+/// One consumer row: a name and a member of its group (0 for a consumer alone).
 #[derive(Debug, Clone, Copy)]
 pub struct Member<'a> {
     pub name: &'a str,
     pub member: u32,
-    pub size: u32,
 }
 
 /// What [`acquire`] found.
@@ -132,30 +131,38 @@ fn create_group(conn: &Connection, name: &str, size: u32, position: i64) -> Resu
     Ok(())
 }
 
-fn check(at: &Member<'_>) -> Result<()> {
+fn check(at: &Member<'_>, size: u32) -> Result<()> {
     if at.name.is_empty() {
         return Err(Error::InvalidOption("a consumer's name must not be empty".into()));
     }
-    if at.size == 0 || at.member >= at.size {
+    if size == 0 || at.member >= size {
         return Err(Error::InvalidOption(format!(
-            "group.member must be from 0 to group.size - 1, got member {} of size {}",
-            at.member, at.size
+            "group.member must be from 0 to group.size - 1, got member {} of size {size}",
+            at.member
         )));
     }
     Ok(())
 }
 
-/// Takes the lease of a consumer for `token`, creating its rows (every member of its group at
-/// position 0) the first time its name is used. Leases held by owners in `dead` count as free.
+/// Takes the lease of a member of a group of `size` (1 for a consumer alone) for `token`,
+/// creating the group's rows (every member at position 0) the first time its name is used.
+/// Leases held by owners in `dead` count as free.
 ///
 /// A group's size can change only where every member stopped at the same position with no
 /// reader holding a lease (as `reset` leaves them): anywhere else the partitions would move
 /// under positions that were counted in the old ones, and events would be skipped or repeated.
-pub fn acquire(conn: &Connection, at: &Member<'_>, token: &str, now: i64, dead: &[String]) -> Result<Acquired> {
-    check(at)?;
+pub fn acquire(
+    conn: &Connection,
+    at: &Member<'_>,
+    size: u32,
+    token: &str,
+    now: i64,
+    dead: &[String],
+) -> Result<Acquired> {
+    check(at, size)?;
     let txn = WriteTxn::begin(conn)?;
     let mut rows = rows(conn, at.name)?;
-    let same_size = rows.len() == at.size as usize && rows.iter().all(|r| r.size == at.size);
+    let same_size = rows.len() == size as usize && rows.iter().all(|r| r.size == size);
     if !same_size {
         let clean_cut = rows.windows(2).all(|pair| pair[0].position == pair[1].position)
             && rows.iter().all(|r| r.held_by_another(token, now, dead).is_none());
@@ -167,7 +174,7 @@ pub fn acquire(conn: &Connection, at: &Member<'_>, token: &str, now: i64, dead: 
                 rows.first().map_or(0, |r| r.size)
             )));
         }
-        create_group(conn, at.name, at.size, rows.first().map_or(0, |r| r.position))?;
+        create_group(conn, at.name, size, rows.first().map_or(0, |r| r.position))?;
         rows = self::rows(conn, at.name)?;
     }
     let row = rows.iter().find(|r| r.member == at.member).ok_or_else(|| Error::Sqlite {
@@ -229,7 +236,7 @@ pub fn release(conn: &Connection, at: &Member<'_>, token: &str) -> Result<()> {
 /// reader) if its name was never used. While another reader holds a lease of it, nothing
 /// changes and that reader's owner token is returned (owners in `dead` do not count).
 pub fn reset(conn: &Connection, name: &str, position: i64, now: i64, dead: &[String]) -> Result<Option<String>> {
-    check(&Member { name, member: 0, size: 1 })?;
+    check(&Member { name, member: 0 }, 1)?;
     if position < 0 {
         return Err(Error::InvalidOption(format!("position must be an integer >= 0, got {position}")));
     }
@@ -301,7 +308,7 @@ mod tests {
         conn
     }
 
-    const SOLO: Member<'static> = Member { name: "solo", member: 0, size: 1 };
+    const SOLO: Member<'static> = Member { name: "solo", member: 0 };
 
     #[test]
     fn the_partition_is_fnv1a_of_the_utf8_bytes() {
@@ -330,49 +337,49 @@ mod tests {
     #[test]
     fn one_reader_at_a_time_until_its_lease_ends() {
         let conn = memory();
-        assert_eq!(acquire(&conn, &SOLO, "a", 1_000, &[]).unwrap(), Acquired::Position(0));
-        assert_eq!(acquire(&conn, &SOLO, "a", 1_000, &[]).unwrap(), Acquired::Position(0), "the owner again");
-        assert_eq!(acquire(&conn, &SOLO, "b", 1_000, &[]).unwrap(), Acquired::Busy("a".into()));
+        assert_eq!(acquire(&conn, &SOLO, 1, "a", 1_000, &[]).unwrap(), Acquired::Position(0));
+        assert_eq!(acquire(&conn, &SOLO, 1, "a", 1_000, &[]).unwrap(), Acquired::Position(0), "the owner again");
+        assert_eq!(acquire(&conn, &SOLO, 1, "b", 1_000, &[]).unwrap(), Acquired::Busy("a".into()));
         commit(&conn, &SOLO, "a", 7, 2_000).unwrap();
         // Renewed by the commit at 2,000: busy until 2,000 + LEASE_MS, free from then.
-        assert_eq!(acquire(&conn, &SOLO, "b", 1_999 + LEASE_MS, &[]).unwrap(), Acquired::Busy("a".into()));
-        assert_eq!(acquire(&conn, &SOLO, "b", 2_000 + LEASE_MS, &[]).unwrap(), Acquired::Position(7));
+        assert_eq!(acquire(&conn, &SOLO, 1, "b", 1_999 + LEASE_MS, &[]).unwrap(), Acquired::Busy("a".into()));
+        assert_eq!(acquire(&conn, &SOLO, 1, "b", 2_000 + LEASE_MS, &[]).unwrap(), Acquired::Position(7));
         let err = commit(&conn, &SOLO, "a", 9, 3_000 + LEASE_MS).unwrap_err();
         assert_eq!(err.code(), "ERR_CONSUMER_BUSY", "the old owner commits nothing");
         assert!(!renew(&conn, &SOLO, "a", 3_000 + LEASE_MS).unwrap());
         assert_eq!(position(&conn, &SOLO).unwrap(), Some(7));
         release(&conn, &SOLO, "a").unwrap();
-        assert_eq!(acquire(&conn, &SOLO, "c", 3_000 + LEASE_MS, &[]).unwrap(), Acquired::Busy("b".into()));
+        assert_eq!(acquire(&conn, &SOLO, 1, "c", 3_000 + LEASE_MS, &[]).unwrap(), Acquired::Busy("b".into()));
         release(&conn, &SOLO, "b").unwrap();
-        assert_eq!(acquire(&conn, &SOLO, "c", 3_000 + LEASE_MS, &[]).unwrap(), Acquired::Position(7));
+        assert_eq!(acquire(&conn, &SOLO, 1, "c", 3_000 + LEASE_MS, &[]).unwrap(), Acquired::Position(7));
     }
 
     #[test]
     fn a_dead_owners_lease_is_free_before_it_expires() {
         let conn = memory();
-        acquire(&conn, &SOLO, "gone", 0, &[]).unwrap();
-        assert_eq!(acquire(&conn, &SOLO, "new", 1, &["other".into()]).unwrap(), Acquired::Busy("gone".into()));
-        assert_eq!(acquire(&conn, &SOLO, "new", 1, &["gone".into()]).unwrap(), Acquired::Position(0));
+        acquire(&conn, &SOLO, 1, "gone", 0, &[]).unwrap();
+        assert_eq!(acquire(&conn, &SOLO, 1, "new", 1, &["other".into()]).unwrap(), Acquired::Busy("gone".into()));
+        assert_eq!(acquire(&conn, &SOLO, 1, "new", 1, &["gone".into()]).unwrap(), Acquired::Position(0));
     }
 
     #[test]
     fn a_group_gets_a_row_per_member_and_changes_size_only_at_a_clean_cut() {
         let conn = memory();
-        let member = |member| Member { name: "g", member, size: 3 };
-        assert_eq!(acquire(&conn, &member(1), "one", 0, &[]).unwrap(), Acquired::Position(0));
+        let member = |member| Member { name: "g", member };
+        assert_eq!(acquire(&conn, &member(1), 3, "one", 0, &[]).unwrap(), Acquired::Position(0));
         let listed: Vec<(u32, u32)> = list(&conn).unwrap().iter().map(|c| (c.member, c.size)).collect();
         assert_eq!(listed, [(0, 3), (1, 3), (2, 3)]);
         commit(&conn, &member(1), "one", 5, 0).unwrap();
         release(&conn, &member(1), "one").unwrap();
-        let two = Member { name: "g", member: 0, size: 2 };
-        assert_eq!(acquire(&conn, &two, "t", 0, &[]).unwrap_err().code(), "ERR_INVALID_OPTION");
+        let two = Member { name: "g", member: 0 };
+        assert_eq!(acquire(&conn, &two, 2, "t", 0, &[]).unwrap_err().code(), "ERR_INVALID_OPTION");
         assert_eq!(reset(&conn, "g", 4, 0, &[]).unwrap(), None);
-        assert_eq!(acquire(&conn, &two, "t", 0, &[]).unwrap(), Acquired::Position(4));
+        assert_eq!(acquire(&conn, &two, 2, "t", 0, &[]).unwrap(), Acquired::Position(4));
         let listed: Vec<(u32, u32, i64)> =
             list(&conn).unwrap().iter().map(|c| (c.member, c.size, c.position)).collect();
         assert_eq!(listed, [(0, 2, 4), (1, 2, 4)]);
         assert_eq!(
-            acquire(&conn, &Member { name: "g", member: 2, size: 2 }, "t", 0, &[]).unwrap_err().code(),
+            acquire(&conn, &Member { name: "g", member: 2 }, 2, "t", 0, &[]).unwrap_err().code(),
             "ERR_INVALID_OPTION"
         );
     }
@@ -380,13 +387,13 @@ mod tests {
     #[test]
     fn reset_waits_for_no_live_reader_and_creates_unknown_names() {
         let conn = memory();
-        acquire(&conn, &SOLO, "a", 0, &[]).unwrap();
+        acquire(&conn, &SOLO, 1, "a", 0, &[]).unwrap();
         assert_eq!(reset(&conn, "solo", 3, 1, &[]).unwrap(), Some("a".into()));
         assert_eq!(reset(&conn, "solo", 3, 1, &["a".into()]).unwrap(), None);
         assert_eq!(position(&conn, &SOLO).unwrap(), Some(3));
         assert_eq!(reset(&conn, "fresh", 9, 1, &[]).unwrap(), None);
-        let fresh = Member { name: "fresh", member: 0, size: 1 };
-        assert_eq!(acquire(&conn, &fresh, "x", 1, &[]).unwrap(), Acquired::Position(9));
+        let fresh = Member { name: "fresh", member: 0 };
+        assert_eq!(acquire(&conn, &fresh, 1, "x", 1, &[]).unwrap(), Acquired::Position(9));
         assert_eq!(reset(&conn, "solo", -1, 1, &[]).unwrap_err().code(), "ERR_INVALID_OPTION");
     }
 
@@ -394,7 +401,7 @@ mod tests {
     fn lag_counts_the_events_after_the_position() {
         let conn = memory();
         conn.execute_batch("INSERT INTO queue (datetime, cmd) VALUES (0, 'a'), (0, 'b'), (0, 'c')").unwrap();
-        acquire(&conn, &SOLO, "a", 0, &[]).unwrap();
+        acquire(&conn, &SOLO, 1, "a", 0, &[]).unwrap();
         commit(&conn, &SOLO, "a", 1, 0).unwrap();
         let info = &list(&conn).unwrap()[0];
         assert_eq!((info.position, info.lag), (1, 2));

@@ -226,8 +226,8 @@ impl NativeQueue {
     ) -> Result<Either<f64, String>> {
         let store = self.store()?;
         store.streams_ready().map_err(to_js)?;
-        let at = Member { name: &name, member, size };
-        match consumer::acquire(store.conn(), &at, &token, now_ms(), &dead).map_err(to_js)? {
+        let at = Member { name: &name, member };
+        match consumer::acquire(store.conn(), &at, size, &token, now_ms(), &dead).map_err(to_js)? {
             Acquired::Position(position) => Ok(Either::A(position as f64)),
             Acquired::Busy(owner) => Ok(Either::B(owner)),
         }
@@ -237,20 +237,20 @@ impl NativeQueue {
     #[napi]
     pub fn consumer_commit(&self, name: String, member: u32, token: String, position: f64) -> Result<()> {
         let position = to_id(position).map_err(to_js)?;
-        let at = Member { name: &name, member, size: 0 };
+        let at = Member { name: &name, member };
         consumer::commit(self.store()?.conn(), &at, &token, position, now_ms()).map_err(to_js)
     }
 
     /// Renews a consumer's lease; false once `token` lost it.
     #[napi]
     pub fn consumer_renew(&self, name: String, member: u32, token: String) -> Result<bool> {
-        let at = Member { name: &name, member, size: 0 };
+        let at = Member { name: &name, member };
         consumer::renew(self.store()?.conn(), &at, &token, now_ms()).map_err(to_js)
     }
 
     #[napi]
     pub fn consumer_release(&self, name: String, member: u32, token: String) -> Result<()> {
-        let at = Member { name: &name, member, size: 0 };
+        let at = Member { name: &name, member };
         consumer::release(self.store()?.conn(), &at, &token).map_err(to_js)
     }
 
@@ -259,7 +259,7 @@ impl NativeQueue {
     pub fn consumer_position(&self, name: String, member: u32) -> Result<Option<f64>> {
         let store = self.store()?;
         store.streams_ready().map_err(to_js)?;
-        let at = Member { name: &name, member, size: 0 };
+        let at = Member { name: &name, member };
         Ok(consumer::position(store.conn(), &at).map_err(to_js)?.map(|p| p as f64))
     }
 

@@ -296,7 +296,6 @@ impl Store {
     /// event with an `idempotencyKey` used before is left out (see [`Checked::duplicates`]), and
     /// each with an `expectedVersion` is checked against its stream as it comes, the events
     /// before it in the call counted; a conflict stores nothing ([`Error::VersionConflict`]).
-    /// Events go in one at a time, so that each check sees the ones before it.
     pub fn append_checked(&mut self, payload: &str, kind: WriteKind) -> Result<Checked> {
         let started = Instant::now();
         let written = self.insert_checked(payload);
