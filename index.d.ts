@@ -98,6 +98,35 @@ export interface EventInput<Data = any, Metadata = any> {
   causationId?: number | null
   /** Any JSON-representable value; default `{}`. */
   metadata?: Metadata
+  /**
+   * Append only if the event's stream (its correlation id, own or inherited) holds exactly this
+   * many events; otherwise throw `ERR_VERSION_CONFLICT` and store nothing. An integer >= 0.
+   */
+  expectedVersion?: number | null
+  /**
+   * 1 to 256 characters. A later append with the same key stores nothing, runs nothing, and
+   * returns the row stored the first time.
+   */
+  idempotencyKey?: string | null
+}
+
+/** What `storeBulk` returns for each event. */
+export interface BulkResult {
+  row: EventRow
+  /** What the model returned; `null` without a model, and for a repeat. */
+  result: unknown
+  /** Present, `true`, for an event whose `idempotencyKey` was used before: `row` is the event stored then. */
+  duplicate?: true
+}
+
+/** `ERR_VERSION_CONFLICT`: an event's `expectedVersion` did not hold. */
+export interface VersionConflictError extends Error {
+  code: 'ERR_VERSION_CONFLICT'
+  correlationId: string
+  expectedVersion: number
+  actualVersion: number
+  /** The event's position, for `storeBulk`. */
+  index?: number
 }
 
 /** The second argument handlers receive. */
@@ -298,6 +327,52 @@ export interface StreamOptions {
   signal?: AbortSignalLike | null
 }
 
+/** The options of `consume`. */
+export interface ConsumeOptions {
+  /** Rows per batch at most, an integer from 1 to 10,000. Default `1000`. */
+  batchSize?: number
+  /** After the last event, wait for new ones (of this queue and other processes). Default `true`; `false` ends at the end of the log. */
+  follow?: boolean
+  /** Aborting it ends the loop normally. */
+  signal?: AbortSignalLike | null
+  /** Only matching events; the filters combine with AND. The position passes over the others. */
+  filter?: { correlationId?: string | null; user?: string | null; cmd?: string | null } | null
+  /**
+   * One member of a group of `size` (1 to 1,024) readers that share the consumer: member `m`
+   * receives the events whose correlation id's FNV-1a 32-bit hash (of its UTF-8 bytes) modulo
+   * `size` is `m`; events without a correlation id go to member 0.
+   */
+  group?: { member: number; size: number } | null
+}
+
+/**
+ * A named, durable reader: an async iterator of row batches (single use, like a generator).
+ * A batch's position is committed when the loop asks for the next batch (and when the log ends
+ * for `follow: false`), never when it is yielded; leaving the loop early commits nothing for
+ * the batch in hand.
+ * @throws Error with `code: 'ERR_CONSUMER_BUSY'` from the first `next()` while another reader holds the consumer.
+ */
+export interface Consumer extends AsyncIterableIterator<EventRow[]> {
+  readonly name: string
+  readonly member: number
+  readonly size: number
+  /** The last committed id. */
+  readonly position: number
+  /** Commits the batch yielded last, now. */
+  commit(): void
+}
+
+/** One row of `getConsumers()`. */
+export interface ConsumerInfo {
+  name: string
+  member: number
+  size: number
+  /** The last committed id. */
+  position: number
+  /** Events in the log after the position (for a group member or a filtered consumer, including those it passes over). */
+  lag: number
+}
+
 /**
  * What `streamEvents` uses of an `AbortSignal`, spelled out so that these types compile
  * without the DOM library or `@types/node`; a real `AbortSignal` is one.
@@ -413,7 +488,8 @@ export interface EventQueue {
   /**
    * Stores one event and returns the stored row (or, when the queue's `_model` is set, what
    * that model returned). An event with no `cmd` is reported to `callbacks._error`
-   * (EventLite's message), nothing is stored and `undefined` is returned.
+   * (EventLite's message), nothing is stored and `undefined` is returned. A repeat of an
+   * `idempotencyKey` returns the row stored the first time, and runs nothing.
    * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold, and for an event without `cmd` when there are no callbacks to report it to.
    */
   store(event: EventInput, model?: null, callbacks?: Callbacks): EventRow | undefined
@@ -422,14 +498,17 @@ export interface EventQueue {
    * or `undefined` when the model threw (reported to `callbacks._error` and `model._error`)
    * or the event has no `cmd` (nothing is stored).
    * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold.
+   * @throws {@link VersionConflictError} when `expectedVersion` did not hold; nothing is stored.
    */
   store(event: EventInput, model: Model, callbacks?: Callbacks): unknown
   /**
    * Stores every event in one transaction, or none; then executes each row through `model`,
    * in order. `result` is `null` without a model.
+   * Events whose `idempotencyKey` was used before are not stored: `{ row, result: null, duplicate: true }`.
    * @throws Error with `code: 'ERR_INVALID_EVENT'` and `index` for an invalid event; nothing is stored.
+   * @throws {@link VersionConflictError} when an `expectedVersion` did not hold; nothing is stored.
    */
-  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): Array<{ row: EventRow; result: unknown }>
+  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): BulkResult[]
   /** Runs a row through a model and callbacks, as `store` does after storing. */
   execute(row: EventRow, model: Model, callbacks?: Callbacks): unknown
   /** `store` with ids and metadata taken from a context. */
@@ -505,6 +584,21 @@ export interface EventQueue {
 
   /** Names of the optional indexes present, sorted. */
   getIndexes(): string[]
+
+  /** How many events the stream of `correlationId` holds, whoever appended them. */
+  getStreamVersion(correlationId: string | number): number
+  /**
+   * A named, durable reader of the log; see {@link Consumer}.
+   * @throws TypeError or RangeError with `code: 'ERR_INVALID_OPTION'` for a bad option, when called.
+   */
+  consume(name: string, options?: ConsumeOptions): Consumer
+  /** Every consumer of the file, by name then member. */
+  getConsumers(): ConsumerInfo[]
+  /**
+   * Moves every member of a consumer to `position` (default `0`); a name never used becomes a consumer there.
+   * @throws Error with `code: 'ERR_CONSUMER_BUSY'` while a reader holds it.
+   */
+  resetConsumer(name: string, position?: number): void
 
   /**
    * Copies the live database into `destination` (replaced if it exists) with SQLite's online
@@ -652,4 +746,6 @@ export type ErrorCode =
   | 'ERR_SCHEMA_MISMATCH'
   | 'ERR_CORRUPT_ROW'
   | 'ERR_ROW_TOO_LARGE'
+  | 'ERR_VERSION_CONFLICT'
+  | 'ERR_CONSUMER_BUSY'
   | `SQLITE_${string}`

@@ -24,10 +24,17 @@ const INDEX_COST = 'indexCost'
 /** The third: the async queue's throughput and write latency by number of producers. */
 const ASYNC_SCALING = 'asyncScaling'
 
+/**
+ * The third table: appends to one stream of each length with `expectedVersion` and without,
+ * selectable like a figure. `maxCost`: how much slower (as a share) the appends with it may be.
+ */
+const STREAM_COST = 'streamCost'
+const STREAM_COST_TARGET = { maxCost: 0.2 }
+
 /** Measured in a process of its own, so that the heap the other figures grew hides nothing. */
 const RSS_FIGURE = 'stream_rss_mb'
 
-const NAMES = [...FIGURES.map((f) => f.name), INDEX_COST, ASYNC_SCALING]
+const NAMES = [...FIGURES.map((f) => f.name), INDEX_COST, ASYNC_SCALING, STREAM_COST]
 
 /** Parses `--only a,b`: every name must be a figure, `indexCost` or `asyncScaling`. */
 function parseOnly(text) {
@@ -48,4 +55,4 @@ function parseRounds(text, fallback) {
   return n
 }
 
-module.exports = { FIGURES, INDEX_COST, ASYNC_SCALING, RSS_FIGURE, parseOnly, parseRounds }
+module.exports = { FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }

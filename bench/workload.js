@@ -10,15 +10,21 @@ const path = require('node:path')
 const { parseArgs } = require('node:util')
 const { initQueue, openQueue, eventCallbacks } = require('..')
 const { RawQueue, RawAsyncQueue, driverName } = require('./raw')
-const { INDEX_COST, ASYNC_SCALING, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
+const { INDEX_COST, ASYNC_SCALING, STREAM_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
 
 const isBun = typeof Bun !== 'undefined'
 const RUNTIME = isBun ? 'bun' : 'node'
 
 /** How much work each figure does: the specified sizes, and a few hundred events for --smoke. */
 const SIZES = {
-  full: { store: 20_000, bulk: 100_000, batch: 1_000, fixture: 100_000, byId: 50_000, cached: 200_000, warmIds: 1_000, pages: 2_000, rssEvents: 1_000_000, async: 100_000, scaling: 20_000 },
-  smoke: { store: 300, bulk: 500, batch: 100, fixture: 500, byId: 300, cached: 500, warmIds: 50, pages: 20, rssEvents: 500, async: 500, scaling: 300 },
+  full: {
+    store: 20_000, bulk: 100_000, batch: 1_000, fixture: 100_000, byId: 50_000, cached: 200_000, warmIds: 1_000, pages: 2_000, rssEvents: 1_000_000,
+    async: 100_000, scaling: 20_000, streamLengths: [0, 1_000, 100_000], streamStores: 5_000, streamBatches: 20,
+  },
+  smoke: {
+    store: 300, bulk: 500, batch: 100, fixture: 500, byId: 300, cached: 500, warmIds: 50, pages: 20, rssEvents: 500,
+    async: 500, scaling: 300, streamLengths: [0, 500], streamStores: 200, streamBatches: 2,
+  },
 }
 /** The concurrent producers of storeAsync_eps, and the counts of the scaling table. */
 const PRODUCERS = 256
@@ -26,12 +32,12 @@ const SCALING_PRODUCERS = [1, 16, 256, 4096]
 /** Events per correlation id in `ev`, so rows per page. */
 const PAGE = 100
 
-/** The benchmark's event number `i`. */
-const ev = (i) => ({
+/** The benchmark's event number `i`; the stream-cost table puts every event in one stream instead. */
+const ev = (i, correlationId = 'corr-' + Math.floor(i / PAGE)) => ({
   cmd: 'logEvent',
   data: { i, message: 'Test event ' + i, ts: 1700000000000 + i },
   user: 'user' + (i % 10),
-  correlationId: 'corr-' + Math.floor(i / PAGE),
+  correlationId,
 })
 
 /** The benchmark's model; the raw side calls the same `logEvent` on each row it stores. */
@@ -181,6 +187,83 @@ const INDEX_SETS = [
   { key: 'walOff', label: 'core, WAL off (rollback journal)', wal: false, indexes: {}, storeShare: 1 / 100 },
 ]
 const INDEX_COST_FIGURES = ['store_eps', 'storeBulk_eps']
+
+/** The stream the third table appends to. */
+const STREAM = 'orders-1'
+const STREAM_KINDS = ['store_eps', 'storeBulk_eps']
+
+/**
+ * The appends of the third table, to a stream of `length` events: `store()` calls or
+ * `storeBulk()` batches of the stream's events, `expected` ones carrying the version the
+ * stream is at (for a batch, its first event), as a writer with optimistic concurrency does.
+ */
+function streamInput(kind, sizes, length, expected) {
+  const event = (i, expects) => {
+    const e = ev(length + i, STREAM)
+    if (expects) e.expectedVersion = length + i
+    return e
+  }
+  if (kind === 'store_eps') return Array.from({ length: sizes.streamStores }, (_, i) => event(i, expected))
+  return Array.from({ length: sizes.streamBatches }, (_, b) => Array.from({ length: sizes.batch }, (_, k) => event(b * sizes.batch + k, expected && k === 0)))
+}
+
+/** A file whose stream holds `length` events, its version read once (so counted) as a running writer's would be. */
+function streamFixture(dir, sizes, length) {
+  const file = path.join(dir, `stream-${length}.sqlite`)
+  const q = SIDES.ours(file)
+  for (let from = 0; from < length; from += sizes.batch) {
+    q.storeBulk(Array.from({ length: Math.min(sizes.batch, length - from) }, (_, k) => ev(from + k, STREAM)))
+  }
+  if (q.getStreamVersion(STREAM) !== length) throw new Error(`${STREAM_COST}: the fixture stream holds the wrong number of events`)
+  q.close()
+  return file
+}
+
+/** One timed run of the third table: events/s of appends to a copy of `fixture`. */
+async function measureStream(fixture, file, kind, sizes, length, expected) {
+  for (const suffix of ['', '-wal']) {
+    if (fs.existsSync(fixture + suffix)) fs.copyFileSync(fixture + suffix, file + suffix)
+  }
+  const input = streamInput(kind, sizes, length, expected)
+  const q = SIDES.ours(file)
+  try {
+    if (kind === 'store_eps') return (await timed(input.length, () => sumOf(input, (e) => q.store(e, model, callbacks)))).rate
+    const events = input.length * sizes.batch
+    return (await timed(events, () => sumOf(input, (batch) => sumOf(q.storeBulk(batch, model, callbacks), (r) => r.result)))).rate
+  } finally {
+    q.close()
+    removeDb(file)
+  }
+}
+
+/**
+ * The third table: for each stream length, `store()` and `storeBulk()` with and without
+ * `expectedVersion`, the two alternating within each round; the medians, and `cost`, the
+ * median of the per-round shares by which the appends with it were slower.
+ */
+async function streamCost(dir, sizes, rounds) {
+  const fixtures = Object.fromEntries(sizes.streamLengths.map((length) => [length, streamFixture(dir, sizes, length)]))
+  const file = path.join(dir, 'stream-run.sqlite')
+  const result = {}
+  for (const length of sizes.streamLengths) {
+    result[length] = { streamLength: length }
+    for (const kind of STREAM_KINDS) {
+      const samples = { plain: [], expected: [], cost: [] }
+      for (let round = 0; round < rounds; round++) {
+        const order = round % 2 === 0 ? [false, true] : [true, false]
+        const got = {}
+        for (const expected of order) got[expected] = await measureStream(fixtures[length], file, kind, sizes, length, expected)
+        samples.plain.push(got.false)
+        samples.expected.push(got.true)
+        samples.cost.push(got.false / got.true - 1)
+        log(`round ${round + 1}/${rounds}  ${STREAM_COST} ${length}  ${kind}  without ${fmt(got.false)}  with ${fmt(got.true)}`)
+      }
+      result[length][kind] = { plain: median(samples.plain), expected: median(samples.expected), cost: median(samples.cost) }
+    }
+  }
+  for (const fixture of Object.values(fixtures)) removeDb(fixture)
+  return result
+}
 
 function collectGarbage() {
   if (isBun) Bun.gc(true)
@@ -403,6 +486,7 @@ async function main() {
     if (compared.length > 0) Object.assign(result.figures, await compare(compared, disk, rounds))
     if (names.includes(INDEX_COST)) result.indexCost = await indexCost(disk, rounds)
     if (names.includes(ASYNC_SCALING)) result.asyncScaling = await asyncScaling(disk, rounds)
+    if (names.includes(STREAM_COST)) result.streamCost = await streamCost(dir, disk.sizes, rounds)
     if (names.includes(RSS_FIGURE)) result.figures[RSS_FIGURE] = { ours: await streamRss(disk) }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })

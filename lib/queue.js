@@ -3,7 +3,7 @@
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
 const { closedError, coded, describe, dateTime, eventError } = require('./errors')
-const { readEvent, lacksCmd, toRecord, timestamp, CORRELATION, CAUSATION } = require('./event')
+const { readEvent, lacksCmd, toRecord, timestamp, isChecked, conflictError, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 const { copyRow, copyRows } = require('./copy')
@@ -12,10 +12,14 @@ const { toRows, oneRow, endedEarly, firstPiece, appendPieces, rowsOf } = require
 const { Streams, streamOptions } = require('./stream')
 const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
 const { metricsText } = require('./prometheus')
+const { readWait, pendingPayload } = require('./pending')
+const { Consumers, resetConsumer } = require('./consumer')
+
+/** No duplicates, no rows: what an append with conditions that stored every event reports. */
+const NONE = Object.freeze([])
 
 /** The native queue, for the command line's tools; not part of the API. */
 const NATIVE = Symbol('eventlite-native.native')
-const { readWait, pendingPayload } = require('./pending')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
@@ -83,6 +87,18 @@ function pageTime(method, name, value) {
   return time
 }
 
+/**
+ * What an append with stream conditions did (`appendChecked`'s reply, see src/lib.rs):
+ * `{ firstId, duplicates, rows }`, or a throw of ERR_VERSION_CONFLICT with the conflict's
+ * fields.
+ */
+function checkedOutcome(stored, batch) {
+  if (typeof stored === 'number') return { firstId: stored, duplicates: NONE, rows: NONE }
+  const outcome = JSON.parse(stored)
+  if (outcome.conflict) throw conflictError(outcome.conflict, batch)
+  return outcome
+}
+
 class EventQueue {
   #native
   #datetime
@@ -96,6 +112,7 @@ class EventQueue {
   #streams = new Streams()
   /** The correlation id the core gave an event that inherited its parent's. */
   #correlationOf = (id) => this.#native.correlationId(id)
+  #consumers = new Consumers()
 
   constructor(settings) {
     this.#native = new NativeQueue(settings.open)
@@ -138,8 +155,18 @@ class EventQueue {
       reportMissingCmd(input.fields, callbacks)
       return undefined
     }
-    const id = pendingId === null ? db.append(input.payload) : db.appendPending(pendingId, input.payload)
-    if (id === null) return NOT_READY
+    let id
+    if (isChecked(input.records[0])) {
+      const stored = pendingId === null ? db.appendChecked(input.payload, false) : db.appendPendingChecked(pendingId, input.payload)
+      if (stored === null) return NOT_READY
+      const outcome = checkedOutcome(stored, false)
+      // A repeat of an idempotency key: the row stored the first time, and nothing runs.
+      if (outcome.duplicates.length > 0) return oneRow(outcome.rows[0])
+      id = outcome.firstId
+    } else {
+      id = pendingId === null ? db.append(input.payload) : db.appendPending(pendingId, input.payload)
+      if (id === null) return NOT_READY
+    }
     this.#streams.wake()
     return storeResult(input.records, id, this.#correlationOf, model, callbacks)
   }
@@ -155,9 +182,34 @@ class EventQueue {
       db.recordFailedWrite()
       throw err
     }
-    const firstId = db.appendBatch(input.payload)
+    let firstId
+    let repeats = null
+    if (input.records.some(isChecked)) {
+      const outcome = checkedOutcome(db.appendChecked(input.payload, true), true)
+      firstId = outcome.firstId
+      if (outcome.duplicates.length > 0) repeats = new Map(outcome.duplicates.map(([index], k) => [index, oneRow(outcome.rows[k])]))
+    } else {
+      firstId = db.appendBatch(input.payload)
+    }
     this.#streams.wake()
-    return bulkResults(input.records, firstId, this.#correlationOf, model, callbacks)
+    return bulkResults(input.records, firstId, this.#correlationOf, model, callbacks, repeats)
+  }
+
+  getStreamVersion(correlationId) {
+    const db = this.#db
+    return db.streamVersion(pageText('getStreamVersion', 'correlationId', correlationId, true))
+  }
+
+  consume(name, options) {
+    return this.#consumers.open(() => this.#db, this.#streams, name, options)
+  }
+
+  getConsumers() {
+    return JSON.parse(this.#db.consumers())
+  }
+
+  resetConsumer(name, position = 0) {
+    resetConsumer(this.#db, name, position)
   }
 
   execute(row, model, callbacks) {
@@ -440,6 +492,7 @@ class EventQueue {
 
   close() {
     if (this.#closed) return
+    this.#consumers.close()
     this.#closed = true
     this.#streams.close()
     this.#native.close()

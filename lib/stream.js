@@ -19,10 +19,12 @@ function checkFilter(value, name) {
 }
 
 /**
- * An AbortSignal, or an object shaped like one: `aborted` and both listener methods. Reading
- * them may run the caller's getters; a throw there is a bad option, not the caller's own error.
+ * The `signal` option: null, or an AbortSignal or an object shaped like one (`aborted` and both
+ * listener methods). Reading them may run the caller's getters; a throw there is a bad option,
+ * not the caller's own error.
  */
 function checkSignal(signal) {
+  if (signal === null) return null
   let isSignal
   try {
     isSignal = typeof signal === 'object' && typeof signal.aborted === 'boolean' &&
@@ -31,13 +33,14 @@ function checkSignal(signal) {
     throw Object.assign(optionError(TypeError, `reading signal threw: ${cause && cause.message}`), { cause })
   }
   if (!isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
+  return signal
 }
 
 /** The native reader's options, plus `follow` and `signal`, which stay on this side. */
 function streamOptions(given) {
   const options = given === undefined ? {} : readOptions(given, STREAM_KEYS, '')
-  const { batchSize = defaults.batchSize, startId = 0, endId = null, follow = false, signal = null } = options
-  if (signal !== null) checkSignal(signal)
+  const { batchSize = defaults.batchSize, startId = 0, endId = null, follow = false } = options
+  const signal = checkSignal(options.signal ?? null)
   return {
     native: {
       // Any size, as in EventLite: the core reads a batch's rows as they come, never
@@ -80,6 +83,11 @@ class StreamState {
     pending.catch(noop)
     this.#pending = pending
     return pending
+  }
+
+  /** How far the reader has read (see src/stream.rs): call it once a read has resolved. */
+  position() {
+    return this.#native.position()
   }
 
   /** Resolves after POLL_MS, or sooner when this queue appends (`wake`) or the stream ends. */
@@ -174,21 +182,41 @@ class Streams {
     return this.#batches(openNative, follow, signal)
   }
 
-  // No closure made here may hold `state`, or anything that does, where the queue or the
-  // signal can reach it: that would keep a dropped stream alive.
-  async * #batches(openNative, follow, signal) {
-    if (this.#closed) return
+  /**
+   * A reader of this queue's log: woken when the queue appends, ended when it closes or
+   * `signal` aborts, and held weakly (see the class). `openNative()` makes the native reader;
+   * null (and no reader made) when the queue is closed or the signal already aborted. Whoever
+   * attaches ends the state. No closure made here holds the state where the queue or the
+   * signal can reach it: that would keep a dropped stream alive.
+   */
+  attach(openNative, signal) {
+    if (this.#closed) return null
+    let listener = null
     const state = new StreamState(openNative(), () => {
       this.#live.delete(ref)
       this.#collected.unregister(ref)
       listener?.stop()
     })
     const ref = new WeakRef(state)
-    const listener = signal ? new AbortListener(signal, ref) : null
+    listener = signal ? new AbortListener(signal, ref) : null
     this.#live.add(ref)
     this.#collected.register(state, { ref, listener }, ref)
     try {
-      if (listener && !listener.start()) return
+      if (listener && !listener.start()) {
+        state.end()
+        return null
+      }
+    } catch (err) {
+      state.end()
+      throw err
+    }
+    return state
+  }
+
+  async * #batches(openNative, follow, signal) {
+    const state = this.attach(openNative, signal)
+    if (state === null) return
+    try {
       let pending = state.read()
       for (;;) {
         const text = await pending
@@ -224,4 +252,4 @@ class Streams {
   }
 }
 
-module.exports = { Streams, streamOptions }
+module.exports = { Streams, streamOptions, checkFilter, checkSignal }

@@ -79,12 +79,21 @@ function storeResult(records, id, correlationOf, model, callbacks) {
   return model ? execute(row, model, callbacks) : row
 }
 
-/** `storeBulk`'s results, for records stored with consecutive ids from `firstId`: `[{ row, result }]`. */
-function bulkResults(records, firstId, correlationOf, model, callbacks) {
+/**
+ * `storeBulk`'s results, for records stored with consecutive ids from `firstId`:
+ * `[{ row, result }]`. The events of `repeats` (index → the row stored the first time), repeats
+ * of an idempotency key, were not stored: they are `{ row, result: null, duplicate: true }` and
+ * run nothing.
+ */
+function bulkResults(records, firstId, correlationOf, model, callbacks, repeats = null) {
   const results = new Array(records.length)
-  for (let i = 0; i < records.length; i++) results[i] = { row: storedRow(records[i], firstId + i, correlationOf), result: null }
+  let id = firstId
+  for (let i = 0; i < records.length; i++) {
+    const first = repeats === null ? undefined : repeats.get(i)
+    results[i] = first === undefined ? { row: storedRow(records[i], id++, correlationOf), result: null } : { row: first, result: null, duplicate: true }
+  }
   if (model) {
-    for (const entry of results) entry.result = execute(entry.row, model, callbacks)
+    for (const entry of results) if (entry.duplicate !== true) entry.result = execute(entry.row, model, callbacks)
   }
   return results
 }

@@ -22,6 +22,10 @@ pub enum Error {
     CorruptRow { id: i64, column: &'static str, at: usize, what: &'static str },
     /// A stored row whose JSON text is longer than the runtime can hold in one string.
     RowTooLarge { id: i64, limit: usize },
+    /// An event's `expectedVersion` did not match its stream; see [`crate::version`].
+    VersionConflict(Box<crate::version::Conflict>),
+    /// A consumer's lease is held by another reader; see [`crate::consumer`].
+    ConsumerBusy(String),
 }
 
 impl Error {
@@ -33,6 +37,8 @@ impl Error {
             Error::QueueClosed => "ERR_QUEUE_CLOSED",
             Error::SchemaMismatch(_) => "ERR_SCHEMA_MISMATCH",
             Error::Sqlite { code, .. } => code,
+            Error::VersionConflict(_) => "ERR_VERSION_CONFLICT",
+            Error::ConsumerBusy(_) => "ERR_CONSUMER_BUSY",
             Error::CorruptRow { .. } => "ERR_CORRUPT_ROW",
             Error::RowTooLarge { .. } => "ERR_ROW_TOO_LARGE",
         }
@@ -68,7 +74,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) => f.write_str(m),
+            Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) | Error::ConsumerBusy(m) => {
+                f.write_str(m)
+            }
+            Error::VersionConflict(conflict) => conflict.fmt(f),
             Error::QueueClosed => f.write_str("the queue is closed"),
             Error::Sqlite { message, .. } => f.write_str(message),
             Error::CorruptRow { id, column, at, what } => write!(

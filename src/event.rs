@@ -1,6 +1,8 @@
 //! New events as they arrive from JavaScript: one JSON text per `store`/`storeBulk` call, an
 //! array of tuples `[cmd, data, user, ip, version, correlationId, causationId, metadata,
-//! datetime]`. The JavaScript layer has already validated and defaulted every field; this is
+//! datetime]`, to which an event that carries either of the stream conditions adds
+//! `expectedVersion, idempotencyKey` (each `null` when absent; see [`crate::version`] and
+//! [`crate::idempotency`]): events without them are sent exactly as before. The JavaScript layer has already validated and defaulted every field; this is
 //! the second line of defence, so a malformed payload is an error, never a panic.
 //!
 //! Strings are borrowed from the payload where they need no unescaping, and `data` and
@@ -24,6 +26,8 @@ pub struct NewEvent<'a> {
     causation_id: Option<i64>,
     metadata: &'a str,
     datetime: i64,
+    expected_version: Option<i64>,
+    idempotency_key: Option<Cow<'a, str>>,
 }
 
 impl<'a> NewEvent<'a> {
@@ -54,6 +58,18 @@ impl<'a> NewEvent<'a> {
     pub fn datetime(&self) -> i64 {
         self.datetime
     }
+    /// The version its stream must be at for it to be appended.
+    pub fn expected_version(&self) -> Option<i64> {
+        self.expected_version
+    }
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+    /// Whether it carries a stream condition, which only [`crate::store::Store::append_checked`]
+    /// honours.
+    pub fn is_conditional(&self) -> bool {
+        self.expected_version.is_some() || self.idempotency_key.is_some()
+    }
 }
 
 /// Parses a batch and checks what the table requires of each event.
@@ -71,6 +87,14 @@ pub fn parse_batch(payload: &str) -> Result<Vec<NewEvent<'_>>> {
                 "event {index}: version must be a positive integer, got {}",
                 event.version()
             )));
+        }
+        if let Some(expected) = event.expected_version().filter(|v| *v < 0) {
+            return Err(Error::InvalidEvent(format!(
+                "event {index}: expectedVersion must be an integer >= 0, got {expected}"
+            )));
+        }
+        if let Some(key) = event.idempotency_key() {
+            crate::idempotency::check_key(key).map_err(|why| Error::InvalidEvent(format!("event {index}: {why}")))?;
         }
     }
     Ok(events)
@@ -116,7 +140,8 @@ impl<'a> Parser<'a> {
         Ok(events)
     }
 
-    /// `[cmd, data, user, ip, version, correlationId, causationId, metadata, datetime]`.
+    /// `[cmd, data, user, ip, version, correlationId, causationId, metadata, datetime]`, and
+    /// optionally `expectedVersion, idempotencyKey` after it.
     fn event(&mut self) -> Result<NewEvent<'a>> {
         self.expect(b'[')?;
         let cmd = self.string()?;
@@ -128,8 +153,25 @@ impl<'a> Parser<'a> {
         let causation_id = self.then(|p| p.nullable(Self::integer))?;
         let metadata = self.then(Self::raw)?;
         let datetime = self.then(Self::integer)?;
+        let (expected_version, idempotency_key) = if self.eat(b',') {
+            (self.nullable(Self::integer)?, self.then(|p| p.nullable(Self::string))?)
+        } else {
+            (None, None)
+        };
         self.expect(b']')?;
-        Ok(NewEvent { cmd, data, user, ip, version, correlation_id, causation_id, metadata, datetime })
+        Ok(NewEvent {
+            cmd,
+            data,
+            user,
+            ip,
+            version,
+            correlation_id,
+            causation_id,
+            metadata,
+            datetime,
+            expected_version,
+            idempotency_key,
+        })
     }
 
     /// The next field of a tuple: a comma, then what `field` reads.
@@ -365,6 +407,18 @@ mod tests {
     }
 
     #[test]
+    fn stream_conditions_follow_the_nine_fields_when_given() {
+        let events =
+            parse_batch(r#"[["a",{},"u","i",1,"c",null,{},0,3,"k\u0031"],["b",{},"u","i",1,"c",null,{},0]]"#).unwrap();
+        assert_eq!((events[0].expected_version(), events[0].idempotency_key()), (Some(3), Some("k1")));
+        assert!(events[0].is_conditional());
+        assert_eq!((events[1].expected_version(), events[1].idempotency_key()), (None, None));
+        assert!(!events[1].is_conditional());
+        let key_only = parse_batch(r#"[["a",{},"u","i",1,null,null,{},0,null,"k"]]"#).unwrap();
+        assert_eq!((key_only[0].expected_version(), key_only[0].idempotency_key()), (None, Some("k")));
+    }
+
+    #[test]
     fn malformed_payloads_are_invalid_events_not_panics() {
         for bad in [
             "",
@@ -391,6 +445,12 @@ mod tests {
             r#"[["a",tru,"u","i",1,null,null,{},0]]"#,
             r#"[["a",{},"u","i",99999999999999999999,null,null,{},0]]"#,
             "[[\"a\u{1}\",{},\"u\",\"i\",1,null,null,{},0]]",
+            r#"[["a",{},"u","i",1,"c",null,{},0,1]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,-1,null]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,1.5,null]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,null,""]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,null,7]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,null,null,null]]"#,
         ] {
             let err = parse_batch(bad).unwrap_err();
             assert_eq!(err.code(), "ERR_INVALID_EVENT", "{bad}");

@@ -14,14 +14,16 @@ pub(crate) mod cache;
 pub(crate) mod checkpoint;
 pub(crate) mod condition;
 pub(crate) mod connection;
-pub(crate) mod error;
+pub(crate) mod consumer;
+pub mod error;
 pub mod event;
 pub(crate) mod file;
+pub(crate) mod idempotency;
 pub mod json;
 pub(crate) mod jsvalue;
 pub(crate) mod lock;
 pub(crate) mod maintenance;
-pub(crate) mod metrics;
+pub mod metrics;
 pub mod page;
 pub(crate) mod pending;
 pub(crate) mod pieces;
@@ -31,14 +33,16 @@ pub mod schema;
 pub(crate) mod statement;
 pub mod store;
 pub(crate) mod stream;
+pub(crate) mod streams;
 pub(crate) mod transfer;
+pub mod version;
 pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::ptr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use napi::bindgen_prelude::{
     validate_type_tag, AsyncTask, Either, Either3, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize,
@@ -50,7 +54,9 @@ use napi_derive::napi;
 
 use crate::backup::Backup;
 use crate::cache::{CacheConfig, Lookup};
+use crate::consumer::{Acquired, Member, Partition};
 use crate::error::Error;
+use crate::metrics::WriteKind;
 use crate::page::{PageOptions, Query};
 use crate::store::{Config, Store, MEMORY};
 use crate::stream::{Filter, Next, Stream};
@@ -196,6 +202,23 @@ pub fn constants() -> Constants {
     }
 }
 
+/// The longest `idempotencyKey`, in UTF-16 code units, so that JavaScript validates against it.
+#[napi]
+pub fn idempotency_key_max_length() -> u32 {
+    idempotency::MAX_KEY_LENGTH as u32
+}
+
+/// How long a consumer's lease lasts unrenewed, in milliseconds; JavaScript renews it more often.
+#[napi]
+pub fn consumer_lease_ms() -> u32 {
+    consumer::LEASE_MS as u32
+}
+
+/// The system clock in milliseconds since the Unix epoch, for consumer leases.
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Roughly what an open queue holds outside the JavaScript heap: SQLite's connection, its page
 /// cache, statements and lookaside, and file descriptors. It is reported to the engine while
 /// the queue is open, so that queues dropped without `close()` are collected (closing their
@@ -333,6 +356,105 @@ impl NativeQueue {
         pending::pending_by_correlation(self.store()?.conn(), &correlation_id).map(Json).map_err(to_js)
     }
 
+    /// Stores the payload of a `store` (`batch` false) or `storeBulk` call whose events may carry
+    /// `expectedVersion` or `idempotencyKey`; see [`checked_reply`] for what it returns.
+    #[napi(ts_return_type = "number | string")]
+    pub fn append_checked(&self, payload: String, batch: bool) -> Result<Either<f64, Json>> {
+        let mut store = self.store()?;
+        let kind = if batch { WriteKind::Batch } else { WriteKind::Single };
+        let checked = store.append_checked(&payload, kind);
+        checked_reply(&store, checked)
+    }
+
+    /// `appendChecked` for the store of ready pending event `pending_id`, claimed in the same
+    /// transaction; null (nothing stored) when it was no longer ready.
+    #[napi(ts_return_type = "number | string | null")]
+    pub fn append_pending_checked(&self, pending_id: f64, payload: String) -> Result<Option<Either<f64, Json>>> {
+        let pending_id = to_id(pending_id).map_err(to_js)?;
+        let mut store = self.store()?;
+        match store.append_pending_checked(pending_id, &payload) {
+            Ok(None) => Ok(None),
+            Ok(Some(checked)) => checked_reply(&store, Ok(checked)).map(Some),
+            Err(err) => checked_reply(&store, Err(err)).map(Some),
+        }
+    }
+
+    /// `getStreamVersion`.
+    #[napi]
+    pub fn stream_version(&self, correlation_id: String) -> Result<f64> {
+        self.store()?.stream_version(&correlation_id).map(|v| v as f64).map_err(to_js)
+    }
+
+    /// Takes a consumer's lease for `token`; returns its position, or the owner token of the
+    /// reader holding it. `dead`: owners JavaScript found gone, whose leases are free.
+    #[napi(ts_return_type = "number | string")]
+    pub fn consumer_acquire(
+        &self,
+        name: String,
+        member: u32,
+        size: u32,
+        token: String,
+        dead: Vec<String>,
+    ) -> Result<Either<f64, String>> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let at = Member { name: &name, member };
+        match consumer::acquire(store.conn(), &at, size, &token, now_ms(), &dead).map_err(to_js)? {
+            Acquired::Position(position) => Ok(Either::A(position as f64)),
+            Acquired::Busy(owner) => Ok(Either::B(owner)),
+        }
+    }
+
+    /// Stores a consumer's position and renews its lease; `ERR_CONSUMER_BUSY` once `token` lost it.
+    #[napi]
+    pub fn consumer_commit(&self, name: String, member: u32, token: String, position: f64) -> Result<()> {
+        let position = to_id(position).map_err(to_js)?;
+        let at = Member { name: &name, member };
+        consumer::commit(self.store()?.conn(), &at, &token, position, now_ms()).map_err(to_js)
+    }
+
+    /// Renews a consumer's lease; false once `token` lost it.
+    #[napi]
+    pub fn consumer_renew(&self, name: String, member: u32, token: String) -> Result<bool> {
+        let at = Member { name: &name, member };
+        consumer::renew(self.store()?.conn(), &at, &token, now_ms()).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn consumer_release(&self, name: String, member: u32, token: String) -> Result<()> {
+        let at = Member { name: &name, member };
+        consumer::release(self.store()?.conn(), &at, &token).map_err(to_js)
+    }
+
+    /// The position stored for a consumer, or null when its name was never used.
+    #[napi]
+    pub fn consumer_position(&self, name: String, member: u32) -> Result<Option<f64>> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let at = Member { name: &name, member };
+        Ok(consumer::position(store.conn(), &at).map_err(to_js)?.map(|p| p as f64))
+    }
+
+    /// `getConsumers()` as JSON text.
+    #[napi(ts_return_type = "string")]
+    pub fn consumers(&self) -> Result<Json> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let list = consumer::list(store.conn()).map_err(to_js)?;
+        // Serializing strings and integers cannot fail.
+        Ok(Json(serde_json::to_string(&list).unwrap_or_default()))
+    }
+
+    /// `resetConsumer`; returns null, or the owner token of a reader that holds it (see
+    /// `consumerAcquire`).
+    #[napi]
+    pub fn reset_consumer(&self, name: String, position: f64, dead: Vec<String>) -> Result<Option<String>> {
+        let position = to_id(position).map_err(to_js)?;
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        consumer::reset(store.conn(), &name, position, now_ms(), &dead).map_err(to_js)
+    }
+
     /// Counts a write refused in JavaScript, before `append`.
     #[napi]
     pub fn record_failed_write(&self) -> Result<()> {
@@ -468,7 +590,8 @@ impl NativeQueue {
     pub fn stream(&self, env: Env, options: StreamOptions) -> Result<NativeStream> {
         let start = to_id(options.start_id).map_err(to_js)?;
         let end = options.end_id.map(to_id).transpose().map_err(to_js)?;
-        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd };
+        let partition = options.group_size.map(|size| Partition { member: options.group_member.unwrap_or(0), size });
+        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd, partition };
         let batch_size = to_id(options.batch_size).map_err(to_js)?;
         let stream = Stream::new(self.shared()?, filter, start, end, batch_size);
         report_native_memory(&env, STREAM_FOOTPRINT);
@@ -556,7 +679,8 @@ impl NativeQueue {
     /// The id from which the last `count` events matching the filters start (0: none match).
     #[napi]
     pub fn tail_start(&self, filter: TailFilter, count: u32) -> Result<f64> {
-        let filter = Filter { correlation_id: filter.correlation_id, user: filter.user, cmd: filter.cmd };
+        let filter =
+            Filter { correlation_id: filter.correlation_id, user: filter.user, cmd: filter.cmd, partition: None };
         Ok(maintenance::tail_start(self.store()?.conn(), &filter, i64::from(count)).map_err(to_js)? as f64)
     }
 
@@ -709,6 +833,21 @@ fn to_json_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
 }
 
+/// What JavaScript gets of an append with stream conditions: the first id when every event was
+/// stored; otherwise JSON text, [`store::Checked::to_json`] when some were repeats, or
+/// `{"conflict":{…}}` (see [`version::Conflict`]) when an expected version did not hold, for
+/// JavaScript to throw with its fields. A number spares the common case a `JSON.parse`.
+fn checked_reply(store: &Store, checked: std::result::Result<store::Checked, Error>) -> Result<Either<f64, Json>> {
+    match checked {
+        Ok(checked) if checked.duplicates.is_empty() => Ok(Either::A(checked.first_id as f64)),
+        Ok(checked) => checked.to_json(store.conn()).map(|text| Either::B(Json(text))).map_err(to_js),
+        Err(Error::VersionConflict(conflict)) => {
+            Ok(Either::B(Json(format!(r#"{{"conflict":{}}}"#, conflict.to_json()))))
+        }
+        Err(err) => Err(to_js(err)),
+    }
+}
+
 /// The filters of `tail_start`, as `streamEvents` takes them.
 #[napi(object)]
 pub struct TailFilter {
@@ -795,6 +934,9 @@ pub struct StreamOptions {
     pub correlation_id: Option<String>,
     pub user: Option<String>,
     pub cmd: Option<String>,
+    /// A consumer group member's share of the events only: its member number and the group size.
+    pub group_member: Option<u32>,
+    pub group_size: Option<u32>,
 }
 
 /// What an open stream is reported to hold outside the JavaScript heap, for the reason
@@ -843,6 +985,14 @@ impl NativeStream {
     #[napi(ts_return_type = "Promise<string | null>")]
     pub fn next(&self) -> AsyncTask<NextBatch> {
         AsyncTask::new(NextBatch { stream: Arc::clone(&self.stream) })
+    }
+
+    /// The id the reader has read past (see [`Stream::position`]); null once closed. Waits for a
+    /// read in flight: call it after one resolves.
+    #[napi]
+    pub fn position(&self) -> Option<f64> {
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        stream.as_ref().map(|s| s.position() as f64)
     }
 
     /// Releases the reader. Waits for a read in flight to finish. Idempotent.

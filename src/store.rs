@@ -22,10 +22,10 @@ use crate::event::{parse_batch, NewEvent};
 use crate::file;
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::pending::{self, Pending};
-use crate::schema;
 use crate::statement::Binder;
 use crate::transfer;
 use crate::writer::Write;
+use crate::{idempotency, read, schema, streams, version};
 
 pub const MEMORY: &str = ":memory:";
 
@@ -103,6 +103,59 @@ pub struct Store {
     pending: Pending,
     /// How many times [`Store::reset`] ran; streams compare it to notice (see `src/stream.rs`).
     resets: Arc<AtomicU64>,
+    streams: streams::Watch,
+}
+
+/// What an append with stream conditions ([`Store::append_checked`]) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The first id stored (0 when every event was a repeat); the `count` stored events have
+    /// consecutive ids from it, in the order of the call.
+    pub first_id: i64,
+    pub count: usize,
+    /// The events not stored because their idempotency key was used before: each one's index
+    /// in the call, and the id of the event first appended with its key.
+    pub duplicates: Vec<(usize, i64)>,
+}
+
+impl Checked {
+    /// Counts `count` events just stored from id `first_id`, which must follow the ones before:
+    /// callers number the rows they return by it.
+    fn stored(&mut self, first_id: i64, count: usize) -> Result<()> {
+        let expected = self.first_id + self.count as i64;
+        if self.count == 0 {
+            self.first_id = first_id;
+        } else if first_id != expected {
+            return Err(Error::Sqlite {
+                code: "SQLITE_INTERNAL",
+                message: format!("ids not consecutive within one batch (expected {expected}, got {first_id})"),
+            });
+        }
+        self.count += count;
+        Ok(())
+    }
+
+    /// JSON text for JavaScript: `{"firstId","count","duplicates":[[index,id],…],"rows":[…]}`,
+    /// where `rows` holds the values of each duplicate's first event, in the order of
+    /// `duplicates` (see [`crate::read`]).
+    pub fn to_json(&self, conn: &Connection) -> Result<String> {
+        let mut out = format!(r#"{{"firstId":{},"count":{},"duplicates":["#, self.first_id, self.count);
+        for (n, (index, id)) in self.duplicates.iter().enumerate() {
+            out.push_str(if n == 0 { "[" } else { ",[" });
+            out.push_str(&format!("{index},{id}]"));
+        }
+        out.push_str(r#"],"rows":["#);
+        for (n, (_, id)) in self.duplicates.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            if !read::write_by_id(&mut out, conn, *id)? {
+                out.push_str("null");
+            }
+        }
+        out.push_str("]}");
+        Ok(out)
+    }
 }
 
 /// Rows per multi-row `INSERT`. One statement per 32 rows instead of one per row saves a
@@ -205,6 +258,7 @@ impl Store {
             pending: Pending::default(),
             config,
             resets,
+            streams: streams::Watch::default(),
         };
         if read_only {
             store.refuse_changes()?;
@@ -221,7 +275,11 @@ impl Store {
     /// processes opening one file do not race. When there is nothing to change, only reads:
     /// opening does not wait for another process's writer.
     fn prepare_schema(&self, reset: bool) -> Result<()> {
-        if !reset && schema::is_current(&self.conn, &self.config.indexes)? && pending::tables_current(&self.conn)? {
+        if !reset
+            && schema::is_current(&self.conn, &self.config.indexes)?
+            && pending::tables_current(&self.conn)?
+            && streams::is_current(&self.conn)?
+        {
             return schema::check_table(&self.conn);
         }
         let txn = WriteTxn::begin(&self.conn)?;
@@ -232,6 +290,7 @@ impl Store {
         schema::ensure_table(&self.conn)?;
         schema::apply_indexes(&self.conn, &self.config.indexes)?;
         pending::create_tables(&self.conn)?;
+        streams::ensure(&self.conn, reset)?;
         txn.commit()
     }
 
@@ -263,7 +322,8 @@ impl Store {
     }
 
     /// Drops and recreates the event table (ids starting again at 1) and the pending events'
-    /// tables, and empties the cache.
+    /// tables, and empties the cache. The stream versions and idempotency keys are forgotten and
+    /// every consumer starts again at 0.
     pub fn reset(&mut self) -> Result<()> {
         file::check_in_place(&self.conn)?;
         self.prepare_schema(true)?;
@@ -348,6 +408,11 @@ impl Store {
     fn insert(&mut self, payload: &str, claim: Option<i64>) -> Result<Option<Appended>> {
         let events = parse_batch(payload)?;
         file::check_in_place(&self.conn)?;
+        if let Some(index) = events.iter().position(NewEvent::is_conditional) {
+            return Err(Error::InvalidEvent(format!(
+                "event {index} carries expectedVersion or idempotencyKey, which only append_checked honours"
+            )));
+        }
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
         let first_id = if claim.is_none() && events.len() == 1 && !inherits(&events[0]) {
             // One INSERT on its own is already atomic, and SQLite starts its write from no
@@ -444,6 +509,99 @@ impl Store {
         };
         txn.commit()?;
         Ok(results)
+    }
+
+    /// Stores the events of one call that may carry stream conditions, in one transaction: each
+    /// event with an `idempotencyKey` used before is left out (see [`Checked::duplicates`]), and
+    /// each with an `expectedVersion` is checked against its stream as it comes, the events
+    /// before it in the call counted; a conflict stores nothing ([`Error::VersionConflict`]).
+    pub fn append_checked(&mut self, payload: &str, kind: WriteKind) -> Result<Checked> {
+        // Without a pending event to claim there is always an outcome.
+        Ok(self.write_checked(payload, kind, None)?.unwrap_or_default())
+    }
+
+    /// [`Store::append_pending`] for an event that carries `expectedVersion` or
+    /// `idempotencyKey`: the pending event is claimed in the transaction that checks and stores
+    /// it. `None` (nothing stored) when it was no longer ready.
+    pub fn append_pending_checked(&mut self, pending_id: i64, payload: &str) -> Result<Option<Checked>> {
+        self.write_checked(payload, WriteKind::Single, Some(pending_id))
+    }
+
+    /// As [`Store::write`], for appends with stream conditions.
+    fn write_checked(&mut self, payload: &str, kind: WriteKind, claim: Option<i64>) -> Result<Option<Checked>> {
+        let started = Instant::now();
+        let written = self.insert_checked(payload, claim);
+        match &written {
+            Ok(Some(checked)) if checked.count > 0 => {
+                self.metrics.record_write(kind, checked.count, started.elapsed());
+                let appended = Appended { first_id: checked.first_id, count: checked.count };
+                self.pending.after_append(&self.conn, appended);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.metrics.record_error();
+                self.pending.forget();
+            }
+        }
+        written
+    }
+
+    fn insert_checked(&mut self, payload: &str, claim: Option<i64>) -> Result<Option<Checked>> {
+        let events = parse_batch(payload)?;
+        let conn = &self.conn;
+        file::check_in_place(conn)?;
+        let txn = WriteTxn::begin(conn)?;
+        if let Some(pending_id) = claim {
+            if !pending::claim(conn, pending_id)? {
+                return Ok(None);
+            }
+        }
+        self.streams.ready(conn, true)?;
+        let mut writer = Writer { conn, cache: &mut self.cache };
+        let mut checked = Checked { first_id: 0, count: 0, duplicates: Vec::new() };
+        // Events without conditions go in as the plain path puts them, chunk by chunk; the
+        // run before a conditional event goes in first, so that its check counts them.
+        let mut run_start = None;
+        for (index, e) in events.iter().enumerate() {
+            if !e.is_conditional() {
+                run_start.get_or_insert(index);
+                continue;
+            }
+            if let Some(start) = run_start.take() {
+                checked.stored(writer.insert_all(&events[start..index])?, index - start)?;
+            }
+            let correlation_id = writer.correlation_for(e)?;
+            let key = e.idempotency_key();
+            if let Some(first) = key.map(|key| idempotency::lookup(conn, key)).transpose()?.flatten() {
+                checked.duplicates.push((index, first));
+                continue;
+            }
+            if let Some(expected) = e.expected_version() {
+                version::check(conn, index, correlation_id.as_deref(), expected)?;
+            }
+            let id = writer.insert_one(e, correlation_id.as_deref())?;
+            checked.stored(id, 1)?;
+            if let Some(key) = key {
+                idempotency::remember(conn, key, id)?;
+            }
+        }
+        if let Some(start) = run_start {
+            checked.stored(writer.insert_all(&events[start..])?, events.len() - start)?;
+        }
+        txn.commit()?;
+        Ok(Some(checked))
+    }
+
+    /// `getStreamVersion`: how many events hold `correlation_id`, whoever appended them.
+    pub fn stream_version(&self, correlation_id: &str) -> Result<i64> {
+        self.streams.ready(&self.conn, false)?;
+        version::stream_version(&self.conn, correlation_id)
+    }
+
+    /// Makes sure the stream tables are whole before a consumer uses them; see
+    /// [`streams::Watch::ready`].
+    pub fn streams_ready(&self) -> Result<()> {
+        self.streams.ready(&self.conn, false)
     }
 
     /// `retrieveByIDCached`; see [`crate::cache`].
@@ -604,7 +762,7 @@ pub(crate) fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
     // whenever that parameter is bound, which a cached statement is on every run: a page or
     // stream batch then costs a third more than stepping through its 100 rows does.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    Ok(())
+    crate::consumer::register(conn)
 }
 
 pub(crate) fn create_parent_folder(path: &str) -> Result<()> {

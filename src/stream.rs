@@ -12,7 +12,7 @@ use once_cell::sync::Lazy;
 use rusqlite::OpenFlags;
 
 use crate::connection::Connection;
-
+use crate::consumer::{Partition, PARTITION_FUNCTION};
 use crate::error::Result;
 use crate::pieces::{write_row, Limits};
 use crate::row::select_list;
@@ -27,18 +27,22 @@ pub struct Filter {
     pub correlation_id: Option<String>,
     pub user: Option<String>,
     pub cmd: Option<String>,
+    /// Only a consumer group member's share of the events (see [`crate::consumer`]).
+    pub partition: Option<Partition>,
 }
 
 /// One statement per combination of the filters present (bit 0 correlation id, bit 1 user,
-/// bit 2 cmd), so that SQLite sees plain equalities and can use `idx_correlation_id`,
-/// `idx_user` or `idx_cmd` with the id range. Parameters: `?1`/`?2` the id range, `?3`..`?5`
-/// the filters, `?6` the limit.
+/// bit 2 cmd, bit 3 partition), so that SQLite sees plain equalities and can use
+/// `idx_correlation_id`, `idx_user` or `idx_cmd` with the id range. Parameters: `?1`/`?2` the
+/// id range, `?3`..`?5` the filters, `?6` the limit, `?7`/`?8` the group size and member.
 static BATCH_SQL: Lazy<Vec<String>> = Lazy::new(|| {
     let cols = select_list();
-    (0..8)
+    let partition = format!(" AND {PARTITION_FUNCTION}(correlation_id, ?7) = ?8");
+    (0..16)
         .map(|mask| {
             let mut sql = format!("SELECT {cols} FROM queue WHERE id >= ?1 AND id <= ?2");
-            for (bit, clause) in [" AND correlation_id = ?3", " AND user = ?4", " AND cmd = ?5"].iter().enumerate() {
+            let clauses = [" AND correlation_id = ?3", " AND user = ?4", " AND cmd = ?5", &partition];
+            for (bit, clause) in clauses.iter().enumerate() {
                 if mask & (1 << bit) != 0 {
                     sql.push_str(clause);
                 }
@@ -79,6 +83,7 @@ impl Filter {
     pub fn read(&self, conn: &Connection, ids: RangeInclusive<i64>, limit: i64, limits: &Limits) -> Result<Batch> {
         let filters = [&self.correlation_id, &self.user, &self.cmd];
         let mask = filters.iter().enumerate().fold(0, |m, (bit, f)| if f.is_some() { m | 1 << bit } else { m });
+        let mask = if self.partition.is_some() { mask | 1 << 3 } else { mask };
         let mut stmt = conn.cached(&BATCH_SQL[mask])?;
         stmt.bind(1, *ids.start())?;
         stmt.bind(2, *ids.end())?;
@@ -88,6 +93,10 @@ impl Filter {
             }
         }
         stmt.bind(6, limit)?;
+        if let Some(Partition { member, size }) = self.partition {
+            stmt.bind(7, i64::from(size))?;
+            stmt.bind(8, i64::from(member))?;
+        }
         let mut rows = stmt.rows();
         let capacity = (256 * limit.min(1000) as usize).min(limits.batch);
         let mut batch = Batch { text: String::with_capacity(capacity), rows: 0, last_id: None, cut: false };
@@ -237,6 +246,12 @@ impl Stream {
         }
     }
 
+    /// The id the stream has read past: every event up to it that passes the filters was in a
+    /// batch already returned. A consumer commits it as its position.
+    pub fn position(&self) -> i64 {
+        self.next_id - 1
+    }
+
     /// Reads the next batch. Each read is bounded by the newest id at its start: every id up
     /// to it is committed (writers are serialised and ids only grow), so when a batch comes
     /// back short the stream moves past that id at once, and a filter that matches rarely
@@ -324,7 +339,7 @@ mod tests {
         let store = shared(Config::new(MEMORY));
         append(&mut store.lock().unwrap(), 0..30);
         // Event id = i + 1: user u1 means i odd, cmd c0 means i % 3 == 0.
-        let filter = Filter { user: Some("u1".into()), cmd: Some("c0".into()), correlation_id: None };
+        let filter = Filter { user: Some("u1".into()), cmd: Some("c0".into()), ..Filter::default() };
         let mut stream = Stream::new(&store, filter, 0, None, 2);
         let (batches, end) = drain(&mut stream);
         assert_eq!((batches.concat(), end), (vec![4, 10, 16, 22, 28], Next::CaughtUp));
@@ -395,6 +410,27 @@ mod tests {
         assert_eq!(drain(&mut stream).0.concat(), vec![3]);
         drop((stream, other));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_partition_keeps_a_group_members_events_and_the_position_passes_the_others() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..30);
+        let mut seen = Vec::new();
+        for member in 0..3 {
+            let partition = Some(Partition { member, size: 3 });
+            let mut stream = Stream::new(&store, Filter { partition, ..Filter::default() }, 0, None, 4);
+            let ids = drain(&mut stream).0.concat();
+            assert_eq!(stream.position(), 30, "member {member} read past every event");
+            for id in &ids {
+                // Event id n has correlation id k{(n - 1) % 5}.
+                let correlation_id = format!("k{}", (id - 1) % 5);
+                assert_eq!(crate::consumer::partition(Some(correlation_id.as_bytes()), 3), member);
+            }
+            seen.extend(ids);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=30).collect::<Vec<_>>(), "the members together see every event once");
     }
 
     #[test]

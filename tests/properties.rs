@@ -28,6 +28,9 @@ mod reference {
         Option<i64>,
         #[serde(borrow)] &'a RawValue,
         i64,
+        // The stream conditions, which only some events carry (both, then).
+        #[serde(default)] Option<i64>,
+        #[serde(default, borrow)] Option<Cow<'a, str>>,
     );
 
     /// Each event's fields as text, or `None` when serde_json refuses the payload.
@@ -36,7 +39,10 @@ mod reference {
         let fields = |e: &Tuple<'_>| {
             format!(
                 "{:?}",
-                (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), e.8)
+                (
+                    (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), e.8),
+                    (e.9, e.10.as_deref())
+                )
             )
         };
         Some(events.iter().map(fields).collect())
@@ -49,15 +55,18 @@ fn parsed(payload: &str) -> Option<Vec<String>> {
         format!(
             "{:?}",
             (
-                e.cmd(),
-                e.data(),
-                e.user(),
-                e.ip(),
-                e.version(),
-                e.correlation_id(),
-                e.causation_id(),
-                e.metadata(),
-                e.datetime()
+                (
+                    e.cmd(),
+                    e.data(),
+                    e.user(),
+                    e.ip(),
+                    e.version(),
+                    e.correlation_id(),
+                    e.causation_id(),
+                    e.metadata(),
+                    e.datetime()
+                ),
+                (e.expected_version(), e.idempotency_key())
             )
         )
     };
@@ -76,9 +85,13 @@ fn event_tuple() -> impl Strategy<Value = Value> {
         proptest::option::of(any::<i64>()),
         json_value(),
         any::<i64>(),
+        proptest::option::of((proptest::option::of(any::<i64>()), proptest::option::of(any::<String>()))),
     )
-        .prop_map(|(cmd, data, user, ip, version, corr, caus, metadata, datetime)| {
-            json!([cmd, data, user, ip, version, corr, caus, metadata, datetime])
+        .prop_map(|(cmd, data, user, ip, version, corr, caus, metadata, datetime, conditions)| match conditions {
+            None => json!([cmd, data, user, ip, version, corr, caus, metadata, datetime]),
+            Some((expected, key)) => {
+                json!([cmd, data, user, ip, version, corr, caus, metadata, datetime, expected, key])
+            }
         })
 }
 

@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run test:types`: the public types must describe every call
 // docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
-import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode, type AsyncEventQueue } from '../..'
+import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode, type AsyncEventQueue, type Consumer, type ConsumerInfo, type VersionConflictError } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
 const out = q.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d }, eventCallbacks.void)
@@ -78,7 +78,21 @@ async function runAsync() {
   await aq.close()
   void [storedAsync, deposited, bulk, asyncPage, commits]
 }
+const versioned = q.storeBulk([{ cmd: 'x', correlationId: 'o', expectedVersion: q.getStreamVersion('o'), idempotencyKey: 'k' }])
+const repeated: boolean = versioned[0].duplicate === true
+const conflict = { code: 'ERR_VERSION_CONFLICT', correlationId: 'o', expectedVersion: 1, actualVersion: 2 } as VersionConflictError
+async function project() {
+  const consumer: Consumer = q.consume('p', { batchSize: 10, follow: false, filter: { cmd: 'x' }, group: { member: 0, size: 2 } })
+  for await (const batch of consumer) {
+    batch.forEach((r) => r.id)
+    consumer.commit()
+  }
+  const position: number = consumer.position
+  const consumers: ConsumerInfo[] = q.getConsumers()
+  q.resetConsumer('p', position)
+  void consumers
+}
 q.reset?.()
 const unreadable: ErrorCode[] = ['ERR_CORRUPT_ROW', 'ERR_ROW_TOO_LARGE']
 q.close()
-void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, unreadable]
+void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, unreadable, repeated, conflict, project]
