@@ -12,6 +12,7 @@ const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { checkFilter, checkSignal } = require('./stream')
 const { toRows } = require('./rows')
 const { consumerLeaseMs } = require('./native')
+const { defaults } = require('./constants')
 
 const CONSUME_KEYS = ['batchSize', 'follow', 'signal', 'filter', 'group']
 const FILTER_KEYS = ['correlationId', 'user', 'cmd']
