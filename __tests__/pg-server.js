@@ -13,27 +13,20 @@ const { describe, test } = require('./helpers')
 
 /** `{ url, dataDir, reason }`: the server, or `url` null and the reason; settled once. */
 let known = null
-let own = null
 
-/** Stops the server this process started, on any way out. Synchronous, as 'exit' handlers must be. */
-function stopOwn() {
-  if (own) own.stop()
-  own = null
-}
-
+/**
+ * Starts this process's own server, stopped when the process exits: at once where the runtime
+ * emits 'exit' (Node), and by the guard process whatever way it ends (bun test emits no 'exit').
+ */
 function startOwn() {
+  let own
   try {
     own = postgres.start({ durable: false })
   } catch (err) {
     return { url: null, reason: err.message }
   }
-  process.once('exit', stopOwn)
-  for (const signal of ['SIGINT', 'SIGTERM']) {
-    process.once(signal, () => {
-      stopOwn()
-      process.kill(process.pid, signal)
-    })
-  }
+  postgres.guard(own.dataDir)
+  process.once('exit', () => own.stop())
   return { url: own.url, dataDir: own.dataDir, reason: null }
 }
 

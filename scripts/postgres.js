@@ -16,7 +16,8 @@
 //   node scripts/postgres.js restart DATADIR [fast|immediate]  restarts the server of that data dir
 //   node scripts/postgres.js stop DATADIR     stops it and removes its folder
 //   node scripts/postgres.js which            prints the bin dir, or why there is none
-const { spawnSync } = require('node:child_process')
+//   node scripts/postgres.js guard DATADIR PID  stops that server once process PID is gone
+const { spawn, spawnSync } = require('node:child_process')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
 const os = require('node:os')
@@ -206,6 +207,36 @@ function stop(dataDir, { bin = findBin() } = {}) {
   fs.rmSync(root, { recursive: true, force: true })
 }
 
+/** How often a guard looks whether its process is still there: cleanup only, nothing waits on it. */
+const GUARD_POLL_MS = 250
+
+/**
+ * Stops the server of `dataDir` once process `pid` is gone, however it ended: a crash, a
+ * SIGKILL, or a runtime that emits no 'exit' event (bun test). A detached process of its own
+ * that polls; it ends by itself when the server was stopped the ordinary way.
+ */
+function guard(dataDir, pid = process.pid) {
+  spawn(process.execPath, [__filename, 'guard', dataDir, String(pid)], { detached: true, stdio: 'ignore' }).unref()
+}
+
+function isRunning(pid) {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return err.code === 'EPERM'
+  }
+}
+
+function watch(dataDir, pid) {
+  const timer = setInterval(() => {
+    if (!fs.existsSync(dataDir)) return clearInterval(timer)
+    if (isRunning(pid)) return
+    clearInterval(timer)
+    stop(dataDir)
+  }, GUARD_POLL_MS)
+}
+
 /** A folder made by start(): the CLI removes nothing else. */
 function checkDataDir(dataDir) {
   if (!dataDir || path.basename(dataDir) !== 'data' || !path.basename(rootOf(dataDir)).startsWith('eventlite-pg-')) {
@@ -217,22 +248,27 @@ function checkDataDir(dataDir) {
 /** pg_ctl's shutdown modes that keep what was committed ('smart' would wait for every session). */
 const RESTART_MODES = ['fast', 'immediate']
 
-function cli([command, dataDir, mode = 'fast']) {
+function cli([command, dataDir, extra]) {
   switch (command) {
     case 'start': {
       const { url, dataDir: data, bin } = start()
       console.log(JSON.stringify({ url, dataDir: data, bin }, null, 2))
       return
     }
-    case 'restart':
+    case 'restart': {
+      const mode = extra ?? 'fast'
       if (!RESTART_MODES.includes(mode)) throw new Error(`the restart mode is ${RESTART_MODES.join(' or ')}, got ${mode}`)
       return restart(checkDataDir(dataDir), { mode })
+    }
     case 'stop':
       return stop(checkDataDir(dataDir))
     case 'which':
       return console.log(ensureBin())
+    case 'guard':
+      if (!/^\d+$/.test(extra ?? '')) throw new Error(`guard takes the id of the process to watch, got ${extra ?? 'nothing'}`)
+      return watch(checkDataDir(dataDir), Number(extra))
     default:
-      throw new Error(`usage: node scripts/postgres.js start | restart DATADIR [${RESTART_MODES.join('|')}] | stop DATADIR | which`)
+      throw new Error(`usage: node scripts/postgres.js start | restart DATADIR [${RESTART_MODES.join('|')}] | stop DATADIR | which | guard DATADIR PID`)
   }
 }
 
@@ -245,4 +281,4 @@ if (require.main === module) {
   }
 }
 
-module.exports = { start, restart, stop, findBin, ensureBin }
+module.exports = { start, restart, stop, guard, findBin, ensureBin }

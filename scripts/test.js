@@ -48,6 +48,8 @@ function providePostgres() {
   const started = Date.now()
   try {
     server = postgres.start({ durable: false })
+    // Stopped in the finally below, or on a signal; by its guard when this process is killed.
+    postgres.guard(server.dataDir)
     Object.assign(env, { EVENTLITE_TEST_PG_URL: server.url, EVENTLITE_TEST_PG_DATA: server.dataDir })
     console.log(`PostgreSQL for the tests: 127.0.0.1:${server.port}, ${server.dataDir} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
   } catch (err) {
