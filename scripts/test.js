@@ -25,7 +25,9 @@ let running = null
 
 /**
  * Runs a stage with the npm that runs this script (npm_execpath), so that no shell has to find
- * one; resolves with its exit status. Asynchronous, so that a signal reaches our handlers.
+ * one; resolves with its exit status. Asynchronous, so that a signal reaches our handlers. In
+ * a process group of its own, so that a signal passed on reaches npm's children too (npm does
+ * not pass SIGTERM on).
  */
 function npmRun(script) {
   const npmCli = process.env.npm_execpath
@@ -33,7 +35,7 @@ function npmRun(script) {
     ? [process.execPath, [npmCli, 'run', script]]
     : ['npm', ['run', script]]
   return new Promise((resolve) => {
-    running = spawn(command, args, { stdio: 'inherit' })
+    running = spawn(command, args, { stdio: 'inherit', detached: true })
     running.once('error', () => resolve(1))
     running.once('close', (status) => resolve(status ?? 1))
   }).finally(() => { running = null })
@@ -66,7 +68,7 @@ function stopPostgres() {
 
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.once(signal, () => {
-    if (running) running.kill(signal)
+    if (running) process.kill(-running.pid, signal)
     stopPostgres()
     process.kill(process.pid, signal)
   })
