@@ -98,6 +98,19 @@ pgDescribe('scripts/postgres.js', () => {
     }
   })
 
+  // Only root can make a folder the cluster's owner (the postgres user) cannot enter.
+  const asRoot = process.getuid?.() === 0 ? test : (name, fn) => test.skip(`${name} (skipped: needs root)`, fn)
+  asRoot('a start that fails says why in one line and leaves no folder behind', () => {
+    const closed = tempDir()
+    fs.chmodSync(closed, 0o700)
+    const run = spawnSync(process.execPath, [SCRIPT, 'start'], { encoding: 'utf8', env: { ...process.env, TMPDIR: closed } })
+    assert.equal(run.status, 1)
+    assert.equal(run.stdout, '')
+    assert.match(run.stderr, /^initdb failed: .*Permission denied.*\n$/)
+    assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr)
+    assert.deepEqual(fs.readdirSync(closed), [])
+  })
+
   test('the command refuses to stop or restart a folder start did not make, and removes nothing', () => {
     const dir = tempDir()
     const data = path.join(dir, 'data')
