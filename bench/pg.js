@@ -142,7 +142,7 @@ async function oursMissing(url) {
   try {
     await (await openQueue({ url, schema, poolSize: 1 })).close()
   } catch (err) {
-    if (err.code === 'ERR_INVALID_OPTION' && /\burl\b/.test(err.message)) return `openQueue({ url }) is not available: ${err.message}`
+    if (err.code === 'ERR_INVALID_OPTION' && /\burl\b/.test(err.message)) return `openQueue({ url }) is not available (${err.message.split(';')[0]})`
     throw err
   }
   const pool = rawPool(url)
