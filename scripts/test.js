@@ -6,9 +6,9 @@
 // The stages that run JavaScript get a PostgreSQL server of their own (scripts/postgres.js),
 // started once before the first of them and stopped at the end, also when a stage fails or
 // the run is interrupted: its URL in EVENTLITE_TEST_PG_URL (and its data folder in
-// EVENTLITE_TEST_PG_DATA, for the tests that restart it). When no
-// server can run here, EVENTLITE_TEST_PG_SKIP says why and the PostgreSQL tests report
-// themselves skipped with that reason. A URL already in the environment is used as it is.
+// EVENTLITE_TEST_PG_DATA, for the tests that restart it). When no server can run here,
+// EVENTLITE_TEST_PG_SKIP says why, and the PostgreSQL tests report themselves skipped with
+// that reason. A URL already in the environment is used as it is.
 const { spawn } = require('node:child_process')
 const postgres = require('./postgres')
 
@@ -50,7 +50,7 @@ function providePostgres() {
   const started = Date.now()
   try {
     server = postgres.start({ durable: false })
-    // Stopped in the finally below, or on a signal; by its guard when this process is killed.
+    // Stopped by main's finally, or on a signal; by its guard if this process is killed.
     postgres.guard(server.dataDir)
     Object.assign(env, { EVENTLITE_TEST_PG_URL: server.url, EVENTLITE_TEST_PG_DATA: server.dataDir })
     console.log(`PostgreSQL for the tests: 127.0.0.1:${server.port}, ${server.dataDir} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
