@@ -130,7 +130,8 @@ function failure(what, result, dataDir) {
 /**
  * Initdb's a cluster in a fresh temp folder and starts it on a free 127.0.0.1 port; returns
  * `{ url, port, password, dataDir, bin, restart(), stop() }`. `durable: false` turns fsync off,
- * for tests: nothing survives a crash of the machine, a crash of the server loses nothing.
+ * for tests: a crash of the machine could then lose or corrupt the cluster; a crash of the
+ * server (or a restart) still loses nothing committed, which the kernel holds.
  * Throws an Error whose message is one line saying why when the server cannot run; the
  * folder is removed then.
  */
