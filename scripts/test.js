@@ -3,7 +3,7 @@
 // failed. Each stage is an npm script of package.json, so it can also be run alone
 // (`npm run test:clippy`). `node scripts/test.js rust node` runs only the stages named.
 //
-// The stages that run JavaScript get a PostgreSQL server of their own (scripts/postgres.js),
+// The stages that run tests get a PostgreSQL server of their own (scripts/postgres.js),
 // started once before the first of them and stopped at the end, also when a stage fails or
 // the run is interrupted: its URL in EVENTLITE_TEST_PG_URL (and its data folder in
 // EVENTLITE_TEST_PG_DATA, for the tests that restart it). When no server can run here,
@@ -17,8 +17,8 @@ const STAGES = [
   'build', 'test:rust', 'test:fmt', 'test:clippy', 'test:types', 'test:docs', 'test:pack', 'test:bun', 'test:node',
 ]
 
-/** The stages whose tests or examples connect to PostgreSQL. */
-const PG_STAGES = ['test:docs', 'test:bun', 'test:node']
+/** The stages whose tests or examples connect to PostgreSQL (the Rust tests' too, when they have the URL). */
+const PG_STAGES = ['test:rust', 'test:docs', 'test:bun', 'test:node']
 
 /** The stage running now, to pass a signal on to. */
 let running = null
