@@ -518,9 +518,11 @@ mod tests {
         Write { payload, kind: WriteKind::Single, conditional: true }
     }
 
-    /// What each call of a group stored, as `(first id, count)`, its reply text when it left
-    /// repeats out, or its error code.
-    fn outcomes(results: &[Result<Stored>]) -> Vec<std::result::Result<(i64, usize, Option<&str>), &'static str>> {
+    /// What a call of a group stored, as `(first id, count, its reply text when it left repeats
+    /// out)`, or its error code.
+    type Outcome<'a> = std::result::Result<(i64, usize, Option<&'a str>), &'static str>;
+
+    fn outcomes(results: &[Result<Stored>]) -> Vec<Outcome<'_>> {
         results
             .iter()
             .map(|result| match result {
