@@ -134,7 +134,8 @@ class Replies {
       try {
         request.resolve(request.settle(reply))
       } catch (err) {
-        // A callbacks._error that throws (execute catches everything else): the event is stored.
+        // An expected version that did not hold (nothing was stored), or a callbacks._error
+        // that throws (execute catches everything else: the event is stored).
         request.reject(err)
       }
     }
@@ -228,15 +229,12 @@ class AsyncEventQueue {
       return Promise.resolve(undefined)
     }
     const correlationOf = this.#replies.correlationOf
-    if (isChecked(input.records[0])) {
-      return this.#request(
-        (backend) => backend.write(input.payload, false, true),
-        (reply) => checkedStoreResult(checkedOutcome(reply, false), input.records, correlationOf, model, callbacks),
-      )
-    }
+    const conditional = isChecked(input.records[0])
     return this.#request(
-      (backend) => backend.write(input.payload, false, false),
-      (id) => storeResult(input.records, id, correlationOf, model, callbacks),
+      (backend) => backend.write(input.payload, false, conditional),
+      conditional
+        ? (reply) => checkedStoreResult(checkedOutcome(reply, false), input.records, correlationOf, model, callbacks)
+        : (id) => storeResult(input.records, id, correlationOf, model, callbacks),
     )
   }
 
@@ -251,15 +249,12 @@ class AsyncEventQueue {
       return this.#refuse(err)
     }
     const correlationOf = this.#replies.correlationOf
-    if (input.records.some(isChecked)) {
-      return this.#request(
-        (backend) => backend.write(input.payload, true, true),
-        (reply) => checkedBulkResults(checkedOutcome(reply, true), input.records, correlationOf, model, callbacks),
-      )
-    }
+    const conditional = input.records.some(isChecked)
     return this.#request(
-      (backend) => backend.write(input.payload, true, false),
-      (firstId) => bulkResults(input.records, firstId, correlationOf, model, callbacks),
+      (backend) => backend.write(input.payload, true, conditional),
+      conditional
+        ? (reply) => checkedBulkResults(checkedOutcome(reply, true), input.records, correlationOf, model, callbacks)
+        : (firstId) => bulkResults(input.records, firstId, correlationOf, model, callbacks),
     )
   }
 

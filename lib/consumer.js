@@ -60,7 +60,8 @@ const rethrow = (err) => {
  * its reader, and has its writer run the rest (lib/async-queue.js):
  * - `answer(run)`: what a method of a consumer returns for `run()`: its result (here), or a
  *   Promise of it, a throw being a rejection (the async queue);
- * - `position(name, member)` → the stored position, or null for a name never used;
+ * - `position(name, member)` → the stored position, or null for a name never used (or a
+ *   Promise of it, from a backend whose reads answer later);
  * - `attach(options, signal)` → a reading stream state of lib/stream.js (`Streams.attach`) on
  *   the events from `options.startId` with the filters and partition of `options`, or null;
  * - `acquire(name, member, size, owner, gone)` → the position, or the owner token of the
