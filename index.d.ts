@@ -362,6 +362,17 @@ export interface Consumer extends AsyncIterableIterator<EventRow[]> {
   commit(): void
 }
 
+/** A consumer of an `AsyncEventQueue`: a {@link Consumer} whose `commit()` returns a Promise. */
+export interface AsyncConsumer extends AsyncIterableIterator<EventRow[]> {
+  readonly name: string
+  readonly member: number
+  readonly size: number
+  /** The last committed id. */
+  readonly position: number
+  /** Commits the batch yielded last; resolves once the writer stored its position. */
+  commit(): Promise<void>
+}
+
 /** One row of `getConsumers()`. */
 export interface ConsumerInfo {
   name: string
@@ -670,7 +681,7 @@ export interface AsyncEventQueue {
   store(event: EventInput, model?: null, callbacks?: Callbacks): Promise<EventRow | undefined>
   /** Resolves, after the commit, with what `model` returned for the stored row. */
   store(event: EventInput, model: Model, callbacks?: Callbacks): Promise<unknown>
-  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): Promise<Array<{ row: EventRow; result: unknown }>>
+  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): Promise<BulkResult[]>
   /** Synchronous, as it runs user code only. */
   execute(row: EventRow, model: Model, callbacks?: Callbacks): unknown
   storeWithContext(event: EventInput, context: StoreContext, model?: null, callbacks?: Callbacks): Promise<EventRow | undefined>
@@ -699,6 +710,17 @@ export interface AsyncEventQueue {
   getCacheStats(): Promise<CacheStats>
   getMetrics(): Promise<AsyncWriteMetrics>
   getIndexes(): Promise<string[]>
+
+  /** As `EventQueue.getStreamVersion`. */
+  getStreamVersion(correlationId: string | number): Promise<number>
+  /**
+   * As `EventQueue.consume`; its leases and positions are written by the writer thread. A bad
+   * option, or a closed queue, rejects the first step.
+   */
+  consume(name: string, options?: ConsumeOptions): AsyncConsumer
+  getConsumers(): Promise<ConsumerInfo[]>
+  /** As `EventQueue.resetConsumer`; rejects with `ERR_CONSUMER_BUSY` while a reader holds the consumer. */
+  resetConsumer(name: string, position?: number): Promise<void>
 
   /** As `EventQueue.backup`. */
   backup(destination: string, options?: BackupOptions): Promise<BackupResult>

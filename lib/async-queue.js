@@ -1,21 +1,50 @@
 'use strict'
 // The AsyncEventQueue that openQueue resolves to: the synchronous queue's API (lib/queue.js)
-// with every method returning a Promise, over a backend (lib/sqlite-backend.js).
+// with every method returning a Promise, over a backend (lib/sqlite-backend.js; a PostgreSQL
+// backend implements the same interface).
 //
-// A backend has a `reader`, an object with the synchronous queue's read methods (returning
-// values or Promises), and a writer: `write(payload, batch)`, `metrics()` and `close()` submit
-// requests, and the writer answers them in the order they were submitted, a group at a time,
-// through `Replies.settle` (src/writer.rs: each group of writes is one commit). Writes are
-// validated and shaped here as the synchronous queue does it (lib/write.js); their Promises
-// wait in `Replies` and are settled, with the models and callbacks run, when the group's
-// commit is done.
+// The backend interface. Reads are answered by the backend's own objects; everything that
+// writes is a request to the backend's writer, which answers the requests in the order they
+// were submitted, a group at a time, through `Replies.settle` (given to the backend when it is
+// opened; src/writer.rs: each group of writes is one commit). A request method submits and
+// returns nothing (a throw: it could not be submitted); its reply, one JSON value, comes later.
+// - `reader`: the synchronous queue's read methods (lib/queue.js), each returning its value or
+//   a Promise of it: retrieveByID, getLastRow, getTransaction, getChildEvents, getEventLineage,
+//   the paginated reads, streamEvents, the cached reads, clearCache, getCacheStats,
+//   getIndexes, getStreamVersion, getConsumers, backup, exportEvents, importEvents, the
+//   maintenance methods, and close().
+// - `consumerReads`: `{ position(name, member), attach(options, signal) }`, a consumer's reads
+//   (lib/consumer.js `nativeOperations`).
+// - `busy()`: replies are due; keep the program alive until the replies function goes idle.
+// - Requests, each replied to as said:
+//   `write(payload, batch, conditional)`: a store (`batch` false) or storeBulk payload (see
+//   src/event.rs); `conditional` when its events carry expectedVersion or idempotencyKey.
+//   Reply: the first id, or for a conditional call what lib/write.js `checkedOutcome` reads
+//   (a conflict fails that call alone). Calls submitted together may share one transaction,
+//   each atomic on its own;
+//   `metrics()`: getMetrics()'s object with `commitsTotal`;
+//   `consumerAcquire(name, member, size, owner, gone)`, `consumerCommit(name, member, owner,
+//   position)`, `consumerRenew(name, member, owner)`, `consumerRelease(name, member, owner)`,
+//   `resetConsumer(name, position, gone)`: the writes of lib/consumer.js, replied to with what
+//   `nativeOperations` says (null where it says nothing);
+//   `close()`: after the requests before it, the writer closes; reply null.
+//   A failed request's reply is `{ error: code, message, ...fields }`.
+//
+// Writes are validated and shaped here as the synchronous queue does it (lib/write.js); their
+// Promises wait in `Replies` and are settled, with the models and callbacks run, when the
+// group's commit is done.
 const { closedError, coded } = require('./errors')
 const { execute, eventCallbacks } = require('./execute')
 const { resolveOptions } = require('./options')
 const { REPLAY_BATCH, cycleRange } = require('./queue')
 const { SqliteBackend } = require('./sqlite-backend')
 const { metricsText } = require('./prometheus')
-const { storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
+const {
+  storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults, checkedOutcome, checkedStoreResult,
+  checkedBulkResults,
+} = require('./write')
+const { isChecked } = require('./event')
+const { Consumers } = require('./consumer')
 
 /** A reply of the writer that reports a failure: `{ error: code, message, ...fields }`. */
 const isFailure = (reply) => reply !== null && typeof reply === 'object' && typeof reply.error === 'string'
@@ -23,6 +52,18 @@ const isFailure = (reply) => reply !== null && typeof reply === 'object' && type
 function failure({ error, message, ...fields }) {
   return coded(Error, error, message, fields)
 }
+
+/** `run()`'s result as a Promise, a throw as a rejection. */
+function promised(run) {
+  try {
+    return Promise.resolve(run())
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+/** A reply taken as it comes. */
+const asIs = (reply) => reply
 
 /** Resolves once the event loop has turned: timers, I/O and immediates have had their go. */
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
@@ -93,7 +134,8 @@ class Replies {
       try {
         request.resolve(request.settle(reply))
       } catch (err) {
-        // A callbacks._error that throws (execute catches everything else): the event is stored.
+        // An expected version that did not hold (nothing was stored), or a callbacks._error
+        // that throws (execute catches everything else: the event is stored).
         request.reject(err)
       }
     }
@@ -110,12 +152,24 @@ class AsyncEventQueue {
   #closed = null
   /** Writes refused before reaching the writer (invalid events): `errorsTotal` counts them too. */
   #refused = 0
+  #consumers
 
   /** `openBackend(replies)` opens the backend whose writer answers through `replies`. */
   constructor(settings, openBackend) {
     this.#replies = new Replies()
     this.#backend = openBackend(this.#replies)
     this.#datetime = settings.datetime
+    // Reads through the backend's reader; writes on its writer, never on this thread.
+    const write = (submit) => this.#request(submit, asIs)
+    this.#consumers = new Consumers({
+      ...this.#backend.consumerReads,
+      answer: promised,
+      acquire: (...args) => write((backend) => backend.consumerAcquire(...args)),
+      commit: (...args) => write((backend) => backend.consumerCommit(...args)),
+      renew: (...args) => write((backend) => backend.consumerRenew(...args)),
+      release: (...args) => write((backend) => backend.consumerRelease(...args)),
+      reset: (...args) => write((backend) => backend.resetConsumer(...args)),
+    })
   }
 
   /**
@@ -175,9 +229,12 @@ class AsyncEventQueue {
       return Promise.resolve(undefined)
     }
     const correlationOf = this.#replies.correlationOf
+    const conditional = isChecked(input.records[0])
     return this.#request(
-      (backend) => backend.write(input.payload, false),
-      (id) => storeResult(input.records, id, correlationOf, model, callbacks),
+      (backend) => backend.write(input.payload, false, conditional),
+      conditional
+        ? (reply) => checkedStoreResult(checkedOutcome(reply, false), input.records, correlationOf, model, callbacks)
+        : (id) => storeResult(input.records, id, correlationOf, model, callbacks),
     )
   }
 
@@ -192,9 +249,12 @@ class AsyncEventQueue {
       return this.#refuse(err)
     }
     const correlationOf = this.#replies.correlationOf
+    const conditional = input.records.some(isChecked)
     return this.#request(
-      (backend) => backend.write(input.payload, true),
-      (firstId) => bulkResults(input.records, firstId, correlationOf, model, callbacks),
+      (backend) => backend.write(input.payload, true, conditional),
+      conditional
+        ? (reply) => checkedBulkResults(checkedOutcome(reply, true), input.records, correlationOf, model, callbacks)
+        : (firstId) => bulkResults(input.records, firstId, correlationOf, model, callbacks),
     )
   }
 
@@ -367,15 +427,32 @@ class AsyncEventQueue {
     return metricsText(metrics, cache)
   }
 
-  // Integration points for expected versions, idempotent appends and consumers, once the
-  // synchronous queue has them:
-  // - getStreamVersion(correlationId): a read, `this.#read((reader) => reader.getStreamVersion(correlationId))`.
-  // - consume(name, options) and getConsumers(): reads through the reader, as streamEvents;
-  //   a consumer's commit() and resetConsumer(name, position) write, so they go to the
-  //   writer thread as requests of their own (src/writer.rs `Request`), never on this thread.
-  // - expectedVersion and idempotencyKey travel in the payload; a conflict comes back as a
-  //   failed reply (src/writer.rs `Replies::error`), a duplicate as a reply `settle` turns
-  //   into the first row.
+  getStreamVersion(correlationId) {
+    return this.#read((reader) => reader.getStreamVersion(correlationId))
+  }
+
+  /**
+   * A consumer: an async iterable of row batches, whose `commit()` returns a Promise. It reads
+   * through the reader; its lease and position are written by the writer. A bad argument or a
+   * closed queue rejects its first step.
+   */
+  consume(name, options) {
+    if (this.#closed) return failing(closedError())
+    try {
+      return this.#consumers.open(name, options)
+    } catch (err) {
+      return failing(err)
+    }
+  }
+
+  getConsumers() {
+    return this.#read((reader) => reader.getConsumers())
+  }
+
+  resetConsumer(name, position = 0) {
+    if (this.#closed) return Promise.reject(closedError())
+    return this.#consumers.reset(name, position)
+  }
 
   /**
    * Resolves once the writes issued before it are committed (and settled) and the file is
@@ -383,6 +460,8 @@ class AsyncEventQueue {
    */
   close() {
     if (this.#closed) return this.#closed
+    // Before the writer's close, which runs after them: no lease outlives the queue.
+    this.#consumers.close()
     const closing = this.#request((backend) => backend.close(), () => undefined)
     this.#closed = closing.then(() => this.#backend.reader.close())
     return this.#closed

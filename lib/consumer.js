@@ -5,6 +5,10 @@
 // group member's partition as one more filter. Unlike streamEvents, a consumer reads no batch
 // ahead: the batch in hand is committed when the loop asks for the next one, and only then is
 // the next read started.
+//
+// The synchronous queue (lib/queue.js) and the async one (lib/async-queue.js) share this
+// logic; each gives it its operations (see `nativeOperations`): the synchronous queue's answer
+// at once, the async queue's writes answer with Promises, from its writer.
 const os = require('node:os')
 const { randomUUID } = require('node:crypto')
 const { coded, describe } = require('./errors')
@@ -29,6 +33,55 @@ const held = new Set()
 const OWNER = /^(\d+)@(.*)\/[0-9a-f-]{36}$/
 
 const newOwner = () => `${process.pid}@${HOST}/${randomUUID()}`
+const noop = () => {}
+
+/**
+ * `next(answer)` for the answer of `run()`, or `failed(err)` for its throw or rejection: at
+ * once for an answer given at once (the synchronous queue's operations), once it settles for a
+ * Promise (the async queue's).
+ */
+function attempt(run, next, failed) {
+  let answer
+  try {
+    answer = run()
+  } catch (err) {
+    return failed(err)
+  }
+  return answer instanceof Promise ? answer.then(next, failed) : next(answer)
+}
+
+const rethrow = (err) => {
+  throw err
+}
+
+/**
+ * A synchronous queue's consumer operations, on its native queue (`db()`, which throws once it
+ * is closed) and its streams. The async queue takes `position` and `attach`, its reads, from
+ * its reader, and has its writer run the rest (lib/async-queue.js):
+ * - `answer(run)`: what a method of a consumer returns for `run()`: its result (here), or a
+ *   Promise of it, a throw being a rejection (the async queue);
+ * - `position(name, member)` → the stored position, or null for a name never used (or a
+ *   Promise of it, from a backend whose reads answer later);
+ * - `attach(options, signal)` → a reading stream state of lib/stream.js (`Streams.attach`) on
+ *   the events from `options.startId` with the filters and partition of `options`, or null;
+ * - `acquire(name, member, size, owner, gone)` → the position, or the owner token of the
+ *   reader that holds the lease; `commit(name, member, owner, position)`;
+ *   `renew(name, member, owner)` → whether `owner` still holds the lease;
+ *   `release(name, member, owner)`; `reset(name, position, gone)` → null, or the owner token
+ *   of a reader that holds a lease. These write, and may answer with Promises.
+ */
+function nativeOperations(db, streams) {
+  return {
+    answer: (run) => run(),
+    position: (name, member) => db().consumerPosition(name, member),
+    attach: (options, signal) => streams.attach(() => db().stream(options), signal),
+    acquire: (name, member, size, owner, gone) => db().consumerAcquire(name, member, size, owner, gone),
+    commit: (name, member, owner, position) => db().consumerCommit(name, member, owner, position),
+    renew: (name, member, owner) => db().consumerRenew(name, member, owner),
+    release: (name, member, owner) => db().consumerRelease(name, member, owner),
+    reset: (name, position, gone) => db().resetConsumer(name, position, gone),
+  }
+}
 
 /**
  * Whether the reader that owns a lease is known to be gone, so that its lease is free before
@@ -90,30 +143,33 @@ function consumeOptions(given) {
 
 /**
  * One consumer: an async iterator of row batches (single use, like a generator) with
- * `commit()` and `position`. `db()` is the open native queue (it throws once the queue is
- * closed); `streams` the queue's readers; `live` the queue's open consumers.
+ * `commit()` and `position`. `ops` are its queue's operations (see `nativeOperations`); `live`
+ * the queue's open consumers.
  */
 class Consumer {
-  #db
-  #streams
+  #ops
   #live
   #name
   #options
   #owner = null
-  #position
+  #position = 0
   /** The position of the batch yielded last, until it is committed. */
   #inHand = null
   /** Set when the lease went to another reader: this one must stop. */
   #lost = false
   #generator = null
 
-  constructor(db, streams, live, name, options) {
-    this.#db = db
-    this.#streams = streams
+  constructor(ops, live, name, options) {
+    this.#ops = ops
     this.#live = live
     this.#name = name
     this.#options = options
-    this.#position = db().consumerPosition(name, options.member) ?? 0
+    // Unless the lease was taken first: then the lease's position is the newer.
+    const read = attempt(() => ops.position(name, options.member), (stored) => {
+      if (this.#owner === null) this.#position = stored ?? 0
+    }, rethrow)
+    // A read answered later that fails: iterating reports what is wrong.
+    if (read instanceof Promise) read.catch(noop)
   }
 
   get name() {
@@ -156,31 +212,33 @@ class Consumer {
 
   /** Commits the batch yielded last, if it is not committed yet. */
   commit() {
-    if (this.#inHand === null) return
-    this.#store(this.#inHand)
-    this.#inHand = null
+    return this.#ops.answer(() => {
+      const position = this.#inHand
+      if (position === null) return undefined
+      return attempt(() => this.#store(position), () => {
+        if (this.#inHand === position) this.#inHand = null
+      }, rethrow)
+    })
   }
 
   #store(position) {
     const { member } = this.#options
-    try {
-      this.#db().consumerCommit(this.#name, member, this.#owner, position)
-    } catch (err) {
+    return attempt(() => this.#ops.commit(this.#name, member, this.#owner, position), () => {
+      this.#position = position
+    }, (err) => {
       if (err.code === 'ERR_CONSUMER_BUSY') this.#lost = true
       throw err
-    }
-    this.#position = position
+    })
   }
 
   async * #batches() {
     const { batchSize, follow, signal, correlationId, user, cmd, member, size } = this.#options
-    this.#acquire()
+    await this.#acquire()
     let state = null
     let timer = null
     try {
       const group = size > 1 ? { groupMember: member, groupSize: size } : {}
-      const open = () => this.#db().stream({ startId: this.#position + 1, batchSize, correlationId, user, cmd, ...group })
-      state = this.#streams.attach(open, signal)
+      state = this.#ops.attach({ startId: this.#position + 1, batchSize, correlationId, user, cmd, ...group }, signal)
       if (state === null) return
       timer = setInterval(() => this.#renew(state), RENEW_MS)
       if (typeof timer.unref === 'function') timer.unref()
@@ -188,7 +246,7 @@ class Consumer {
         // The loop asked for the next batch: the one in hand is done. Unless the queue closed
         // meanwhile: then the consumer ends as a stream does, the batch uncommitted.
         try {
-          this.commit()
+          await this.commit()
         } catch (err) {
           if (err.code === 'ERR_QUEUE_CLOSED') return
           throw err
@@ -200,7 +258,7 @@ class Consumer {
           // Nothing in hand, and every event up to the reader's position was seen or not
           // meant for this consumer: moving the position there costs nothing to redo.
           const passed = state.position()
-          if (passed > this.#position) this.#store(passed)
+          if (passed > this.#position) await this.#store(passed)
           if (!follow) return
           await state.idle()
           this.#checkLease()
@@ -222,13 +280,12 @@ class Consumer {
     }
   }
 
-  #acquire() {
-    const db = this.#db()
+  async #acquire() {
     const owner = newOwner()
     const { member, size } = this.#options
     let gone = []
     for (;;) {
-      const got = db.consumerAcquire(this.#name, member, size, owner, gone)
+      const got = await this.#ops.acquire(this.#name, member, size, owner, gone)
       if (typeof got === 'number') {
         this.#owner = owner
         this.#position = got
@@ -246,16 +303,13 @@ class Consumer {
   }
 
   #renew(state) {
-    if (this.#owner === null) return
-    try {
-      if (!this.#db().consumerRenew(this.#name, this.#options.member, this.#owner)) {
-        this.#lost = true
-        state.wake()
-      }
-    } catch {
-      // The file was busy, or the queue closed: the lease outlives two more attempts, and
-      // close() releases it.
-    }
+    const owner = this.#owner
+    if (owner === null) return
+    attempt(() => this.#ops.renew(this.#name, this.#options.member, owner), (still) => {
+      if (still || this.#owner !== owner) return
+      this.#lost = true
+      state.wake()
+    }, noop) // The file was busy, or the queue closed: the lease outlives two more attempts, and close() releases it.
   }
 
   /** Gives the lease up (the queue's close() calls it). Idempotent. */
@@ -265,22 +319,43 @@ class Consumer {
     this.#owner = null
     held.delete(owner)
     this.#live.delete(this)
-    try {
-      this.#db().consumerRelease(this.#name, this.#options.member, owner)
-    } catch {
-      // A lease that cannot be released (the queue closed under a read, the file busy)
-      // expires on its own; no reader of this process holds it any more, so another reader
-      // of this process takes it at once.
-    }
+    // A lease that cannot be released (the queue closed under a read, the file busy) expires
+    // on its own; no reader of this process holds it any more, so another reader of this
+    // process takes it at once.
+    attempt(() => this.#ops.release(this.#name, this.#options.member, owner), noop, noop)
   }
 }
 
-/** The consumers of one queue. */
+/** The consumers of one queue, over its operations (see `nativeOperations`). */
 class Consumers {
+  #ops
   #live = new Set()
 
-  open(db, streams, name, options) {
-    return new Consumer(db, streams, this.#live, checkName('consume', name), consumeOptions(options))
+  constructor(ops) {
+    this.#ops = ops
+  }
+
+  open(name, options) {
+    return new Consumer(this.#ops, this.#live, checkName('consume', name), consumeOptions(options))
+  }
+
+  /** `resetConsumer`: every member at `position`, unless a live reader holds one. */
+  reset(name, position = 0) {
+    const ops = this.#ops
+    return ops.answer(() => {
+      checkName('resetConsumer', name)
+      if (!Number.isSafeInteger(position) || position < 0) {
+        throw coded(RangeError, 'ERR_INVALID_ARG', `resetConsumer: position must be an integer id >= 0, got ${describe(position)}`)
+      }
+      const gone = []
+      const reset = () => attempt(() => ops.reset(name, position, [...gone]), (owner) => {
+        if (owner === null || owner === undefined) return undefined
+        if (gone.includes(owner) || !isGone(owner)) throw busyError(name, undefined, owner)
+        gone.push(owner)
+        return reset()
+      }, rethrow)
+      return reset()
+    })
   }
 
   /** Releases every lease; called by the queue's close() before the file closes. */
@@ -289,19 +364,4 @@ class Consumers {
   }
 }
 
-/** `resetConsumer`: every member at `position`, unless a live reader holds one. */
-function resetConsumer(db, name, position = 0) {
-  checkName('resetConsumer', name)
-  if (!Number.isSafeInteger(position) || position < 0) {
-    throw coded(RangeError, 'ERR_INVALID_ARG', `resetConsumer: position must be an integer id >= 0, got ${describe(position)}`)
-  }
-  const gone = []
-  for (;;) {
-    const owner = db.resetConsumer(name, position, gone)
-    if (owner === null || owner === undefined) return
-    if (gone.includes(owner) || !isGone(owner)) throw busyError(name, undefined, owner)
-    gone.push(owner)
-  }
-}
-
-module.exports = { Consumers, resetConsumer }
+module.exports = { Consumers, nativeOperations }

@@ -154,7 +154,7 @@ function toRecord(fields, at, now) {
   return record
 }
 
-/** Whether a record carries stream conditions, which only the native appendChecked honours. */
+/** Whether a record carries stream conditions, which only the native appendChecked and the async queue's writer honour. */
 const isChecked = (record) => record.length > PLAIN
 
 /**

@@ -3,9 +3,12 @@
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, byId, cachedIdHit } = require('./native')
 const { closedError, coded, describe, dateTime, eventError } = require('./errors')
-const { readEvent, lacksCmd, toRecord, timestamp, isChecked, conflictError, CORRELATION, CAUSATION } = require('./event')
+const { readEvent, lacksCmd, toRecord, timestamp, isChecked, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
-const { canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
+const {
+  canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults, checkedOutcome, checkedStoreResult,
+  checkedBulkResults,
+} = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
 const { toRows, oneRow, endedEarly, firstPiece, appendPieces, rowsOf } = require('./rows')
@@ -13,10 +16,7 @@ const { Streams, streamOptions } = require('./stream')
 const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
 const { metricsText } = require('./prometheus')
 const { readWait, pendingPayload } = require('./pending')
-const { Consumers, resetConsumer } = require('./consumer')
-
-/** No duplicates, no rows: what an append with conditions that stored every event reports. */
-const NONE = Object.freeze([])
+const { Consumers, nativeOperations } = require('./consumer')
 
 /** The native queue, for the command line's tools; not part of the API. */
 const NATIVE = Symbol('eventlite-native.native')
@@ -32,6 +32,9 @@ const NOT_READY = Symbol('not ready')
  * thread of an async queue on the same file (lib/sqlite-backend.js).
  */
 const WAKE_STREAMS = Symbol('wakeStreams')
+
+/** The consumer operations of a queue, for the async queue's reads through it. */
+const CONSUMER_OPERATIONS = Symbol('consumerOperations')
 
 /** The row of a read that returns one row's values as JSON text, or null. */
 const parseRow = (text) => (text === null || text === undefined ? null : oneRow(JSON.parse(text)))
@@ -87,18 +90,6 @@ function pageTime(method, name, value) {
   return time
 }
 
-/**
- * What an append with stream conditions did (`appendChecked`'s reply, see src/lib.rs):
- * `{ firstId, duplicates, rows }`, or a throw of ERR_VERSION_CONFLICT with the conflict's
- * fields.
- */
-function checkedOutcome(stored, batch) {
-  if (typeof stored === 'number') return { firstId: stored, duplicates: NONE, rows: NONE }
-  const outcome = JSON.parse(stored)
-  if (outcome.conflict) throw conflictError(outcome.conflict, batch)
-  return outcome
-}
-
 class EventQueue {
   #native
   #datetime
@@ -112,7 +103,9 @@ class EventQueue {
   #streams = new Streams()
   /** The correlation id the core gave an event that inherited its parent's. */
   #correlationOf = (id) => this.#native.correlationId(id)
-  #consumers = new Consumers()
+  /** The consumer operations on this queue's file, for its consumers and an async queue's reads. */
+  #consumerOps = nativeOperations(() => this.#db, this.#streams)
+  #consumers = new Consumers(this.#consumerOps)
 
   constructor(settings) {
     this.#native = new NativeQueue(settings.open)
@@ -155,18 +148,15 @@ class EventQueue {
       reportMissingCmd(input.fields, callbacks)
       return undefined
     }
-    let id
     if (isChecked(input.records[0])) {
       const stored = pendingId === null ? db.appendChecked(input.payload, false) : db.appendPendingChecked(pendingId, input.payload)
       if (stored === null) return NOT_READY
       const outcome = checkedOutcome(stored, false)
-      // A repeat of an idempotency key: the row stored the first time, and nothing runs.
-      if (outcome.duplicates.length > 0) return oneRow(outcome.rows[0])
-      id = outcome.firstId
-    } else {
-      id = pendingId === null ? db.append(input.payload) : db.appendPending(pendingId, input.payload)
-      if (id === null) return NOT_READY
+      this.#streams.wake()
+      return checkedStoreResult(outcome, input.records, this.#correlationOf, model, callbacks)
     }
+    const id = pendingId === null ? db.append(input.payload) : db.appendPending(pendingId, input.payload)
+    if (id === null) return NOT_READY
     this.#streams.wake()
     return storeResult(input.records, id, this.#correlationOf, model, callbacks)
   }
@@ -182,17 +172,14 @@ class EventQueue {
       db.recordFailedWrite()
       throw err
     }
-    let firstId
-    let repeats = null
     if (input.records.some(isChecked)) {
       const outcome = checkedOutcome(db.appendChecked(input.payload, true), true)
-      firstId = outcome.firstId
-      if (outcome.duplicates.length > 0) repeats = new Map(outcome.duplicates.map(([index], k) => [index, oneRow(outcome.rows[k])]))
-    } else {
-      firstId = db.appendBatch(input.payload)
+      this.#streams.wake()
+      return checkedBulkResults(outcome, input.records, this.#correlationOf, model, callbacks)
     }
+    const firstId = db.appendBatch(input.payload)
     this.#streams.wake()
-    return bulkResults(input.records, firstId, this.#correlationOf, model, callbacks, repeats)
+    return bulkResults(input.records, firstId, this.#correlationOf, model, callbacks)
   }
 
   getStreamVersion(correlationId) {
@@ -201,7 +188,7 @@ class EventQueue {
   }
 
   consume(name, options) {
-    return this.#consumers.open(() => this.#db, this.#streams, name, options)
+    return this.#consumers.open(name, options)
   }
 
   getConsumers() {
@@ -209,7 +196,7 @@ class EventQueue {
   }
 
   resetConsumer(name, position = 0) {
-    resetConsumer(this.#db, name, position)
+    this.#consumers.reset(name, position)
   }
 
   execute(row, model, callbacks) {
@@ -443,6 +430,11 @@ class EventQueue {
     this.#streams.wake()
   }
 
+  /** The consumer operations on this queue's file (lib/consumer.js `nativeOperations`), for an async queue's reads. */
+  [CONSUMER_OPERATIONS]() {
+    return this.#consumerOps
+  }
+
   /** Copies the live database into `destination` with SQLite's online backup. */
   async backup(destination, options) {
     return backupTo(this.#db, destination, options)
@@ -500,4 +492,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue, NATIVE, WAKE_STREAMS, REPLAY_BATCH, cycleRange }
+module.exports = { EventQueue, NATIVE, WAKE_STREAMS, CONSUMER_OPERATIONS, REPLAY_BATCH, cycleRange }

@@ -5,7 +5,7 @@
 // pool a batch at a time. Writes go to a writer thread with a connection of its own, which
 // commits together the calls that arrive while it is busy (src/writer.rs).
 const { NativeWriter } = require('./native')
-const { EventQueue, NATIVE, WAKE_STREAMS } = require('./queue')
+const { EventQueue, NATIVE, WAKE_STREAMS, CONSUMER_OPERATIONS } = require('./queue')
 
 /**
  * Writers with replies due. A queue dropped while its writes are in flight must still settle
@@ -17,6 +17,8 @@ const busy = new Set()
 class SqliteBackend {
   /** The synchronous queue the reads go through. */
   reader
+  /** A consumer's reads, through the reader: its position and its stream (lib/consumer.js). */
+  consumerReads
   #writer
   #replies
   /**
@@ -44,6 +46,8 @@ class SqliteBackend {
       throw err
     }
     this.reader = reader
+    const { position, attach } = reader[CONSUMER_OPERATIONS]()
+    this.consumerReads = { position, attach }
     this.#writer = writer
     this.#replies = replies
     const weakWriter = new WeakRef(writer)
@@ -65,10 +69,15 @@ class SqliteBackend {
     this.#writer.hold(true)
   }
 
-  /** Submits a `store` (`batch` false) or `storeBulk` payload; the reply is its first id. */
-  write(payload, batch) {
+  /**
+   * Submits a `store` (`batch` false) or `storeBulk` payload; the reply is its first id, or
+   * for a call whose events carry stream conditions (`conditional`) what `checkedOutcome`
+   * (lib/write.js) reads.
+   */
+  write(payload, batch, conditional) {
     if (this.#lines.length === 0) queueMicrotask(this.#flush)
-    this.#lines.push((batch ? 'B' : 'S') + payload)
+    const kind = batch ? 'B' : 'S'
+    this.#lines.push((conditional ? kind.toLowerCase() : kind) + payload)
   }
 
   #flush = () => {
@@ -88,6 +97,34 @@ class SqliteBackend {
   metrics() {
     this.#flush()
     this.#writer.metrics()
+  }
+
+  // A consumer's writes (see lib/consumer.js `nativeOperations` for their replies), after the
+  // writes submitted before them.
+
+  consumerAcquire(name, member, size, owner, gone) {
+    this.#flush()
+    this.#writer.consumerAcquire(name, member, size, owner, gone)
+  }
+
+  consumerCommit(name, member, owner, position) {
+    this.#flush()
+    this.#writer.consumerCommit(name, member, owner, position)
+  }
+
+  consumerRenew(name, member, owner) {
+    this.#flush()
+    this.#writer.consumerRenew(name, member, owner)
+  }
+
+  consumerRelease(name, member, owner) {
+    this.#flush()
+    this.#writer.consumerRelease(name, member, owner)
+  }
+
+  resetConsumer(name, position, gone) {
+    this.#flush()
+    this.#writer.resetConsumer(name, position, gone)
   }
 
   /** Closes the writer after the writes submitted; the reply, `null`, comes once the file is closed. */

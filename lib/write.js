@@ -4,8 +4,12 @@
 // anything is sent, and the stored records turned back into the rows and results the caller
 // gets, with the model run on each.
 const { coded, eventError, reason } = require('./errors')
-const { readEvent, readBatch, lacksCmd, toRecord, toPayload, toRow, CORRELATION } = require('./event')
+const { readEvent, readBatch, lacksCmd, toRecord, toPayload, toRow, conflictError, CORRELATION } = require('./event')
 const { execute } = require('./execute')
+const { oneRow } = require('./rows')
+
+/** No duplicates, no rows: what an append with conditions that stored every event reports. */
+const NONE = Object.freeze([])
 
 /** Whether `callbacks` can be told of a problem. */
 const canReport = (callbacks) => Boolean(callbacks) && typeof callbacks._error === 'function'
@@ -98,4 +102,35 @@ function bulkResults(records, firstId, correlationOf, model, callbacks, repeats 
   return results
 }
 
-module.exports = { canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults }
+/**
+ * What an append with stream conditions did, from the core's reply (`appendChecked`'s, see
+ * src/lib.rs, or the writer thread's, see src/writer.rs): the first id, or
+ * `{ firstId, count, duplicates, rows }` (as JSON text or parsed), or `{ conflict }`. Returns
+ * `{ firstId, duplicates, rows }`.
+ * @throws Error with code ERR_VERSION_CONFLICT and the conflict's fields. `batch` says whether
+ * the call was a storeBulk, whose errors carry the event's index.
+ */
+function checkedOutcome(stored, batch) {
+  if (typeof stored === 'number') return { firstId: stored, duplicates: NONE, rows: NONE }
+  const outcome = typeof stored === 'string' ? JSON.parse(stored) : stored
+  if (outcome.conflict) throw conflictError(outcome.conflict, batch)
+  return outcome
+}
+
+/** `storeResult` for a call with stream conditions: a repeat of an idempotency key gives the row stored the first time, and runs nothing. */
+function checkedStoreResult(outcome, records, correlationOf, model, callbacks) {
+  if (outcome.duplicates.length > 0) return oneRow(outcome.rows[0])
+  return storeResult(records, outcome.firstId, correlationOf, model, callbacks)
+}
+
+/** `bulkResults` for a call with stream conditions: its repeats of idempotency keys are duplicates. */
+function checkedBulkResults(outcome, records, correlationOf, model, callbacks) {
+  const { firstId, duplicates, rows } = outcome
+  const repeats = duplicates.length === 0 ? null : new Map(duplicates.map(([index], k) => [index, oneRow(rows[k])]))
+  return bulkResults(records, firstId, correlationOf, model, callbacks, repeats)
+}
+
+module.exports = {
+  canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults,
+  checkedOutcome, checkedStoreResult, checkedBulkResults,
+}

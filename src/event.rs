@@ -66,7 +66,7 @@ impl<'a> NewEvent<'a> {
         self.idempotency_key.as_deref()
     }
     /// Whether it carries a stream condition, which only [`crate::store::Store::append_checked`]
-    /// honours.
+    /// and a group commit ([`crate::writer`]) honour.
     pub fn is_conditional(&self) -> bool {
         self.expected_version.is_some() || self.idempotency_key.is_some()
     }

@@ -60,7 +60,7 @@ use crate::metrics::WriteKind;
 use crate::page::{PageOptions, Query};
 use crate::store::{Config, Store, MEMORY};
 use crate::stream::{Filter, Next, Stream};
-use crate::writer::{Request, SqliteBackend, Write, Writer};
+use crate::writer::{ConsumerAt, Request, SqliteBackend, Write, Writer};
 
 /// Named `Result` because the `#[napi]` macro recognises fallible returns by that name.
 type Result<T, E = napi::Error<&'static str>> = std::result::Result<T, E>;
@@ -789,6 +789,47 @@ impl NativeWriter {
     #[napi]
     pub fn metrics(&self) -> Result<()> {
         self.submit(Request::Metrics)
+    }
+
+    /// `NativeQueue.consumerAcquire` on the writer's connection; the reply is its result.
+    #[napi]
+    pub fn consumer_acquire(
+        &self,
+        name: String,
+        member: u32,
+        size: u32,
+        token: String,
+        dead: Vec<String>,
+    ) -> Result<()> {
+        let at = ConsumerAt { name, member };
+        self.submit(Request::ConsumerAcquire { at, size, token, now: now_ms(), dead })
+    }
+
+    /// `NativeQueue.consumerCommit` on the writer's connection; the reply is `null`.
+    #[napi]
+    pub fn consumer_commit(&self, name: String, member: u32, token: String, position: f64) -> Result<()> {
+        let position = to_id(position).map_err(to_js)?;
+        let at = ConsumerAt { name, member };
+        self.submit(Request::ConsumerCommit { at, token, position, now: now_ms() })
+    }
+
+    /// `NativeQueue.consumerRenew` on the writer's connection; the reply is its result.
+    #[napi]
+    pub fn consumer_renew(&self, name: String, member: u32, token: String) -> Result<()> {
+        self.submit(Request::ConsumerRenew { at: ConsumerAt { name, member }, token, now: now_ms() })
+    }
+
+    /// `NativeQueue.consumerRelease` on the writer's connection; the reply is `null`.
+    #[napi]
+    pub fn consumer_release(&self, name: String, member: u32, token: String) -> Result<()> {
+        self.submit(Request::ConsumerRelease { at: ConsumerAt { name, member }, token })
+    }
+
+    /// `NativeQueue.resetConsumer` on the writer's connection; the reply is its result.
+    #[napi]
+    pub fn reset_consumer(&self, name: String, position: f64, dead: Vec<String>) -> Result<()> {
+        let position = to_id(position).map_err(to_js)?;
+        self.submit(Request::ResetConsumer { name, position, now: now_ms(), dead })
     }
 
     /// Closes the writer once the writes submitted are committed; the reply, `null`, comes after

@@ -90,6 +90,24 @@ pub struct Appended {
     pub count: usize,
 }
 
+/// What one call of a group stored (see [`Store::append_group`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Every event of the call, with consecutive ids.
+    Appended(Appended),
+    /// A call with stream conditions that left out repeats of idempotency keys: what it
+    /// stored, and its reply, [`Checked::to_json`]'s text.
+    Checked(Appended, String),
+}
+
+impl Stored {
+    pub fn appended(&self) -> Appended {
+        match self {
+            Stored::Appended(appended) | Stored::Checked(appended, _) => *appended,
+        }
+    }
+}
+
 /// The connection, and what lives as long as it: the query cache, the write metrics, and what
 /// is known of the pending events.
 pub struct Store {
@@ -437,11 +455,14 @@ impl Store {
     /// [`crate::writer`]), each call in a savepoint of its own, so that a call that fails
     /// stores nothing and fails alone. `Err` when the transaction itself failed (it could not
     /// begin or commit, or SQLite rolled it back): then none of the calls is stored.
-    pub(crate) fn append_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+    pub(crate) fn append_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Stored>>> {
         if let [write] = writes {
-            // A call alone is a transaction of its own, with the single store's shortcut; only
-            // a claim can store nothing.
-            return Ok(vec![self.write(&write.payload, write.kind, None).map(Option::unwrap_or_default)]);
+            if !write.conditional {
+                // A call alone is a transaction of its own, with the single store's shortcut;
+                // only a claim can store nothing.
+                let written = self.write(&write.payload, write.kind, None);
+                return Ok(vec![written.map(|appended| Stored::Appended(appended.unwrap_or_default()))]);
+            }
         }
         let started = Instant::now();
         let outcome = self.insert_group(writes);
@@ -450,13 +471,17 @@ impl Store {
             Ok(results) => {
                 for (write, result) in writes.iter().zip(results) {
                     match result {
-                        Ok(appended) => self.metrics.record_write(write.kind, appended.count, took),
+                        // A call whose every event was a repeat wrote nothing, as `append_checked`.
+                        Ok(stored) if stored.appended().count == 0 => {}
+                        Ok(stored) => self.metrics.record_write(write.kind, stored.appended().count, took),
                         Err(_) => self.metrics.record_error(),
                     }
                 }
-                // The calls that succeeded hold consecutive ids (a failed one leaves no gap),
-                // and their one commit is what the pending events must be measured against.
-                let stored = results.iter().filter_map(|result| result.as_ref().ok());
+                // The events stored hold consecutive ids (a failed call leaves no gap, a call
+                // that left repeats out none either), and their one commit is what the pending
+                // events must be measured against.
+                let stored = results.iter().filter_map(|result| result.as_ref().ok().map(Stored::appended));
+                let stored = stored.filter(|appended| appended.count > 0);
                 if let Some(first_id) = stored.clone().map(|a| a.first_id).min() {
                     let count = stored.map(|a| a.count).sum();
                     self.pending.after_append(&self.conn, Appended { first_id, count });
@@ -475,7 +500,9 @@ impl Store {
     /// it touches into the statement journal, and runs a statement per event instead of one per
     /// 32). Only when SQLite refuses an event is that rolled back and the group written again
     /// call by call, each in a savepoint of its own, so that the call at fault fails alone.
-    fn insert_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+    /// A group with stream conditions is written call by call from the start: a conflict
+    /// must fail its call alone, and each check counts the calls before it.
+    fn insert_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Stored>>> {
         // Every call's events one after another, and each call's place among them (or why its
         // payload did not parse: that call fails alone, before anything is written).
         let mut events = Vec::new();
@@ -488,16 +515,24 @@ impl Store {
                 Ok(start..events.len())
             })
             .collect();
+        let conditional = events.iter().any(NewEvent::is_conditional);
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
         let mut txn = WriteTxn::begin(&self.conn)?;
-        let results = match writer.insert_all(&events) {
-            Ok(first_id) => calls
+        let batch = if conditional { None } else { Some(writer.insert_all(&events)) };
+        let results = match batch {
+            Some(Ok(first_id)) => calls
                 .into_iter()
-                .map(|call| call.map(|at| Appended { first_id: first_id + at.start as i64, count: at.len() }))
+                .map(|call| {
+                    call.map(|at| Stored::Appended(Appended { first_id: first_id + at.start as i64, count: at.len() }))
+                })
                 .collect(),
-            Err(_) => {
-                txn.rollback()?;
-                txn = WriteTxn::begin(&self.conn)?;
+            Some(Err(_)) | None => {
+                if conditional {
+                    self.streams.ready(&self.conn, true)?;
+                } else {
+                    txn.rollback()?;
+                    txn = WriteTxn::begin(&self.conn)?;
+                }
                 calls
                     .into_iter()
                     .map(|call| match call {
@@ -557,37 +592,7 @@ impl Store {
             }
         }
         self.streams.ready(conn, true)?;
-        let mut writer = Writer { conn, cache: &mut self.cache };
-        let mut checked = Checked { first_id: 0, count: 0, duplicates: Vec::new() };
-        // Events without conditions go in as the plain path puts them, chunk by chunk; the
-        // run before a conditional event goes in first, so that its check counts them.
-        let mut run_start = None;
-        for (index, e) in events.iter().enumerate() {
-            if !e.is_conditional() {
-                run_start.get_or_insert(index);
-                continue;
-            }
-            if let Some(start) = run_start.take() {
-                checked.stored(writer.insert_all(&events[start..index])?, index - start)?;
-            }
-            let correlation_id = writer.correlation_for(e)?;
-            let key = e.idempotency_key();
-            if let Some(first) = key.map(|key| idempotency::lookup(conn, key)).transpose()?.flatten() {
-                checked.duplicates.push((index, first));
-                continue;
-            }
-            if let Some(expected) = e.expected_version() {
-                version::check(conn, index, correlation_id.as_deref(), expected)?;
-            }
-            let id = writer.insert_one(e, correlation_id.as_deref())?;
-            checked.stored(id, 1)?;
-            if let Some(key) = key {
-                idempotency::remember(conn, key, id)?;
-            }
-        }
-        if let Some(start) = run_start {
-            checked.stored(writer.insert_all(&events[start..])?, events.len() - start)?;
-        }
+        let checked = Writer { conn, cache: &mut self.cache }.insert_conditional(&events)?;
         txn.commit()?;
         Ok(Some(checked))
     }
@@ -684,15 +689,29 @@ impl Writer<'_> {
     }
 
     /// Inserts one call's events inside the group's transaction, in a savepoint: all of them or
-    /// none. The inner `Result` is the call's own; the outer one fails the group, when SQLite
+    /// none (a call with stream conditions leaves its repeats out, as `append_checked` does).
+    /// The inner `Result` is the call's own; the outer one fails the group, when SQLite
     /// rolled the whole transaction back (a full disk, an I/O error) or the savepoint itself
     /// failed, so that a call is never reported failed while its events stay.
-    fn insert_call(&mut self, events: &[NewEvent<'_>]) -> Result<Result<Appended>> {
+    fn insert_call(&mut self, events: &[NewEvent<'_>]) -> Result<Result<Stored>> {
         self.run(SAVEPOINT)?;
-        match self.insert_all(events) {
-            Ok(first_id) => {
+        let inserted = if events.iter().any(NewEvent::is_conditional) {
+            self.insert_conditional(events).and_then(|checked| {
+                let appended = Appended { first_id: checked.first_id, count: checked.count };
+                if checked.duplicates.is_empty() {
+                    Ok(Stored::Appended(appended))
+                } else {
+                    // Read in the savepoint: a reply that cannot be made fails its call alone.
+                    Ok(Stored::Checked(appended, checked.to_json(self.conn)?))
+                }
+            })
+        } else {
+            self.insert_all(events).map(|first_id| Stored::Appended(Appended { first_id, count: events.len() }))
+        };
+        match inserted {
+            Ok(stored) => {
                 self.run(RELEASE)?;
-                Ok(Ok(Appended { first_id, count: events.len() }))
+                Ok(Ok(stored))
             }
             Err(err) if self.conn.is_autocommit() => Err(err),
             Err(err) => {
@@ -701,6 +720,46 @@ impl Writer<'_> {
                 Ok(Err(err))
             }
         }
+    }
+
+    /// Inserts the events of one call that may carry stream conditions, inside the caller's
+    /// write transaction (the stream tables made ready): each event with an `idempotencyKey`
+    /// used before is left out, and each with an `expectedVersion` is checked against its
+    /// stream as it comes, every event written before it in the transaction counted; a
+    /// conflict is [`Error::VersionConflict`], and the caller rolls back what was written.
+    fn insert_conditional(&mut self, events: &[NewEvent<'_>]) -> Result<Checked> {
+        let conn = self.conn;
+        let mut checked = Checked { first_id: 0, count: 0, duplicates: Vec::new() };
+        // Events without conditions go in as the plain path puts them, chunk by chunk; the
+        // run before a conditional event goes in first, so that its check counts them.
+        let mut run_start = None;
+        for (index, e) in events.iter().enumerate() {
+            if !e.is_conditional() {
+                run_start.get_or_insert(index);
+                continue;
+            }
+            if let Some(start) = run_start.take() {
+                checked.stored(self.insert_all(&events[start..index])?, index - start)?;
+            }
+            let correlation_id = self.correlation_for(e)?;
+            let key = e.idempotency_key();
+            if let Some(first) = key.map(|key| idempotency::lookup(conn, key)).transpose()?.flatten() {
+                checked.duplicates.push((index, first));
+                continue;
+            }
+            if let Some(expected) = e.expected_version() {
+                version::check(conn, index, correlation_id.as_deref(), expected)?;
+            }
+            let id = self.insert_one(e, correlation_id.as_deref())?;
+            checked.stored(id, 1)?;
+            if let Some(key) = key {
+                idempotency::remember(conn, key, id)?;
+            }
+        }
+        if let Some(start) = run_start {
+            checked.stored(self.insert_all(&events[start..])?, events.len() - start)?;
+        }
+        Ok(checked)
     }
 
     /// Runs a statement without parameters or rows, prepared once.

@@ -17,37 +17,93 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 
+use crate::consumer::{self, Acquired, Member};
 use crate::error::{Error, Result};
 use crate::metrics::{MetricsSnapshot, WriteKind};
-use crate::store::{Appended, Store};
+use crate::store::{Store, Stored};
 
-/// One `store` or `storeBulk` call: its payload (see [`crate::event`]) and which it was.
+/// One `store` or `storeBulk` call: its payload (see [`crate::event`]), which it was, and
+/// whether its events carry stream conditions (`expectedVersion`, `idempotencyKey`).
 #[derive(Debug)]
 pub struct Write {
     pub payload: String,
     pub kind: WriteKind,
+    /// Said by the caller, so that a plain call alone keeps the single store's shortcut
+    /// without a second look at its events; a call with conditions is always checked (a
+    /// plain call that carries them is refused or, in a group, checked all the same).
+    pub conditional: bool,
 }
 
 impl Write {
     /// The writes JavaScript submits together (`lib/sqlite-backend.js`): one per line, each a
     /// payload after a letter that says which call it came from, `B` for `storeBulk` and `S`
-    /// for `store`. `JSON.stringify` never writes a line break, so none is inside a payload.
-    /// A line that is not of this shape still makes one write, whose payload fails to parse:
-    /// each line gets its reply.
+    /// for `store`, in lower case (`b`, `s`) when its events carry stream conditions.
+    /// `JSON.stringify` never writes a line break, so none is inside a payload. A line that is
+    /// not of this shape still makes one write, whose payload fails to parse: each line gets
+    /// its reply.
     pub fn lines(text: &str) -> impl Iterator<Item = Write> + '_ {
         text.split('\n').map(|line| Write {
             payload: line.get(1..).unwrap_or_default().to_string(),
-            kind: if line.starts_with('B') { WriteKind::Batch } else { WriteKind::Single },
+            kind: if line.starts_with(['B', 'b']) { WriteKind::Batch } else { WriteKind::Single },
+            conditional: line.starts_with(['b', 's']),
         })
     }
 }
 
-/// What the writer is asked to do, in the order of the calls.
+/// One consumer row, owned: see [`crate::consumer::Member`].
+#[derive(Debug)]
+pub struct ConsumerAt {
+    pub name: String,
+    pub member: u32,
+}
+
+impl ConsumerAt {
+    pub fn at(&self) -> Member<'_> {
+        Member { name: &self.name, member: self.member }
+    }
+}
+
+/// What the writer is asked to do, in the order of the calls. Every request that writes runs
+/// here, so that JavaScript never waits for the write lock; `now` is the clock, in
+/// milliseconds since the Unix epoch, when the request was made (see [`crate::consumer`]).
 #[derive(Debug)]
 pub enum Request {
     Write(Write),
     /// `getMetrics()`: the backend's write metrics, read between two groups.
     Metrics,
+    /// A consumer starts reading: [`Backend::consumer_acquire`].
+    ConsumerAcquire {
+        at: ConsumerAt,
+        size: u32,
+        token: String,
+        now: i64,
+        dead: Vec<String>,
+    },
+    /// A consumer commits a position: [`Backend::consumer_commit`].
+    ConsumerCommit {
+        at: ConsumerAt,
+        token: String,
+        position: i64,
+        now: i64,
+    },
+    /// A consumer's lease renewed: [`Backend::consumer_renew`].
+    ConsumerRenew {
+        at: ConsumerAt,
+        token: String,
+        now: i64,
+    },
+    /// A consumer stops reading: [`Backend::consumer_release`].
+    ConsumerRelease {
+        at: ConsumerAt,
+        token: String,
+    },
+    /// `resetConsumer()`: [`Backend::reset_consumer`].
+    ResetConsumer {
+        name: String,
+        position: i64,
+        now: i64,
+        dead: Vec<String>,
+    },
     /// Commit everything asked before, then close the backend and stop. Nothing is accepted
     /// after it.
     Close,
@@ -57,11 +113,37 @@ pub enum Request {
 pub trait Backend: Send + 'static {
     /// Stores the writes of one group in one transaction, each call in a savepoint of its own:
     /// once committed, the result of each call, in order (a call that failed stored nothing).
+    /// A call with stream conditions is checked in its savepoint, the calls before it in the
+    /// group counted: a conflict is its own [`Error::VersionConflict`], and repeats of
+    /// idempotency keys come back as [`Stored::Checked`].
     /// `Err` when the transaction itself failed: then none of the calls is stored.
-    fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>>;
+    fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Stored>>>;
 
     /// The write metrics since the backend was opened.
     fn metrics(&mut self) -> Result<MetricsSnapshot>;
+
+    /// Takes a consumer's lease (see [`crate::consumer::acquire`]).
+    fn consumer_acquire(
+        &mut self,
+        at: &Member<'_>,
+        size: u32,
+        token: &str,
+        now: i64,
+        dead: &[String],
+    ) -> Result<Acquired>;
+
+    /// Stores a consumer's position if `token` holds its lease (see [`crate::consumer::commit`]).
+    fn consumer_commit(&mut self, at: &Member<'_>, token: &str, position: i64, now: i64) -> Result<()>;
+
+    /// Extends the lease of `token`; false when it holds it no more.
+    fn consumer_renew(&mut self, at: &Member<'_>, token: &str, now: i64) -> Result<bool>;
+
+    /// Gives the lease of `token` up, if it still holds it.
+    fn consumer_release(&mut self, at: &Member<'_>, token: &str) -> Result<()>;
+
+    /// Puts every member of a consumer at `position`; the owner token of a reader holding it
+    /// instead (see [`crate::consumer::reset`]).
+    fn reset_consumer(&mut self, name: &str, position: i64, now: i64, dead: &[String]) -> Result<Option<String>>;
 }
 
 /// The SQLite backend: a store whose connection the writer thread uses for every write. For a
@@ -77,12 +159,43 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+    fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Stored>>> {
         self.store().append_group(writes)
     }
 
     fn metrics(&mut self) -> Result<MetricsSnapshot> {
         self.store().metrics()
+    }
+
+    fn consumer_acquire(
+        &mut self,
+        at: &Member<'_>,
+        size: u32,
+        token: &str,
+        now: i64,
+        dead: &[String],
+    ) -> Result<Acquired> {
+        let store = self.store();
+        store.streams_ready()?;
+        consumer::acquire(store.conn(), at, size, token, now, dead)
+    }
+
+    fn consumer_commit(&mut self, at: &Member<'_>, token: &str, position: i64, now: i64) -> Result<()> {
+        consumer::commit(self.store().conn(), at, token, position, now)
+    }
+
+    fn consumer_renew(&mut self, at: &Member<'_>, token: &str, now: i64) -> Result<bool> {
+        consumer::renew(self.store().conn(), at, token, now)
+    }
+
+    fn consumer_release(&mut self, at: &Member<'_>, token: &str) -> Result<()> {
+        consumer::release(self.store().conn(), at, token)
+    }
+
+    fn reset_consumer(&mut self, name: &str, position: i64, now: i64, dead: &[String]) -> Result<Option<String>> {
+        let store = self.store();
+        store.streams_ready()?;
+        consumer::reset(store.conn(), name, position, now, dead)
     }
 }
 
@@ -194,13 +307,6 @@ fn run<B: Backend>(backend: B, inbox: &Inbox, mut deliver: impl FnMut(String)) {
         for request in requests {
             match request {
                 Request::Write(write) => writes.push(write),
-                Request::Metrics => {
-                    commit(open, &mut writes, &mut replies, &mut commits);
-                    match open.metrics() {
-                        Ok(snapshot) => replies.metrics(&snapshot, commits),
-                        Err(err) => replies.error(&err),
-                    }
-                }
                 Request::Close => {
                     commit(open, &mut writes, &mut replies, &mut commits);
                     // Closed before the reply, so that the file is released when `close()` resolves.
@@ -208,12 +314,48 @@ fn run<B: Backend>(backend: B, inbox: &Inbox, mut deliver: impl FnMut(String)) {
                     replies.closed();
                     break;
                 }
+                other => {
+                    commit(open, &mut writes, &mut replies, &mut commits);
+                    answer(open, other, commits, &mut replies);
+                }
             }
         }
         if let Some(open) = backend.as_mut() {
             commit(open, &mut writes, &mut replies, &mut commits);
         }
         deliver(replies.finish());
+    }
+}
+
+/// Runs a request other than a write or `Close`, after the writes asked before it were
+/// committed, and adds its reply.
+fn answer<B: Backend>(backend: &mut B, request: Request, commits: u64, replies: &mut Replies) {
+    let reply = match request {
+        Request::Metrics => backend.metrics().map(|snapshot| Replies::metrics_text(&snapshot, commits)),
+        Request::ConsumerAcquire { at, size, token, now, dead } => {
+            backend.consumer_acquire(&at.at(), size, &token, now, &dead).map(|acquired| match acquired {
+                Acquired::Position(position) => itoa::Buffer::new().format(position).to_string(),
+                Acquired::Busy(owner) => Replies::string(&owner),
+            })
+        }
+        Request::ConsumerCommit { at, token, position, now } => {
+            backend.consumer_commit(&at.at(), &token, position, now).map(|()| "null".to_string())
+        }
+        Request::ConsumerRenew { at, token, now } => {
+            backend.consumer_renew(&at.at(), &token, now).map(|held| held.to_string())
+        }
+        Request::ConsumerRelease { at, token } => {
+            backend.consumer_release(&at.at(), &token).map(|()| "null".to_string())
+        }
+        Request::ResetConsumer { name, position, now, dead } => backend
+            .reset_consumer(&name, position, now, &dead)
+            .map(|owner| owner.map_or_else(|| "null".to_string(), |owner| Replies::string(&owner))),
+        // Handled by `run`, which never passes them here.
+        Request::Write(_) | Request::Close => return,
+    };
+    match reply {
+        Ok(text) => replies.push(&text),
+        Err(err) => replies.error(&err),
     }
 }
 
@@ -227,7 +369,7 @@ fn commit<B: Backend>(backend: &mut B, writes: &mut Vec<Write>, replies: &mut Re
             *commits += 1;
             for result in &results {
                 match result {
-                    Ok(appended) => replies.appended(appended),
+                    Ok(stored) => replies.stored(stored),
                     Err(err) => replies.error(err),
                 }
             }
@@ -241,9 +383,13 @@ fn commit<B: Backend>(backend: &mut B, writes: &mut Vec<Write>, replies: &mut Re
 }
 
 /// The replies of a group as JSON text, one element per request in call order: a write's first
-/// id (a number), `{"error": code, "message": text}` for a failure, the metrics object for
-/// `Metrics` (the same as `getMetrics()` of the synchronous queue, plus `commitsTotal`), `null`
-/// for `Close`.
+/// id (a number), or for a call with stream conditions what `appendChecked` of the synchronous
+/// queue replies (see `lib/write.js` `checkedOutcome`): the first id, `{"firstId", "count",
+/// "duplicates", "rows"}` when it left repeats out, `{"conflict": {…}}` when an expected
+/// version did not hold; `{"error": code, "message": text}` for a failure; the metrics object
+/// for `Metrics` (the same as `getMetrics()` of the synchronous queue, plus `commitsTotal`);
+/// for the consumer requests what the synchronous queue's native methods return (a position
+/// or an owner token, `true`/`false` for a renewal, else `null`); `null` for `Close`.
 pub struct Replies {
     text: String,
 }
@@ -263,28 +409,38 @@ impl Replies {
         self.text.push_str(reply);
     }
 
-    fn appended(&mut self, appended: &Appended) {
-        self.push(itoa::Buffer::new().format(appended.first_id));
+    fn stored(&mut self, stored: &Stored) {
+        match stored {
+            Stored::Appended(appended) => self.push(itoa::Buffer::new().format(appended.first_id)),
+            Stored::Checked(_, reply) => self.push(reply),
+        }
     }
 
     fn error(&mut self, err: &Error) {
-        self.push(&Replies::error_text(err));
+        match err {
+            // A call's outcome rather than a failure of the writer: JavaScript makes the same
+            // error of it as the synchronous queue does.
+            Error::VersionConflict(conflict) => self.push(&format!(r#"{{"conflict":{}}}"#, conflict.to_json())),
+            _ => self.push(&Replies::error_text(err)),
+        }
     }
 
-    /// The error's fields are its code and message. Integration point (expected versions): an
-    /// error that carries more (`ERR_VERSION_CONFLICT`'s `correlationId`, `expectedVersion`,
-    /// `actualVersion`, `index`) adds them here as keys; JavaScript copies every key but
-    /// `error` and `message` onto the `Error` it rejects with.
+    /// The error's fields are its code and message; JavaScript copies every key but `error`
+    /// and `message` onto the `Error` it rejects with, should an error carry more.
     fn error_text(err: &Error) -> String {
-        // Serializing a string cannot fail.
-        let message = serde_json::to_string(&err.to_string()).unwrap_or_default();
+        let message = Replies::string(&err.to_string());
         format!(r#"{{"error":"{}","message":{message}}}"#, err.code())
     }
 
-    fn metrics(&mut self, snapshot: &MetricsSnapshot, commits: u64) {
+    /// A string as JSON text. Serializing a string cannot fail.
+    fn string(text: &str) -> String {
+        serde_json::to_string(text).unwrap_or_default()
+    }
+
+    fn metrics_text(snapshot: &MetricsSnapshot, commits: u64) -> String {
         let metrics = WriterMetrics { backend: snapshot, commits_total: commits };
         // Serializing numbers and strings cannot fail.
-        self.push(&serde_json::to_string(&metrics).unwrap_or_default());
+        serde_json::to_string(&metrics).unwrap_or_default()
     }
 
     fn closed(&mut self) {
@@ -301,16 +457,22 @@ impl Replies {
 mod tests {
     use std::sync::mpsc::{self, Receiver};
 
+    use serde_json::json;
+
     use super::*;
     use crate::store::{Config, MEMORY};
 
     fn write(cmd: &str, correlation: &str) -> Write {
-        Write { payload: format!(r#"[["{cmd}",{{}},"","",1,"{correlation}",null,{{}},1]]"#), kind: WriteKind::Single }
+        Write {
+            payload: format!(r#"[["{cmd}",{{}},"","",1,"{correlation}",null,{{}},1]]"#),
+            kind: WriteKind::Single,
+            conditional: false,
+        }
     }
 
     fn bulk(cmds: &[&str]) -> Write {
         let events: Vec<String> = cmds.iter().map(|c| format!(r#"["{c}",{{}},"","",1,"b",null,{{}},1]"#)).collect();
-        Write { payload: format!("[{}]", events.join(",")), kind: WriteKind::Batch }
+        Write { payload: format!("[{}]", events.join(",")), kind: WriteKind::Batch, conditional: false }
     }
 
     fn memory_store() -> Arc<Mutex<Store>> {
@@ -339,12 +501,155 @@ mod tests {
         malformed.payload.push('!');
         let group = [write("a", "c"), bulk(&["b1", "boom", "b3"]), malformed, write("d", "c"), bulk(&["e1", "e2"])];
         let results = backend.commit_group(&group).unwrap();
-        let codes: Vec<_> =
-            results.iter().map(|r| r.as_ref().map(|a| (a.first_id, a.count)).map_err(|e| e.code())).collect();
+        let codes: Vec<_> = results
+            .iter()
+            .map(|r| r.as_ref().map(|s| (s.appended().first_id, s.appended().count)).map_err(|e| e.code()))
+            .collect();
         assert_eq!(codes, [Ok((1, 1)), Err("SQLITE_CONSTRAINT"), Err("ERR_INVALID_EVENT"), Ok((2, 1)), Ok((3, 2))]);
         assert_eq!(cmds(&store), [(1, "a".into()), (2, "d".into()), (3, "e1".into()), (4, "e2".into())]);
         let metrics = backend.metrics().unwrap();
         assert_eq!((metrics.writes_total, metrics.errors_total, metrics.batch_writes_total), (4, 2, 1));
+    }
+
+    /// A `store` of one event with stream conditions: `expected` for its stream `correlation`
+    /// and `key` (either may be JSON `null`).
+    fn checked(cmd: &str, correlation: &str, expected: &str, key: &str) -> Write {
+        let payload = format!(r#"[["{cmd}",{{}},"","",1,"{correlation}",null,{{}},1,{expected},{key}]]"#);
+        Write { payload, kind: WriteKind::Single, conditional: true }
+    }
+
+    /// What a call of a group stored, as `(first id, count, its reply text when it left repeats
+    /// out)`, or its error code.
+    type Outcome<'a> = std::result::Result<(i64, usize, Option<&'a str>), &'static str>;
+
+    fn outcomes(results: &[Result<Stored>]) -> Vec<Outcome<'_>> {
+        results
+            .iter()
+            .map(|result| match result {
+                Ok(Stored::Appended(a)) => Ok((a.first_id, a.count, None)),
+                Ok(Stored::Checked(a, reply)) => Ok((a.first_id, a.count, Some(reply.as_str()))),
+                Err(err) => Err(err.code()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn expected_versions_in_a_group_count_the_calls_before_them() {
+        let store = memory_store();
+        let mut backend = SqliteBackend(Arc::clone(&store));
+        let group = [
+            write("a", "s"),
+            checked("b", "s", "1", "null"),
+            checked("stale", "s", "1", "null"),
+            bulk(&["x"]),
+            checked("c", "s", "2", "null"),
+        ];
+        let results = backend.commit_group(&group).unwrap();
+        assert_eq!(
+            outcomes(&results),
+            [Ok((1, 1, None)), Ok((2, 1, None)), Err("ERR_VERSION_CONFLICT"), Ok((3, 1, None)), Ok((4, 1, None))]
+        );
+        let Err(Error::VersionConflict(conflict)) = &results[2] else { panic!("{:?}", results[2]) };
+        assert_eq!((conflict.expected_version, conflict.actual_version, conflict.index), (1, 2, 0));
+        assert_eq!(cmds(&store), [(1, "a".into()), (2, "b".into()), (3, "x".into()), (4, "c".into())]);
+        let metrics = backend.metrics().unwrap();
+        assert_eq!((metrics.writes_total, metrics.errors_total), (4, 1));
+    }
+
+    #[test]
+    fn a_repeated_idempotency_key_in_a_group_stores_once() {
+        let store = memory_store();
+        let mut backend = SqliteBackend(Arc::clone(&store));
+        let mixed = Write {
+            payload: r#"[["m1",{},"","",1,"c",null,{},1],["m2",{},"","",1,"c",null,{},1,null,"k1"]]"#.into(),
+            kind: WriteKind::Batch,
+            conditional: true,
+        };
+        let group = [
+            checked("first", "c", "null", r#""k1""#),
+            write("plain", "c"),
+            checked("again", "c", "null", r#""k1""#),
+            mixed,
+        ];
+        let results = backend.commit_group(&group).unwrap();
+        let got = outcomes(&results);
+        assert_eq!(got[..2], [Ok((1, 1, None)), Ok((2, 1, None))]);
+        // Every event a repeat: nothing stored, and the first event's row in the reply.
+        let Ok((0, 0, Some(reply))) = got[2] else { panic!("{:?}", got[2]) };
+        let reply: serde_json::Value = serde_json::from_str(reply).unwrap();
+        assert_eq!(
+            (&reply["firstId"], &reply["count"], &reply["duplicates"]),
+            (&json!(0), &json!(0), &json!([[0, 1]]))
+        );
+        assert_eq!(reply["rows"].as_array().unwrap().len(), 1);
+        let Ok((3, 1, Some(reply))) = got[3] else { panic!("{:?}", got[3]) };
+        let reply: serde_json::Value = serde_json::from_str(reply).unwrap();
+        assert_eq!(reply["duplicates"], json!([[1, 1]]));
+        assert_eq!(cmds(&store), [(1, "first".into()), (2, "plain".into()), (3, "m1".into())]);
+        // And across groups, and for a call alone.
+        let results = backend.commit_group(&[checked("later", "c", "null", r#""k1""#)]).unwrap();
+        assert!(matches!(outcomes(&results)[..], [Ok((0, 0, Some(_)))]));
+        assert_eq!(cmds(&store).len(), 3);
+    }
+
+    #[test]
+    fn a_plain_call_alone_that_carries_conditions_is_refused() {
+        let store = memory_store();
+        let mut backend = SqliteBackend(Arc::clone(&store));
+        let mut unsaid = checked("a", "c", "5", "null");
+        unsaid.conditional = false;
+        let results = backend.commit_group(&[unsaid]).unwrap();
+        assert_eq!(outcomes(&results), [Err("ERR_INVALID_EVENT")]);
+        // In a group its conditions are checked, whatever the caller said.
+        let mut unsaid = checked("a", "c", "5", "null");
+        unsaid.conditional = false;
+        let results = backend.commit_group(&[write("b", "c"), unsaid]).unwrap();
+        assert_eq!(outcomes(&results), [Ok((1, 1, None)), Err("ERR_VERSION_CONFLICT")]);
+    }
+
+    #[test]
+    fn a_conflict_replies_as_append_checked_does() {
+        let mut replies = Replies::with_capacity(2);
+        let conflict =
+            crate::version::Conflict { correlation_id: "s".into(), expected_version: 1, actual_version: 2, index: 0 };
+        replies.error(&Error::VersionConflict(Box::new(conflict)));
+        replies.error(&Error::QueueClosed);
+        let got: serde_json::Value = serde_json::from_str(&replies.finish()).unwrap();
+        assert_eq!(
+            got[0],
+            json!({ "conflict": { "correlationId": "s", "expectedVersion": 1, "actualVersion": 2, "index": 0 } })
+        );
+        assert_eq!(got[1]["error"], "ERR_QUEUE_CLOSED");
+    }
+
+    #[test]
+    fn consumer_requests_run_in_order_after_the_writes_before_them() {
+        let store = memory_store();
+        let (writer, replies) = writer(&store);
+        let at = || ConsumerAt { name: "p".into(), member: 0 };
+        let requests = [
+            Request::Write(write("a", "c")),
+            Request::ConsumerAcquire { at: at(), size: 1, token: "t".into(), now: 1_000, dead: vec![] },
+            Request::ConsumerAcquire { at: at(), size: 1, token: "u".into(), now: 1_000, dead: vec![] },
+            Request::ConsumerCommit { at: at(), token: "t".into(), position: 1, now: 1_000 },
+            Request::ConsumerCommit { at: at(), token: "u".into(), position: 1, now: 1_000 },
+            Request::ConsumerRenew { at: at(), token: "t".into(), now: 2_000 },
+            Request::ResetConsumer { name: "p".into(), position: 0, now: 2_000, dead: vec![] },
+            Request::ConsumerRelease { at: at(), token: "t".into() },
+            Request::ResetConsumer { name: "p".into(), position: 0, now: 2_000, dead: vec![] },
+            Request::ConsumerRenew { at: at(), token: "t".into(), now: 2_000 },
+        ];
+        writer.submit_all(requests).unwrap();
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            got.extend(replies.recv().unwrap().as_array().unwrap().clone());
+        }
+        assert_eq!(got[..4], [json!(1), json!(0), json!("t"), json!(null)]);
+        assert_eq!(got[4]["error"], "ERR_CONSUMER_BUSY");
+        assert_eq!(got[5..], [json!(true), json!("t"), json!(null), json!(null), json!(false)]);
+        let store = store.lock().unwrap();
+        let rows = consumer::list(store.conn()).unwrap();
+        assert_eq!((rows[0].position, rows[0].lag), (0, 1));
     }
 
     #[test]
@@ -410,11 +715,18 @@ mod tests {
 
     #[test]
     fn lines_are_writes_each_and_a_bad_one_fails_to_parse() {
-        let writes: Vec<Write> = Write::lines("S[1]\nB[2,3]\n\né[4]").collect();
-        let shapes: Vec<_> = writes.iter().map(|w| (w.payload.as_str(), w.kind)).collect();
+        let writes: Vec<Write> = Write::lines("S[1]\nB[2,3]\n\né[4]\ns[5]\nb[6]").collect();
+        let shapes: Vec<_> = writes.iter().map(|w| (w.payload.as_str(), w.kind, w.conditional)).collect();
         assert_eq!(
             shapes,
-            [("[1]", WriteKind::Single), ("[2,3]", WriteKind::Batch), ("", WriteKind::Single), ("", WriteKind::Single)]
+            [
+                ("[1]", WriteKind::Single, false),
+                ("[2,3]", WriteKind::Batch, false),
+                ("", WriteKind::Single, false),
+                ("", WriteKind::Single, false),
+                ("[5]", WriteKind::Single, true),
+                ("[6]", WriteKind::Batch, true)
+            ]
         );
     }
 
@@ -439,11 +751,31 @@ mod tests {
     struct FullDisk;
 
     impl Backend for FullDisk {
-        fn commit_group(&mut self, _: &[Write]) -> Result<Vec<Result<Appended>>> {
+        fn commit_group(&mut self, _: &[Write]) -> Result<Vec<Result<Stored>>> {
             Err(Error::Sqlite { code: "SQLITE_FULL", message: "database or disk is full".into() })
         }
 
         fn metrics(&mut self) -> Result<MetricsSnapshot> {
+            Err(Error::QueueClosed)
+        }
+
+        fn consumer_acquire(&mut self, _: &Member<'_>, _: u32, _: &str, _: i64, _: &[String]) -> Result<Acquired> {
+            Err(Error::QueueClosed)
+        }
+
+        fn consumer_commit(&mut self, _: &Member<'_>, _: &str, _: i64, _: i64) -> Result<()> {
+            Err(Error::QueueClosed)
+        }
+
+        fn consumer_renew(&mut self, _: &Member<'_>, _: &str, _: i64) -> Result<bool> {
+            Err(Error::QueueClosed)
+        }
+
+        fn consumer_release(&mut self, _: &Member<'_>, _: &str) -> Result<()> {
+            Err(Error::QueueClosed)
+        }
+
+        fn reset_consumer(&mut self, _: &str, _: i64, _: i64, _: &[String]) -> Result<Option<String>> {
             Err(Error::QueueClosed)
         }
     }

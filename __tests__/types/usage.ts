@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run test:types`: the public types must describe every call
 // docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
-import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode, type AsyncEventQueue, type Consumer, type ConsumerInfo, type VersionConflictError } from '../..'
+import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode, type AsyncEventQueue, type AsyncConsumer, type Consumer, type ConsumerInfo, type VersionConflictError } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
 const out = q.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d }, eventCallbacks.void)
@@ -67,6 +67,13 @@ async function runAsync() {
   const bulk = await aq.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d })
   const asyncPage: Page = await aq.getEventsByCmdPaginated('x', { limit: 5 })
   const commits: number = (await aq.getMetrics()).commitsTotal
+  const asyncVersion: number = await aq.getStreamVersion('o')
+  const asyncRepeat: boolean = (await aq.storeBulk([{ cmd: 'x', correlationId: 'o', expectedVersion: asyncVersion, idempotencyKey: 'k' }]))[0].duplicate === true
+  const asyncConsumer: AsyncConsumer = aq.consume('p', { follow: false, group: { member: 0, size: 1 } })
+  for await (const batch of asyncConsumer) await asyncConsumer.commit().then(() => batch.length)
+  const asyncConsumers: ConsumerInfo[] = await aq.getConsumers()
+  await aq.resetConsumer('p', asyncConsumer.position)
+  void [asyncRepeat, asyncConsumers]
   for await (const batch of aq.streamEvents({ follow: false })) batch.forEach((r) => r.id)
   await aq.cycleThrough({ _queries: {} }, () => {}, eventCallbacks.void, { start: 1 })
   aq._cb = eventCallbacks.error
