@@ -58,10 +58,26 @@ pub trait Backend: Send + 'static {
     /// Stores the writes of one group in one transaction, each call in a savepoint of its own:
     /// once committed, the result of each call, in order (a call that failed stored nothing).
     /// `Err` when the transaction itself failed: then none of the calls is stored.
-    fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>>;
+    fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Stored>>>;
 
     /// The write metrics since the backend was opened.
     fn metrics(&mut self) -> Result<MetricsSnapshot>;
+}
+
+/// What a call stored, as its reply tells JavaScript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Every event, with consecutive ids: the reply is the first id.
+    Appended(Appended),
+    /// Some events repeated an idempotency key and were left out: the reply is
+    /// [`crate::store::Checked`]'s JSON text, with the rows first stored under those keys.
+    Checked(String),
+}
+
+impl From<Appended> for Stored {
+    fn from(appended: Appended) -> Stored {
+        Stored::Appended(appended)
+    }
 }
 
 /// The SQLite backend: a store whose connection the writer thread uses for every write. For a
@@ -77,8 +93,9 @@ impl SqliteBackend {
 }
 
 impl Backend for SqliteBackend {
-    fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
-        self.store().append_group(writes)
+    fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Stored>>> {
+        let results = self.store().append_group(writes)?;
+        Ok(results.into_iter().map(|result| result.map(Stored::from)).collect())
     }
 
     fn metrics(&mut self) -> Result<MetricsSnapshot> {
@@ -227,7 +244,7 @@ fn commit<B: Backend>(backend: &mut B, writes: &mut Vec<Write>, replies: &mut Re
             *commits += 1;
             for result in &results {
                 match result {
-                    Ok(appended) => replies.appended(appended),
+                    Ok(stored) => replies.stored(stored),
                     Err(err) => replies.error(err),
                 }
             }
@@ -263,8 +280,11 @@ impl Replies {
         self.text.push_str(reply);
     }
 
-    fn appended(&mut self, appended: &Appended) {
-        self.push(itoa::Buffer::new().format(appended.first_id));
+    fn stored(&mut self, stored: &Stored) {
+        match stored {
+            Stored::Appended(appended) => self.push(itoa::Buffer::new().format(appended.first_id)),
+            Stored::Checked(text) => self.push(text),
+        }
     }
 
     fn error(&mut self, err: &Error) {
@@ -278,7 +298,18 @@ impl Replies {
     fn error_text(err: &Error) -> String {
         // Serializing a string cannot fail.
         let message = serde_json::to_string(&err.to_string()).unwrap_or_default();
-        format!(r#"{{"error":"{}","message":{message}}}"#, err.code())
+        let code = err.code();
+        match err {
+            Error::VersionConflict(conflict) => {
+                // `{"correlationId",…}` after the code and message: the conflict's fields.
+                let fields = conflict.to_json();
+                format!(r#"{{"error":"{code}","message":{message},{}"#, fields.get(1..).unwrap_or("}"))
+            }
+            _ => match err.pg_code() {
+                Some(state) => format!(r#"{{"error":"{code}","message":{message},"pgCode":"{state}"}}"#),
+                None => format!(r#"{{"error":"{code}","message":{message}}}"#),
+            },
+        }
     }
 
     fn metrics(&mut self, snapshot: &MetricsSnapshot, commits: u64) {
@@ -313,6 +344,13 @@ mod tests {
         Write { payload: format!("[{}]", events.join(",")), kind: WriteKind::Batch }
     }
 
+    fn first_and_count(stored: &Stored) -> (i64, usize) {
+        match stored {
+            Stored::Appended(appended) => (appended.first_id, appended.count),
+            Stored::Checked(text) => panic!("no idempotency key was given, yet: {text}"),
+        }
+    }
+
     fn memory_store() -> Arc<Mutex<Store>> {
         Arc::new(Mutex::new(Store::open(Config::new(MEMORY)).unwrap()))
     }
@@ -339,8 +377,7 @@ mod tests {
         malformed.payload.push('!');
         let group = [write("a", "c"), bulk(&["b1", "boom", "b3"]), malformed, write("d", "c"), bulk(&["e1", "e2"])];
         let results = backend.commit_group(&group).unwrap();
-        let codes: Vec<_> =
-            results.iter().map(|r| r.as_ref().map(|a| (a.first_id, a.count)).map_err(|e| e.code())).collect();
+        let codes: Vec<_> = results.iter().map(|r| r.as_ref().map(first_and_count).map_err(|e| e.code())).collect();
         assert_eq!(codes, [Ok((1, 1)), Err("SQLITE_CONSTRAINT"), Err("ERR_INVALID_EVENT"), Ok((2, 1)), Ok((3, 2))]);
         assert_eq!(cmds(&store), [(1, "a".into()), (2, "d".into()), (3, "e1".into()), (4, "e2".into())]);
         let metrics = backend.metrics().unwrap();
@@ -439,7 +476,7 @@ mod tests {
     struct FullDisk;
 
     impl Backend for FullDisk {
-        fn commit_group(&mut self, _: &[Write]) -> Result<Vec<Result<Appended>>> {
+        fn commit_group(&mut self, _: &[Write]) -> Result<Vec<Result<Stored>>> {
             Err(Error::Sqlite { code: "SQLITE_FULL", message: "database or disk is full".into() })
         }
 
