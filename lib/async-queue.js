@@ -14,7 +14,10 @@ const { execute, eventCallbacks } = require('./execute')
 const { resolveOptions } = require('./options')
 const { REPLAY_BATCH, cycleRange } = require('./queue')
 const { SqliteBackend } = require('./sqlite-backend')
+const { PgBackend, openPostgres } = require('./pg-backend')
+const { isPostgres, resolvePgOptions } = require('./pg-options')
 const { metricsText } = require('./prometheus')
+const { oneRow } = require('./rows')
 const { storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 
 /** A reply of the writer that reports a failure: `{ error: code, message, ...fields }`. */
@@ -23,6 +26,12 @@ const isFailure = (reply) => reply !== null && typeof reply === 'object' && type
 function failure({ error, message, ...fields }) {
   return coded(Error, error, message, fields)
 }
+
+/**
+ * The events of a call that repeated idempotency keys (the writer's reply `{ firstId, count,
+ * duplicates: [[index, id]], rows }`, src/store.rs `Checked`): index → the row stored the first time.
+ */
+const repeatsOf = ({ duplicates, rows }) => new Map(duplicates.map(([index], k) => [index, oneRow(rows[k])]))
 
 /** Resolves once the event loop has turned: timers, I/O and immediates have had their go. */
 const nextTurn = () => new Promise((resolve) => setImmediate(resolve))
@@ -177,7 +186,8 @@ class AsyncEventQueue {
     const correlationOf = this.#replies.correlationOf
     return this.#request(
       (backend) => backend.write(input.payload, false),
-      (id) => storeResult(input.records, id, correlationOf, model, callbacks),
+      // A repeat of an idempotency key replies with the row stored the first time, and nothing runs.
+      (stored) => (typeof stored === 'number' ? storeResult(input.records, stored, correlationOf, model, callbacks) : oneRow(stored.rows[0])),
     )
   }
 
@@ -194,7 +204,9 @@ class AsyncEventQueue {
     const correlationOf = this.#replies.correlationOf
     return this.#request(
       (backend) => backend.write(input.payload, true),
-      (firstId) => bulkResults(input.records, firstId, correlationOf, model, callbacks),
+      (stored) => typeof stored === 'number'
+        ? bulkResults(input.records, stored, correlationOf, model, callbacks)
+        : bulkResults(input.records, stored.firstId, correlationOf, model, callbacks, repeatsOf(stored)),
     )
   }
 
@@ -389,8 +401,16 @@ class AsyncEventQueue {
   }
 }
 
-/** Opens (creating if needed) an async event queue on SQLite; see docs/async.md. */
+/**
+ * Opens (creating if needed) an async event queue: on PostgreSQL when `options.url` is given
+ * (docs/postgres.md), on the SQLite file otherwise (docs/async.md).
+ */
 async function openQueue(options) {
+  if (isPostgres(options)) {
+    const settings = resolvePgOptions(options)
+    const pg = await openPostgres(settings)
+    return new AsyncEventQueue(settings, (replies) => new PgBackend(pg, settings, replies))
+  }
   const settings = resolveOptions(options)
   return new AsyncEventQueue(settings, (replies) => new SqliteBackend(settings, replies))
 }
