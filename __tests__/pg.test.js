@@ -277,6 +277,29 @@ describe('openQueue on PostgreSQL', () => {
     assert.match(timedOut.message, /connectTimeout/)
   })
 
+  pgTest('connections the server ends are replaced: the calls on them reject with ERR_CONNECTION, the next ones succeed, nothing resolved is lost', async () => {
+    const schema = freshSchema()
+    // Its own application name, so that only its connections are ended.
+    const name = `eventlite_kill_${process.pid}`
+    const q = await openQueue({ url: `${URL}${URL.includes('?') ? '&' : '?'}application_name=${name}`, schema, poolSize: 2 })
+    after(() => q.close())
+    const resolved = [(await q.store({ cmd: 'before' })).id]
+    const db = await admin()
+    const { rows } = await db.query('SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity WHERE application_name = $1', [name])
+    assert.ok(rows.length > 0 && rows.every((r) => r.ended), 'the queue\'s connections were ended')
+    // A call may still find the ended connection (its end not yet noticed): then it rejects.
+    for (const outcome of await Promise.allSettled([q.store({ cmd: 'during' }), q.retrieveByID(1)])) {
+      if (outcome.status === 'rejected') assert.equal(outcome.reason.code, 'ERR_CONNECTION', outcome.reason.message)
+      else if (outcome.value?.cmd === 'during') resolved.push(outcome.value.id)
+    }
+    // By now every ended connection has been seen to fail: the pool opens new ones.
+    const after1 = await q.store({ cmd: 'after' })
+    resolved.push(after1.id)
+    assert.equal((await q.retrieveByID(1)).cmd, 'before')
+    const ids = (await stored(schema)).map((r) => r.id)
+    for (const id of resolved) assert.ok(ids.includes(id), `event ${id} resolved and must be stored`)
+  })
+
   test('options that mean nothing on PostgreSQL, and bad PostgreSQL options, reject with ERR_INVALID_OPTION before connecting', async () => {
     // Nothing listens here: an option error must come before any connection attempt.
     const url = 'postgres://nobody@127.0.0.1:1/none'
