@@ -157,8 +157,10 @@ describe('openQueue on PostgreSQL', () => {
     const metrics = await q.getMetrics()
     assert.equal(metrics.commitsTotal, 1)
     assert.equal(metrics.errorsTotal, 1)
-    // The next group takes the next id.
+    // The next group takes the next id; an id is never handed out twice, even when its event was deleted.
     assert.equal((await q.store({ cmd: 'e' })).id, 5)
+    await (await admin()).query(`DELETE FROM "${schema}".queue WHERE id = 5`)
+    assert.equal((await q.store({ cmd: 'f' })).id, 6)
   })
 
   pgTest('an expectedVersion that does not hold rejects with ERR_VERSION_CONFLICT and its fields, storing nothing of the call', async () => {
@@ -168,6 +170,10 @@ describe('openQueue on PostgreSQL', () => {
     assert.equal((await q.store({ cmd: 'a', correlationId: 's', expectedVersion: 0 })).id, 1)
     const err = await rejectsCode(q.storeBulk([{ cmd: 'b', correlationId: 's' }, { cmd: 'c', correlationId: 's', expectedVersion: 1 }]), Error, 'ERR_VERSION_CONFLICT')
     assert.deepEqual([err.correlationId, err.expectedVersion, err.actualVersion, err.index], ['s', 1, 2, 1])
+    assert.equal(err.message, 'storeBulk(events)[1]: stream "s" is at version 2, not the expected 1; nothing was stored')
+    const single = await rejectsCode(q.store({ cmd: 'd', correlationId: 's', expectedVersion: 5 }), Error, 'ERR_VERSION_CONFLICT')
+    assert.equal(single.message, 'store(event): stream "s" is at version 1, not the expected 5; nothing was stored')
+    assert.equal('index' in single, false, 'as the synchronous queue: a single store has no index')
     assert.deepEqual((await stored(schema)).map((r) => r.cmd), ['a'])
     assert.equal((await q.store({ cmd: 'b', correlationId: 's', expectedVersion: 1 })).id, 2)
   })
