@@ -111,6 +111,34 @@ describe('openQueue on PostgreSQL', () => {
     assert.deepEqual((await stored(schema)).map((r) => r.id), [1, 2])
   })
 
+  pgTest('a role that may only read and write the tables opens a queue whose schema is there', async () => {
+    const schema = freshSchema()
+    const owner = await openQueue({ url: URL, schema })
+    await owner.store({ cmd: 'by the owner' })
+    await owner.close()
+    const db = await admin()
+    const role = `eventlite_rw_${process.pid}`
+    await db.query(`DROP ROLE IF EXISTS ${role}`)
+    await db.query(`CREATE ROLE ${role} LOGIN`)
+    after(async () => {
+      await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      await db.query(`DROP ROLE IF EXISTS ${role}`)
+    })
+    await db.query(`GRANT USAGE ON SCHEMA "${schema}" TO ${role};
+      GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA "${schema}" TO ${role};
+      GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "${schema}" TO ${role};`)
+    const url = new globalThis.URL(URL)
+    url.username = role
+    url.password = ''
+    const q = await openQueue({ url: url.href, schema })
+    after(() => q.close())
+    assert.equal((await q.store({ cmd: 'by the app' })).id, 2)
+    assert.deepEqual((await q.getTransaction((await q.retrieveByID(1)).correlation_id)).map((r) => r.cmd), ['by the owner'])
+    // Asking for an index it lacks needs the right to create one.
+    const err = await rejectsCode(openQueue({ url: url.href, schema, indexes: { cmd: true } }), Error, 'ERR_POSTGRES')
+    assert.equal(err.pgCode, '42501')
+  })
+
   pgTest('store, storeBulk and storeWithContext resolve with the rows as stored, and a child inherits its parent\'s correlation id', async () => {
     const q = await open()
     const first = await q.store({ cmd: 'open', data: { n: 1 }, user: 'ann', ip: '10.0.0.1', correlationId: 'order-1', metadata: { source: 'web' } })
