@@ -38,6 +38,8 @@ const { execute, eventCallbacks } = require('./execute')
 const { resolveOptions } = require('./options')
 const { REPLAY_BATCH, cycleRange } = require('./queue')
 const { SqliteBackend } = require('./sqlite-backend')
+const { PgBackend, openPostgres } = require('./pg-backend')
+const { isPostgres, resolvePgOptions } = require('./pg-options')
 const { metricsText } = require('./prometheus')
 const {
   storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults, checkedOutcome, checkedStoreResult,
@@ -468,8 +470,16 @@ class AsyncEventQueue {
   }
 }
 
-/** Opens (creating if needed) an async event queue on SQLite; see docs/async.md. */
+/**
+ * Opens (creating if needed) an async event queue: on PostgreSQL when `options.url` is given
+ * (docs/postgres.md), on the SQLite file otherwise (docs/async.md).
+ */
 async function openQueue(options) {
+  if (isPostgres(options)) {
+    const settings = resolvePgOptions(options)
+    const pg = await openPostgres(settings)
+    return new AsyncEventQueue(settings, (replies) => new PgBackend(pg, settings, replies))
+  }
   const settings = resolveOptions(options)
   return new AsyncEventQueue(settings, (replies) => new SqliteBackend(settings, replies))
 }

@@ -51,6 +51,35 @@ function checkInteger(value, name, min, max) {
   return value
 }
 
+/** The `indexes` option: only the keys given, each a boolean. */
+function readIndexes(given) {
+  const indexes = {}
+  if (given !== undefined) {
+    for (const [key, value] of Object.entries(readOptions(given, INDEX_KEYS, 'indexes.'))) {
+      if (value !== undefined) indexes[key] = checkBoolean(value, `indexes.${key}`)
+    }
+  }
+  return indexes
+}
+
+/** The `cache` option, its defaults filled in. */
+function readCache(given) {
+  const cache = { ...DEFAULTS.cache }
+  if (given !== undefined) {
+    const options = readOptions(given, CACHE_KEYS, 'cache.')
+    if (options.enabled !== undefined) cache.enabled = checkBoolean(options.enabled, 'cache.enabled')
+    if (options.maxSize !== undefined) cache.maxSize = checkInteger(options.maxSize, 'cache.maxSize', 1, maxCacheSize)
+    if (options.ttl !== undefined) cache.ttl = checkInteger(options.ttl, 'cache.ttl', 1, Number.MAX_SAFE_INTEGER)
+  }
+  return cache
+}
+
+function readDatetime(given) {
+  const datetime = given === undefined ? Date.now : given
+  if (typeof datetime !== 'function') throw optionError(TypeError, `datetime must be a function returning a number, got ${describe(datetime)}`)
+  return datetime
+}
+
 /** Returns the native open options and the settings the JavaScript layer keeps. */
 function resolveOptions(given) {
   const options = given === undefined ? {} : readOptions(given, OPTION_KEYS, '')
@@ -76,23 +105,9 @@ function resolveOptions(given) {
 
   const busyTimeout = options.busyTimeout === undefined ? DEFAULTS.busyTimeout : checkInteger(options.busyTimeout, 'busyTimeout', 0, maxBusyTimeout)
 
-  const indexes = {}
-  if (options.indexes !== undefined) {
-    for (const [key, value] of Object.entries(readOptions(options.indexes, INDEX_KEYS, 'indexes.'))) {
-      if (value !== undefined) indexes[key] = checkBoolean(value, `indexes.${key}`)
-    }
-  }
-
-  const cache = { ...DEFAULTS.cache }
-  if (options.cache !== undefined) {
-    const given = readOptions(options.cache, CACHE_KEYS, 'cache.')
-    if (given.enabled !== undefined) cache.enabled = checkBoolean(given.enabled, 'cache.enabled')
-    if (given.maxSize !== undefined) cache.maxSize = checkInteger(given.maxSize, 'cache.maxSize', 1, maxCacheSize)
-    if (given.ttl !== undefined) cache.ttl = checkInteger(given.ttl, 'cache.ttl', 1, Number.MAX_SAFE_INTEGER)
-  }
-
-  const datetime = options.datetime === undefined ? Date.now : options.datetime
-  if (typeof datetime !== 'function') throw optionError(TypeError, `datetime must be a function returning a number, got ${describe(datetime)}`)
+  const indexes = readIndexes(options.indexes)
+  const cache = readCache(options.cache)
+  const datetime = readDatetime(options.datetime)
 
   const reset = options.reset === undefined ? DEFAULTS.reset : checkBoolean(options.reset, 'reset')
   const risky = options.risky === undefined ? false : checkBoolean(options.risky, 'risky')
@@ -104,4 +119,4 @@ function resolveOptions(given) {
   }
 }
 
-module.exports = { resolveOptions, INDEX_KEYS, readOptions, checkBoolean, checkInteger }
+module.exports = { resolveOptions, INDEX_KEYS, readOptions, checkBoolean, checkInteger, readIndexes, readCache, readDatetime }

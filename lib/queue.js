@@ -492,4 +492,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue, NATIVE, WAKE_STREAMS, CONSUMER_OPERATIONS, REPLAY_BATCH, cycleRange }
+module.exports = { EventQueue, NATIVE, WAKE_STREAMS, CONSUMER_OPERATIONS, REPLAY_BATCH, cycleRange, toId, toCorrelationId, parseRow }

@@ -6,7 +6,7 @@ use std::fmt;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Error {
     /// An event (or a batch payload) that cannot be stored as given.
     InvalidEvent(String),
@@ -26,6 +26,11 @@ pub enum Error {
     VersionConflict(Box<crate::version::Conflict>),
     /// A consumer's lease is held by another reader; see [`crate::consumer`].
     ConsumerBusy(String),
+    /// No usable connection to PostgreSQL: a bad URL, a refused or lost connection, bad
+    /// credentials, a connect timeout. `pg_code` is the SQLSTATE when the server sent one.
+    Connection { message: String, pg_code: Option<String> },
+    /// A statement PostgreSQL refused, with its SQLSTATE.
+    Postgres { message: String, pg_code: Option<String> },
 }
 
 impl Error {
@@ -41,6 +46,16 @@ impl Error {
             Error::ConsumerBusy(_) => "ERR_CONSUMER_BUSY",
             Error::CorruptRow { .. } => "ERR_CORRUPT_ROW",
             Error::RowTooLarge { .. } => "ERR_ROW_TOO_LARGE",
+            Error::Connection { .. } => "ERR_CONNECTION",
+            Error::Postgres { .. } => "ERR_POSTGRES",
+        }
+    }
+
+    /// The SQLSTATE PostgreSQL sent with the error, if it came from the server.
+    pub fn pg_code(&self) -> Option<&str> {
+        match self {
+            Error::Connection { pg_code, .. } | Error::Postgres { pg_code, .. } => pg_code.as_deref(),
+            _ => None,
         }
     }
 
@@ -80,6 +95,12 @@ impl fmt::Display for Error {
             Error::VersionConflict(conflict) => conflict.fmt(f),
             Error::QueueClosed => f.write_str("the queue is closed"),
             Error::Sqlite { message, .. } => f.write_str(message),
+            // The SQLSTATE ends the message in a fixed form, which JavaScript copies to `pgCode`
+            // (a napi error carries only a code and a message).
+            Error::Connection { message, pg_code } | Error::Postgres { message, pg_code } => match pg_code {
+                Some(state) => write!(f, "{message} (SQLSTATE {state})"),
+                None => f.write_str(message),
+            },
             Error::CorruptRow { id, column, at, what } => write!(
                 f,
                 "event {id} cannot be read: its stored {column} is not JSON ({what} at byte {at}); \

@@ -26,6 +26,7 @@ pub(crate) mod maintenance;
 pub mod metrics;
 pub mod page;
 pub(crate) mod pending;
+pub mod pg;
 pub(crate) mod pieces;
 pub mod read;
 pub mod row;
@@ -58,9 +59,14 @@ use crate::consumer::{Acquired, Member, Partition};
 use crate::error::Error;
 use crate::metrics::WriteKind;
 use crate::page::{PageOptions, Query};
+use crate::pg::config::PgConfig;
+use crate::pg::pool::Pool;
+use crate::pg::read::ReadSql;
+use crate::pg::schema::Names;
+use crate::pg::write::{Inherited, PgBackend};
 use crate::store::{Config, Store, MEMORY};
 use crate::stream::{Filter, Next, Stream};
-use crate::writer::{ConsumerAt, Request, SqliteBackend, Write, Writer};
+use crate::writer::{Backend, ConsumerAt, Request, SqliteBackend, Write, Writer};
 
 /// Named `Result` because the `#[napi]` macro recognises fallible returns by that name.
 type Result<T, E = napi::Error<&'static str>> = std::result::Result<T, E>;
@@ -760,14 +766,26 @@ impl NativeWriter {
                 NATIVE_FOOTPRINT,
             )
         };
+        let writer = NativeWriter::start(SqliteBackend(store), on_replies, footprint)?;
+        report_native_memory(&env, footprint);
+        Ok(writer)
+    }
+
+    /// Starts the writer of a PostgreSQL queue, on the queue's pool.
+    #[napi(factory, ts_args_type = "queue: NativePg, onReplies: (replies: string) => void")]
+    pub fn postgres(queue: &NativePg, on_replies: RepliesFn) -> Result<NativeWriter> {
+        let backend = PgBackend::new(queue.pool.clone(), &queue.names, Arc::clone(&queue.inherited));
+        NativeWriter::start(backend, on_replies, 0)
+    }
+
+    fn start(backend: impl Backend, on_replies: RepliesFn, footprint: i64) -> Result<NativeWriter> {
         let replies = Arc::new(on_replies);
         let deliver = Arc::clone(&replies);
-        let writer = Writer::spawn(SqliteBackend(store), move |text| {
+        let writer = Writer::spawn(backend, move |text| {
             // Refused only while the environment shuts down, when nobody awaits the replies.
             deliver.call(Json(text), ThreadsafeFunctionCallMode::NonBlocking);
         })
         .map_err(to_js)?;
-        report_native_memory(&env, footprint);
         Ok(NativeWriter { writer: Some(writer), replies: Some(replies), footprint })
     }
 
@@ -1267,4 +1285,145 @@ unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u3
     }
     let id = to_id(id).ok()?;
     queue.store.as_ref()?.lock().unwrap_or_else(PoisonError::into_inner).cached_id_hit(id)
+}
+
+/// `openQueue`'s defaults and limits on PostgreSQL.
+#[napi(object)]
+pub struct PgDefaults {
+    pub schema: String,
+    pub pool_size: u32,
+    pub connect_timeout: u32,
+    pub max_pool_size: u32,
+    /// The longest schema name, in bytes.
+    pub max_schema_length: u32,
+}
+
+#[napi]
+pub fn pg_defaults() -> PgDefaults {
+    use pg::config::*;
+    // The casts are of small constants, which fit.
+    PgDefaults {
+        schema: DEFAULT_SCHEMA.into(),
+        pool_size: DEFAULT_POOL_SIZE as u32,
+        connect_timeout: DEFAULT_CONNECT_TIMEOUT_MS,
+        max_pool_size: MAX_POOL_SIZE as u32,
+        max_schema_length: MAX_IDENTIFIER as u32,
+    }
+}
+
+/// An error of an `async fn`, whose rejection napi makes with a code of its own (`Status`): the
+/// stable code leads the message instead, `CODE: message`, and `lib/pg-backend.js` moves it to
+/// `err.code` (and a trailing SQLSTATE to `err.pgCode`).
+fn to_js_async(err: Error) -> napi::Error {
+    napi::Error::from_reason(format!("{}: {err}", err.code()))
+}
+
+/// The options `openQueue({ url })` hands to the core, after validating them (`lib/options.js`).
+#[napi(object)]
+pub struct PgOptions {
+    pub url: String,
+    pub schema: String,
+    pub pool_size: u32,
+    /// Milliseconds.
+    pub connect_timeout: u32,
+    /// Only the keys the user gave; the defaults are applied in Rust.
+    pub indexes: HashMap<String, bool>,
+}
+
+/// The reads of a PostgreSQL queue (`lib/pg-backend.js`), each a Promise that never blocks the
+/// JavaScript thread; its writes go through [`NativeWriter::postgres`] on the same pool.
+#[napi]
+pub struct NativePg {
+    pool: Pool,
+    names: Names,
+    sql: Arc<ReadSql>,
+    inherited: Arc<Inherited>,
+}
+
+/// Connects, creates the schema's tables when missing and applies the index options: the
+/// queue of `openQueue({ url })`.
+#[napi]
+pub async fn pg_open(options: PgOptions) -> napi::Result<NativePg> {
+    let config = PgConfig {
+        url: options.url,
+        schema: options.schema,
+        pool_size: options.pool_size as usize,
+        connect_timeout: Duration::from_millis(options.connect_timeout.into()),
+        indexes: options.indexes,
+    };
+    let pool = Pool::new(&config).map_err(to_js_async)?;
+    let names = Names::new(&config.schema);
+    let mut conn = pool.get().await.map_err(to_js_async)?;
+    pg::schema::ensure(&mut conn, &names, &config.indexes).await.map_err(to_js_async)?;
+    drop(conn);
+    Ok(NativePg { pool, sql: Arc::new(ReadSql::new(&names)), names, inherited: Arc::default() })
+}
+
+#[napi]
+impl NativePg {
+    /// A connection of the pool, with the read statements.
+    async fn conn(&self) -> napi::Result<(pg::pool::Pooled, Arc<ReadSql>)> {
+        Ok((self.pool.get().await.map_err(to_js_async)?, Arc::clone(&self.sql)))
+    }
+
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub async fn by_id(&self, id: f64) -> napi::Result<Option<Json>> {
+        let id = to_id(id).map_err(to_js_async)?;
+        let (mut conn, sql) = self.conn().await?;
+        Ok(pg::read::by_id(&mut conn, &sql, id).await.map_err(to_js_async)?.map(Json))
+    }
+
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub async fn last(&self) -> napi::Result<Option<Json>> {
+        let (mut conn, sql) = self.conn().await?;
+        Ok(pg::read::last(&mut conn, &sql).await.map_err(to_js_async)?.map(Json))
+    }
+
+    #[napi(ts_return_type = "Promise<string | string[]>")]
+    pub async fn by_correlation(&self, correlation_id: String) -> napi::Result<Either<Json, Vec<Json>>> {
+        let (mut conn, sql) = self.conn().await?;
+        Ok(to_text(pg::read::by_correlation(&mut conn, &sql, &correlation_id).await.map_err(to_js_async)?))
+    }
+
+    #[napi(ts_return_type = "Promise<string | string[]>")]
+    pub async fn children(&self, id: f64) -> napi::Result<Either<Json, Vec<Json>>> {
+        let id = to_id(id).map_err(to_js_async)?;
+        let (mut conn, sql) = self.conn().await?;
+        Ok(to_text(pg::read::children(&mut conn, &sql, id).await.map_err(to_js_async)?))
+    }
+
+    #[napi(ts_return_type = "Promise<string | string[] | null>")]
+    pub async fn lineage(&self, id: f64) -> napi::Result<Option<Either<Json, Vec<Json>>>> {
+        let id = to_id(id).map_err(to_js_async)?;
+        let (mut conn, sql) = self.conn().await?;
+        Ok(pg::read::lineage(&mut conn, &sql, id).await.map_err(to_js_async)?.map(to_text))
+    }
+
+    /// `[newest id, count]` of a transaction: what a cached one is checked against.
+    #[napi]
+    pub async fn transaction_mark(&self, correlation_id: String) -> napi::Result<Vec<f64>> {
+        let (mut conn, sql) = self.conn().await?;
+        let (newest, count) =
+            pg::read::transaction_mark(&mut conn, &sql, &correlation_id).await.map_err(to_js_async)?;
+        Ok(vec![newest as f64, count as f64])
+    }
+
+    #[napi]
+    pub async fn indexes(&self) -> napi::Result<Vec<String>> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        pg::schema::present_indexes(&mut conn, &self.names).await.map_err(to_js_async)
+    }
+
+    /// The correlation id event `id` inherited from its parent, once, right after its write
+    /// (see [`Inherited`]); `null` for any other event.
+    #[napi]
+    pub fn correlation_id(&self, id: f64) -> Result<Option<String>> {
+        Ok(self.inherited.take(to_id(id).map_err(to_js)?))
+    }
+
+    /// Closes the idle connections; the ones in use close when their reads end.
+    #[napi]
+    pub fn close(&self) {
+        self.pool.close();
+    }
 }

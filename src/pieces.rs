@@ -16,8 +16,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::Result;
-use crate::row::write_values;
-use crate::statement::Row;
+use crate::row::{write_values, Values};
 
 /// The bytes of rows after which a batch ends and a piece is closed: large enough that the
 /// crossings it adds cost nothing next to rendering and parsing that much text, small next to
@@ -59,7 +58,7 @@ impl Limits {
 
 /// Appends one row's values to `out`, which is left as it was when the row is corrupt or longer
 /// than `limits.row`.
-pub fn write_row(out: &mut String, row: &Row<'_>, limits: &Limits) -> Result<()> {
+pub fn write_row(out: &mut String, row: &impl Values, limits: &Limits) -> Result<()> {
     let start = out.len();
     let written = write_values(out, row, limits.row);
     if written.is_err() {
@@ -104,7 +103,7 @@ impl Pieces {
     /// Appends one row, comma-separated from the one before; in a new piece when the last one
     /// holds [`Limits::batch`] already, or when the row would make it longer than a string may
     /// be. Nothing is appended when the row cannot be read.
-    pub fn row(&mut self, row: &Row<'_>) -> Result<()> {
+    pub fn row(&mut self, row: &impl Values) -> Result<()> {
         let limits = self.limits;
         if self.rows > 0 && self.last().len() >= limits.batch {
             self.start_piece(limits.batch);

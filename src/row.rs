@@ -12,6 +12,20 @@ use crate::json;
 use crate::schema::COLUMNS;
 use crate::statement::Row;
 
+/// A row as the renderer reads it: its values by column index, in [`COLUMNS`] order. SQLite's
+/// rows and PostgreSQL's (`crate::pg::read`) render through the same code, so the two backends
+/// send the same text for the same row.
+pub trait Values {
+    fn value(&self, index: usize) -> Result<ValueRef<'_>>;
+}
+
+impl Values for Row<'_> {
+    fn value(&self, index: usize) -> Result<ValueRef<'_>> {
+        // The index is below `COLUMNS.len()`.
+        Row::value(self, index as std::ffi::c_int)
+    }
+}
+
 /// `SELECT` list matching [`write_values`].
 pub fn select_list() -> String {
     COLUMNS.join(", ")
@@ -35,7 +49,7 @@ pub fn json_columns() -> impl Iterator<Item = &'static str> {
 /// [`Error::CorruptRow`]; a row whose text would be longer than `limit` bytes is
 /// [`Error::RowTooLarge`], found before a value that alone makes it so is even scanned. `out`
 /// may then hold part of the row.
-pub fn write_values(out: &mut String, row: &Row<'_>, limit: usize) -> Result<()> {
+pub fn write_values(out: &mut String, row: &impl Values, limit: usize) -> Result<()> {
     let start = out.len();
     let too_large = || Ok::<_, Error>(Error::RowTooLarge { id: row.value(0)?.as_i64()?, limit });
     for (i, column) in (0..).zip(JSON_COLUMNS) {

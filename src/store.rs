@@ -139,7 +139,7 @@ pub struct Checked {
 impl Checked {
     /// Counts `count` events just stored from id `first_id`, which must follow the ones before:
     /// callers number the rows they return by it.
-    fn stored(&mut self, first_id: i64, count: usize) -> Result<()> {
+    pub(crate) fn stored(&mut self, first_id: i64, count: usize) -> Result<()> {
         let expected = self.first_id + self.count as i64;
         if self.count == 0 {
             self.first_id = first_id;
@@ -157,6 +157,12 @@ impl Checked {
     /// where `rows` holds the values of each duplicate's first event, in the order of
     /// `duplicates` (see [`crate::read`]).
     pub fn to_json(&self, conn: &Connection) -> Result<String> {
+        self.to_json_with(|out, id| read::write_by_id(out, conn, id))
+    }
+
+    /// [`Checked::to_json`], the rows written by `write_row(out, id)`, which appends event
+    /// `id`'s values and says whether it exists: another backend's read.
+    pub(crate) fn to_json_with(&self, mut write_row: impl FnMut(&mut String, i64) -> Result<bool>) -> Result<String> {
         let mut out = format!(r#"{{"firstId":{},"count":{},"duplicates":["#, self.first_id, self.count);
         for (n, (index, id)) in self.duplicates.iter().enumerate() {
             out.push_str(if n == 0 { "[" } else { ",[" });
@@ -167,7 +173,7 @@ impl Checked {
             if n > 0 {
                 out.push(',');
             }
-            if !read::write_by_id(&mut out, conn, *id)? {
+            if !write_row(&mut out, *id)? {
                 out.push_str("null");
             }
         }

@@ -429,7 +429,11 @@ impl Replies {
     /// and `message` onto the `Error` it rejects with, should an error carry more.
     fn error_text(err: &Error) -> String {
         let message = Replies::string(&err.to_string());
-        format!(r#"{{"error":"{}","message":{message}}}"#, err.code())
+        let code = err.code();
+        match err.pg_code() {
+            Some(state) => format!(r#"{{"error":"{code}","message":{message},"pgCode":"{state}"}}"#),
+            None => format!(r#"{{"error":"{code}","message":{message}}}"#),
+        }
     }
 
     /// A string as JSON text. Serializing a string cannot fail.

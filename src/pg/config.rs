@@ -1,0 +1,113 @@
+//! How to reach the server and where the queue lives: `openQueue`'s PostgreSQL options, already
+//! validated in JavaScript (`lib/options.js`) and checked again here.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::{Error, Result};
+
+/// The longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes); a longer one is silently
+/// cut, which would put two queues in one schema.
+pub const MAX_IDENTIFIER: usize = 63;
+
+/// `openQueue`'s defaults on PostgreSQL, which JavaScript reads from here.
+pub const DEFAULT_SCHEMA: &str = "public";
+pub const DEFAULT_POOL_SIZE: usize = 10;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
+/// More connections than a server accepts by default (`max_connections` is 100) is a mistake.
+pub const MAX_POOL_SIZE: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// A `postgres://` URL or a libpq key=value connection string.
+    pub url: String,
+    /// The schema the queue's tables live in, created when missing.
+    pub schema: String,
+    /// The most connections open at once, the writer's included.
+    pub pool_size: usize,
+    /// How long connecting (TCP, TLS and authentication) may take before it fails.
+    pub connect_timeout: Duration,
+    /// Index keys given explicitly; see [`crate::schema::apply_indexes`].
+    pub indexes: HashMap<String, bool>,
+}
+
+impl PgConfig {
+    /// The driver's configuration of `url`; a URL it cannot read is `ERR_CONNECTION`, as the
+    /// connection it names cannot be made.
+    pub fn driver(&self) -> Result<tokio_postgres::Config> {
+        self.url.parse::<tokio_postgres::Config>().map_err(|err| Error::Connection {
+            message: format!("the PostgreSQL connection URL cannot be read: {err}"),
+            pg_code: None,
+        })
+    }
+
+    /// Refuses what the server would misread.
+    pub fn check(&self) -> Result<()> {
+        if self.schema.is_empty() || self.schema.len() > MAX_IDENTIFIER || self.schema.contains('\0') {
+            return Err(Error::InvalidOption(format!(
+                "schema must be a name of 1 to {MAX_IDENTIFIER} bytes without NUL characters, got {:?}",
+                self.schema
+            )));
+        }
+        if self.pool_size == 0 || self.pool_size > MAX_POOL_SIZE {
+            return Err(Error::InvalidOption(format!(
+                "poolSize must be an integer from 1 to {MAX_POOL_SIZE}, got {}",
+                self.pool_size
+            )));
+        }
+        crate::schema::check_index_keys(&self.indexes)
+    }
+}
+
+/// TLS for `sslmode=prefer` (the default) and `require`: rustls with the Mozilla roots, so no
+/// system library is needed; a server without TLS is still reached under `prefer`.
+pub fn tls() -> Result<MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|err| Error::Connection { message: format!("cannot set up TLS: {err}"), pg_code: None })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, schema: &str) -> PgConfig {
+        PgConfig {
+            url: url.into(),
+            schema: schema.into(),
+            pool_size: 2,
+            connect_timeout: Duration::from_secs(1),
+            indexes: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn urls_and_connection_strings_are_read_and_garbage_is_a_connection_error() {
+        assert!(config("postgres://u:p@localhost:5432/db?sslmode=disable", "s").driver().is_ok());
+        assert!(config("host=localhost user=u dbname=db", "s").driver().is_ok());
+        let err = config("postgres://u@localhost:notaport/db", "s").driver().unwrap_err();
+        assert_eq!(err.code(), "ERR_CONNECTION");
+    }
+
+    #[test]
+    fn schema_names_the_server_would_cut_or_refuse_are_invalid() {
+        assert!(config("", "events").check().is_ok());
+        assert!(config("", &"s".repeat(63)).check().is_ok());
+        for bad in [String::new(), "s".repeat(64), "a\0b".into()] {
+            assert_eq!(config("", &bad).check().unwrap_err().code(), "ERR_INVALID_OPTION", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn tls_sets_up_without_system_libraries() {
+        assert!(tls().is_ok());
+    }
+}
