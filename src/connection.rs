@@ -15,6 +15,7 @@ use std::ptr::NonNull;
 use rusqlite::{ffi, OpenFlags};
 
 use crate::error::{Error, Result};
+use crate::hash::FastHash;
 use crate::statement::Statement;
 
 /// Where a `'static` SQL text lives and how long it is: equal keys are the same text.
@@ -23,7 +24,7 @@ type SqlKey = (usize, usize);
 pub struct Connection {
     /// Declared before `conn` so that the statements are dropped (finalized) before it closes:
     /// SQLite refuses to close a connection that still has statements.
-    statements: RefCell<HashMap<SqlKey, Statement>>,
+    statements: RefCell<HashMap<SqlKey, Statement, FastHash>>,
     conn: rusqlite::Connection,
 }
 

@@ -10,6 +10,7 @@ pub mod condition;
 pub mod connection;
 pub mod error;
 pub mod event;
+pub mod hash;
 pub mod jsvalue;
 pub mod lock;
 pub mod maintenance;
