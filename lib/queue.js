@@ -1,13 +1,13 @@
 'use strict'
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
-const { NativeQueue, byId, cachedIdHit } = require('./native')
+const { NativeQueue, rowById, cachedIdHit } = require('./native')
 const { closedError, coded, describe, dateTime, eventError, reason } = require('./errors')
 const { readEvent, lacksCmd, toRecord, toPayload, toRow, timestamp, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
-const { toRows, oneRow } = require('./rows')
+const { toRows, oneRow, makeRow } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
 const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
 const { metricsText } = require('./prometheus')
@@ -277,7 +277,7 @@ class EventQueue {
   retrieveByID(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? null : parseRow(byId(db, key))
+    return key === null ? null : rowById(db, key, makeRow)
   }
 
   getLastRow() {

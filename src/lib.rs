@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{
-    validate_type_tag, AsyncTask, Either, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue,
-    TypeName, TypeTag, ValueType,
+    validate_type_tag, AsyncTask, Either, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue, TypeName,
+    TypeTag, ValueType,
 };
 use napi::{check_status, sys, Env, JsError, Task};
 use napi_derive::napi;
@@ -251,13 +251,6 @@ impl NativeQueue {
     pub fn correlation_id(&self, id: f64) -> Result<Option<String>> {
         let id = to_id(id).map_err(to_js)?;
         read::correlation_id(self.store()?.conn(), id).map_err(to_js)
-    }
-
-    /// Event `id`'s values (see `src/read.rs`). Exported as the raw function `byId(queue, id)`;
-    /// see [`RAW_FUNCTIONS`].
-    pub fn by_id(&self, id: f64) -> Result<Option<Json>> {
-        let id = to_id(id).map_err(to_js)?;
-        read::by_id(self.store()?.conn(), id).map(|row| row.map(Json)).map_err(to_js)
     }
 
     #[napi(ts_return_type = "string | null")]
@@ -612,16 +605,28 @@ pub struct Json(pub String);
 
 impl ToNapiValue for Json {
     unsafe fn to_napi_value(env: sys::napi_env, value: Json) -> napi::Result<sys::napi_value> {
-        let text = value.0;
-        if !text.is_ascii() {
-            return unsafe { String::to_napi_value(env, text) };
+        let mut string = ptr::null_mut();
+        // SAFETY: as this function requires.
+        check_status!(unsafe { create_string(env, value.0.as_bytes(), &mut string) })?;
+        Ok(string)
+    }
+}
+
+/// Makes `value` a JavaScript string of `text`, whose bytes that are not UTF-8 read as U+FFFD;
+/// returns the Node-API status. Text that is all ASCII (nearly every value) goes over as
+/// Latin-1, a plain copy (see [`Json`]).
+///
+/// # Safety
+/// `env` must be that of a Node-API callback in progress.
+unsafe fn create_string(env: sys::napi_env, text: &[u8], value: &mut sys::napi_value) -> sys::napi_status {
+    // SAFETY: `text` is valid for its length during each call, and ASCII is Latin-1.
+    unsafe {
+        if text.is_ascii() {
+            sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, value)
+        } else {
+            let text = String::from_utf8_lossy(text);
+            sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, value)
         }
-        let mut result = ptr::null_mut();
-        // SAFETY: `text` is valid for its length during the call, and ASCII is Latin-1.
-        check_status!(unsafe {
-            sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut result)
-        })?;
-        Ok(result)
     }
 }
 
@@ -639,11 +644,11 @@ impl TypeName for Json {
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
 /// The hottest reads, exported as plain Node-API functions that take the queue as their first
-/// argument (`byId(queue, id)`). The `#[napi]` method glue tracks borrows on every call, on
+/// argument (`rowById(queue, id, makeRow)`). The `#[napi]` method glue tracks borrows on every call, on
 /// Node and Bun alike, which costs a measurable part of a whole `retrieveByID` and more than a
 /// cache hit costs without it (docs/performance.md). Writes keep the glue: a commit costs far
 /// more, and going raw bought nothing measurable there.
-const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"byId", raw_by_id)];
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"rowById", row_by_id)];
 
 /// Adds [`RAW_FUNCTIONS`] to the exports.
 #[napi(module_exports)]
@@ -667,18 +672,20 @@ pub fn export_raw_functions(exports: Object, env: Env) -> napi::Result<()> {
     Ok(())
 }
 
-/// The `NativeQueue` that a raw callback's first argument wraps, and its second argument;
-/// `None` unless it got both.
+/// The `NativeQueue` that a raw callback's first argument wraps, and the `N` arguments after
+/// it; `None` unless it got them all.
 ///
 /// # Safety
 /// `env` and `info` must be those of a Node-API callback in progress, and the queue must not
 /// be used after that callback returns.
-unsafe fn queue_and_arg<'a>(
+unsafe fn queue_and_args<'a, const N: usize>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-) -> Option<(&'a NativeQueue, sys::napi_value)> {
-    let mut argc = 2;
-    let mut argv = [ptr::null_mut(); 2];
+) -> Option<(&'a NativeQueue, [sys::napi_value; N])> {
+    const MOST: usize = 3;
+    const { assert!(N < MOST) };
+    let mut argc = MOST;
+    let mut argv = [ptr::null_mut(); MOST];
     let mut kind = sys::ValueType::napi_undefined;
     let mut wrapped = ptr::null_mut();
     // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
@@ -687,7 +694,7 @@ unsafe fn queue_and_arg<'a>(
     unsafe {
         let ok = sys::Status::napi_ok;
         if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
-            || argc < 2
+            || argc < N + 1
             // Checking the tag of a non-object throws (it converts the value to an object).
             || sys::napi_typeof(env, argv[0], &mut kind) != ok
             || kind != sys::ValueType::napi_object
@@ -697,39 +704,7 @@ unsafe fn queue_and_arg<'a>(
         {
             return None;
         }
-        Some((&*wrapped.cast::<NativeQueue>(), argv[1]))
-    }
-}
-
-/// Runs `method` for a raw callback `name(queue, arg)`, converting the argument and the result
-/// as the `#[napi]` glue does; an error is thrown as the `Error`, with its `code`, that the
-/// method would throw through the glue.
-///
-/// # Safety
-/// `env` and `info` must be those of a Node-API callback in progress.
-unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-    method: fn(&NativeQueue, A) -> Result<R>,
-) -> sys::napi_value {
-    // SAFETY: as this function requires; the queue does not outlive this call.
-    let Some((queue, arg)) = (unsafe { queue_and_arg(env, info) }) else {
-        let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue and one argument".to_string());
-        // SAFETY: `env` is this callback's.
-        return unsafe { throw(env, err) };
-    };
-    // SAFETY: `arg` is a value of this callback; `env` is its.
-    let result = match unsafe { A::from_napi_value(env, arg) } {
-        Ok(arg) => method(queue, arg),
-        Err(err) => return unsafe { throw(env, err) },
-    };
-    // SAFETY: `env` is this callback's.
-    unsafe {
-        match result.map(|value| R::to_napi_value(env, value)) {
-            Ok(Ok(value)) => value,
-            Ok(Err(err)) => throw(env, err),
-            Err(err) => throw(env, err),
-        }
+        Some((&*wrapped.cast::<NativeQueue>(), std::array::from_fn(|i| argv[i + 1])))
     }
 }
 
@@ -744,9 +719,104 @@ unsafe fn throw<S: AsRef<str>>(env: sys::napi_env, err: napi::Error<S>) -> sys::
     ptr::null_mut()
 }
 
-unsafe extern "C" fn raw_by_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // SAFETY: called by Node-API with its own env and callback info.
-    unsafe { call(env, info, NativeQueue::by_id) }
+/// `rowById(queue, id, makeRow)`: what `makeRow` returns for event `id`, called with the row's
+/// ten values in column order as JavaScript values (see [`row::Cell`]: `data` and `metadata`
+/// as their JSON text, to parse), or null when there is no such event. One row this way costs
+/// less than as JSON text: JavaScript parses only the two JSON columns, as it would after any
+/// SQLite driver, and builds the row with one object literal (docs/performance.md).
+unsafe extern "C" fn row_by_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: called by Node-API with its own env and callback info; the queue does not outlive
+    // this call.
+    let Some((queue, [id, make_row])) =
+        (unsafe { queue_and_args(env, info) }).filter(|(_, [_, make_row])| unsafe { is_function(env, *make_row) })
+    else {
+        let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue, an id and a function".to_string());
+        // SAFETY: `env` is this callback's.
+        return unsafe { throw(env, err) };
+    };
+    // SAFETY: `env` and the values are this callback's.
+    unsafe {
+        match row_values(env, queue, id) {
+            Ok(Some(values)) => {
+                let (mut undefined, mut row) = (ptr::null_mut(), ptr::null_mut());
+                sys::napi_get_undefined(env, &mut undefined);
+                // A throw of `makeRow` (a JSON column that is not JSON) stays pending and
+                // reaches the caller as it is; `row` is then null.
+                sys::napi_call_function(env, undefined, make_row, values.len(), values.as_ptr(), &mut row);
+                row
+            }
+            Ok(None) => {
+                let mut null = ptr::null_mut();
+                sys::napi_get_null(env, &mut null);
+                null
+            }
+            Err(err) => throw(env, err),
+        }
+    }
+}
+
+/// # Safety
+/// `env` and `value` must be those of a Node-API callback in progress.
+unsafe fn is_function(env: sys::napi_env, value: sys::napi_value) -> bool {
+    let mut kind = sys::ValueType::napi_undefined;
+    // SAFETY: as this function requires.
+    (unsafe { sys::napi_typeof(env, value, &mut kind) }) == sys::Status::napi_ok
+        && kind == sys::ValueType::napi_function
+}
+
+/// Event `id`'s values as JavaScript values, for [`row_by_id`]; `None` when it does not exist.
+///
+/// # Safety
+/// `env` and `id` must be those of a Node-API callback in progress.
+unsafe fn row_values(
+    env: sys::napi_env,
+    queue: &NativeQueue,
+    id: sys::napi_value,
+) -> Result<Option<[sys::napi_value; schema::COLUMNS.len()]>, napi::Error<String>> {
+    let mut number = 0.0;
+    // SAFETY: as this function requires.
+    check_status!(unsafe { sys::napi_get_value_double(env, id, &mut number) }, "the id must be a number")
+        .map_err(owned)?;
+    let id = to_id(number).map_err(|err| owned(to_js(err)))?;
+    let store = queue.store().map_err(owned)?;
+    let found = read::visit_by_id(store.conn(), id, |row| {
+        let mut values = [ptr::null_mut(); schema::COLUMNS.len()];
+        for (column, value) in values.iter_mut().enumerate() {
+            let cell = row::cell(row, column).map_err(|err| owned(to_js(err)))?;
+            // SAFETY: as this function requires; the cell's text lives as long as the row.
+            check_status!(unsafe { create_cell(env, cell, value) }).map_err(owned)?;
+        }
+        Ok(values)
+    });
+    found.map_err(|err| owned(to_js(err)))?.transpose()
+}
+
+/// An error with its code as an owned string, whichever kind of code it had.
+fn owned<S: AsRef<str>>(err: napi::Error<S>) -> napi::Error<String> {
+    napi::Error::new(err.status.as_ref().to_string(), err.reason)
+}
+
+/// Makes `value` the JavaScript value of a stored value; returns the Node-API status. An
+/// integer beyond 2^53 becomes the nearest double, as `JSON.parse` reads its digits.
+///
+/// # Safety
+/// `env` must be that of a Node-API callback in progress.
+unsafe fn create_cell(env: sys::napi_env, cell: row::Cell<'_>, value: &mut sys::napi_value) -> sys::napi_status {
+    // SAFETY: as this function requires.
+    unsafe {
+        match cell {
+            row::Cell::Null => sys::napi_get_null(env, value),
+            row::Cell::Integer(n) => sys::napi_create_int64(env, n, value),
+            row::Cell::Real(f) => sys::napi_create_double(env, f, value),
+            row::Cell::Text(text) => create_string(env, text, value),
+            row::Cell::Json(text) => create_string(env, text.as_bytes(), value),
+            row::Cell::NotJson(bytes) => {
+                let mut json = String::new();
+                row::write_lossy(&mut json, bytes);
+                create_string(env, json.as_bytes(), value)
+            }
+        }
+    }
 }
 
 /// `cachedIdHit(queue, id)`: the slot of event `id` when the cache holds it (counted as a
@@ -766,7 +836,7 @@ unsafe extern "C" fn cached_id_hit(env: sys::napi_env, info: sys::napi_callback_
 /// `env` and `info` must be those of a Node-API callback in progress.
 unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u32> {
     // SAFETY: as this function requires; the queue does not outlive this call.
-    let (queue, arg) = unsafe { queue_and_arg(env, info) }?;
+    let (queue, [arg]) = unsafe { queue_and_args(env, info) }?;
     let mut id = 0.0;
     // SAFETY: `arg` is a value of this callback; a non-number leaves a status, not `id`.
     if unsafe { sys::napi_get_value_double(env, arg, &mut id) } != sys::Status::napi_ok {

@@ -6,7 +6,7 @@ use once_cell::sync::Lazy;
 use crate::connection::Connection;
 use crate::error::Result;
 use crate::row::{select_list, write_values};
-use crate::statement::Param;
+use crate::statement::{Param, Row};
 
 struct Sql {
     by_id: String,
@@ -72,8 +72,13 @@ fn all(conn: &Connection, sql: &'static str, params: impl Params) -> Result<Stri
     Ok(out)
 }
 
-pub fn by_id(conn: &Connection, id: i64) -> Result<Option<String>> {
-    first(conn, &SQL.by_id, [id])
+/// What `visit` makes of event `id`'s row, selected with [`crate::row::select_list`]; `None`
+/// when there is no such event. The row is valid only during the call.
+pub fn visit_by_id<T>(conn: &Connection, id: i64, visit: impl FnOnce(&Row<'_>) -> T) -> Result<Option<T>> {
+    let mut stmt = conn.cached(&SQL.by_id)?;
+    stmt.bind(1, id)?;
+    let mut rows = stmt.rows();
+    Ok(rows.next()?.map(|row| visit(&row)))
 }
 
 /// Appends event `id` as a JSON array of its values; returns whether it exists.
@@ -153,6 +158,7 @@ impl<P: Param> Params for [P; 1] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::row::Cell;
     use crate::store::{Config, Store, MEMORY};
     use serde_json::Value;
 
@@ -178,9 +184,15 @@ mod tests {
     #[test]
     fn by_id_and_last_return_one_row_or_none() {
         let store = store_with(3);
-        let row = parse(&by_id(store.conn(), 2).unwrap().unwrap());
-        assert_eq!((row[0].as_i64(), row[6]["i"].as_i64()), (Some(2), Some(1)));
-        assert!(by_id(store.conn(), 9).unwrap().is_none());
+        let id_and_data = |row: &crate::statement::Row<'_>| {
+            let cells = (crate::row::cell(row, 0).unwrap(), crate::row::cell(row, 6).unwrap());
+            cells == (Cell::Integer(2), Cell::Json(r#"{"i":1}"#))
+        };
+        assert_eq!(visit_by_id(store.conn(), 2, id_and_data).unwrap(), Some(true));
+        assert!(visit_by_id(store.conn(), 9, |_| ()).unwrap().is_none());
+        let mut out = String::new();
+        assert!(write_by_id(&mut out, store.conn(), 2).unwrap());
+        assert_eq!(parse(&out)[6]["i"], 1);
         assert_eq!(parse(&last(store.conn()).unwrap().unwrap())[0], 3);
         let empty = Store::open(Config::new(MEMORY)).unwrap();
         assert!(last(empty.conn()).unwrap().is_none());

@@ -1,7 +1,10 @@
-//! Rendering stored rows as JSON text. A row crosses to JavaScript as text and is parsed there
-//! once, which is cheaper than building the object field by field through N-API. `data` and
-//! `metadata` are already JSON text in the file, so they are spliced in as they are, never
-//! parsed in Rust.
+//! Stored rows on their way to JavaScript. Rows cross as JSON text that JavaScript parses
+//! once, which for many rows is cheaper than building each object field by field through
+//! N-API. `data` and `metadata` are already JSON text in the file, so they are spliced in as
+//! they are, never parsed in Rust. A single row read by id crosses as its values instead
+//! (`rowById` in `src/lib.rs`), read as [`Cell`]s as the text is, so that both agree on every value.
+
+use std::ffi::c_int;
 
 use rusqlite::types::ValueRef;
 
@@ -9,7 +12,7 @@ use crate::error::Result;
 use crate::schema::COLUMNS;
 use crate::statement::Row;
 
-/// `SELECT` list matching [`write_values`].
+/// `SELECT` list matching [`cell`] and [`write_values`].
 pub fn select_list() -> String {
     COLUMNS.join(", ")
 }
@@ -17,35 +20,82 @@ pub fn select_list() -> String {
 /// Whether each column, in [`COLUMNS`] order, holds JSON text already (`data`, `metadata`).
 const IS_JSON: [bool; 10] = [false, false, false, false, false, false, true, false, false, true];
 
+/// One stored value as a row hands it to JavaScript.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Integer(i64),
+    /// Always finite: SQLite stores no NaN, and an infinity reads as null, as JSON has none.
+    Real(f64),
+    /// Stored text (or a blob's bytes) of a column that is not JSON, not necessarily UTF-8:
+    /// invalid bytes read as U+FFFD.
+    Text(&'a [u8]),
+    /// The JSON text of a `data` or `metadata` value, which JavaScript parses.
+    Json(&'a str),
+    /// A `data` or `metadata` value that is not UTF-8, so not JSON: it reads as a string of
+    /// its text, invalid bytes as U+FFFD.
+    NotJson(&'a [u8]),
+}
+
+/// Column `column` (from 0) of a row selected with [`select_list`].
+#[inline(always)]
+pub fn cell<'r>(row: &'r Row<'_>, column: usize) -> Result<Cell<'r>> {
+    Ok(read(row.value(column as c_int)?, IS_JSON[column]))
+}
+
+/// A stored value. Text of a JSON column (`data`, `metadata`) was written by this library or
+/// by EventLite as `JSON.stringify` output and is JSON as it is, or null when blank. A number
+/// in a JSON column, stored by hand, stays a number.
+#[inline(always)]
+fn read(value: ValueRef<'_>, is_json: bool) -> Cell<'_> {
+    match value {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(n) => Cell::Integer(n),
+        ValueRef::Real(f) if f.is_finite() => Cell::Real(f),
+        ValueRef::Real(_) => Cell::Null,
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) if !is_json => Cell::Text(bytes),
+        // ASCII, as nearly every stored text is, is UTF-8 without a check; blank ASCII is
+        // white space as `str::trim` sees it.
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) if bytes.is_ascii() => {
+            if bytes.iter().all(|&b| b.is_ascii_whitespace() || b == 0x0b) {
+                Cell::Null
+            } else {
+                // SAFETY: ASCII is valid UTF-8.
+                Cell::Json(unsafe { std::str::from_utf8_unchecked(bytes) })
+            }
+        }
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
+            Ok(text) if !text.trim().is_empty() => Cell::Json(text),
+            Ok(_) => Cell::Null,
+            Err(_) => Cell::NotJson(bytes),
+        },
+    }
+}
+
 /// Appends one row's ten values, selected with [`select_list`], comma-separated and without
-/// keys. Every read sends rows this way, in a flat JSON array (one row, or many one after
-/// another): JavaScript parses a flat array of values faster than the same rows as objects
-/// (docs/performance.md), then builds each row with one object literal (`lib/rows.js`): the keys are known,
-/// so there is no point sending them.
+/// keys. Every read of rows sends them this way, in a flat JSON array (one row, or many one
+/// after another): JavaScript parses a flat array of values faster than the same rows as
+/// objects (docs/performance.md), then builds each row with one object literal
+/// (`lib/rows.js`): the keys are known, so there is no point sending them.
 pub fn write_values(out: &mut String, row: &Row<'_>) -> Result<()> {
-    for (i, is_json) in (0..).zip(IS_JSON) {
-        if i > 0 {
+    for column in 0..COLUMNS.len() {
+        if column > 0 {
             out.push(',');
         }
-        write_value(out, row.value(i)?, is_json);
+        write_cell(out, cell(row, column)?);
     }
     Ok(())
 }
 
-/// One column's value as JSON. Text of a JSON column (`data`, `metadata`) was written by this
-/// library or by EventLite as `JSON.stringify` output and goes in verbatim; other text becomes
-/// a JSON string; numbers stay numbers (a number stored by hand is valid JSON as it is).
-fn write_value(out: &mut String, value: ValueRef<'_>, is_json: bool) {
-    match value {
-        ValueRef::Null => out.push_str("null"),
-        ValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
-        ValueRef::Real(f) => write_real(out, f),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) if !is_json => write_text(out, bytes),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) if !text.trim().is_empty() => out.push_str(text),
-            Ok(_) => out.push_str("null"),
-            Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
-        },
+/// One value as JSON: text becomes a JSON string; numbers and JSON text stay as they are.
+fn write_cell(out: &mut String, cell: Cell<'_>) {
+    match cell {
+        Cell::Null => out.push_str("null"),
+        Cell::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
+        Cell::Real(f) => out.push_str(ryu::Buffer::new().format_finite(f)),
+        Cell::Text(bytes) => write_text(out, bytes),
+        Cell::Json(text) => out.push_str(text),
+        Cell::NotJson(bytes) => write_lossy(out, bytes),
     }
 }
 
@@ -73,16 +123,13 @@ fn write_text(out: &mut String, bytes: &[u8]) {
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => write_string(out, text),
-        Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
+        Err(_) => write_lossy(out, bytes),
     }
 }
 
-fn write_real(out: &mut String, f: f64) {
-    if f.is_finite() {
-        out.push_str(ryu::Buffer::new().format_finite(f));
-    } else {
-        out.push_str("null");
-    }
+/// Appends text that is not UTF-8 as a JSON string literal, invalid bytes as U+FFFD.
+pub fn write_lossy(out: &mut String, bytes: &[u8]) {
+    write_string(out, &String::from_utf8_lossy(bytes));
 }
 
 /// Appends `s` as a JSON string literal.
@@ -124,6 +171,27 @@ mod tests {
         let mut out = String::new();
         write_text(&mut out, bytes);
         out
+    }
+
+    #[test]
+    fn json_columns_read_as_json_text_numbers_or_null() {
+        let json = |bytes: &'static [u8]| read(ValueRef::Text(bytes), true);
+        assert_eq!(json(br#" {"a":1} "#), Cell::Json(r#" {"a":1} "#));
+        assert_eq!(json("\"é\"".as_bytes()), Cell::Json("\"é\""));
+        assert_eq!(json(b"{\xff}"), Cell::NotJson(b"{\xff}"));
+        let mut out = String::new();
+        write_cell(&mut out, json(b"{\xff}"));
+        assert_eq!(out, "\"{\u{fffd}}\"", "text that is not UTF-8 reads as a string of it");
+        assert_eq!(read(ValueRef::Integer(5), true), Cell::Integer(5));
+        assert_eq!(read(ValueRef::Real(f64::INFINITY), false), Cell::Null);
+        assert_eq!(read(ValueRef::Null, true), Cell::Null);
+        // Blank is what `str::trim` leaves nothing of, in ASCII (checked byte by byte) or not.
+        for b in 0..0x80u8 {
+            let text = [b' ', b, b'\n'];
+            let blank = std::str::from_utf8(&text).unwrap().trim().is_empty();
+            assert_eq!(read(ValueRef::Text(&text), true) == Cell::Null, blank, "byte {b:#x}");
+        }
+        assert_eq!(json("\u{a0}\u{2028}".as_bytes()), Cell::Null);
     }
 
     #[test]
