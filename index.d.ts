@@ -98,6 +98,35 @@ export interface EventInput<Data = any, Metadata = any> {
   causationId?: number | null
   /** Any JSON-representable value; default `{}`. */
   metadata?: Metadata
+  /**
+   * Append only if the event's stream (its correlation id, own or inherited) holds exactly this
+   * many events; otherwise throw `ERR_VERSION_CONFLICT` and store nothing. An integer >= 0.
+   */
+  expectedVersion?: number | null
+  /**
+   * 1 to 256 characters. A later append with the same key stores nothing, runs nothing, and
+   * returns the row stored the first time.
+   */
+  idempotencyKey?: string | null
+}
+
+/** What `storeBulk` returns for each event. */
+export interface BulkResult {
+  row: EventRow
+  /** What the model returned; `null` without a model, and for a repeat. */
+  result: unknown
+  /** Present, `true`, for an event whose `idempotencyKey` was used before: `row` is the event stored then. */
+  duplicate?: true
+}
+
+/** `ERR_VERSION_CONFLICT`: an event's `expectedVersion` did not hold. */
+export interface VersionConflictError extends Error {
+  code: 'ERR_VERSION_CONFLICT'
+  correlationId: string
+  expectedVersion: number
+  actualVersion: number
+  /** The event's position, for `storeBulk`. */
+  index?: number
 }
 
 /** The second argument handlers receive. */
@@ -298,6 +327,52 @@ export interface StreamOptions {
   signal?: AbortSignalLike | null
 }
 
+/** The options of `consume`. */
+export interface ConsumeOptions {
+  /** Rows per batch at most, an integer from 1 to 10,000. Default `1000`. */
+  batchSize?: number
+  /** After the last event, wait for new ones (of this queue and other processes). Default `true`; `false` ends at the end of the log. */
+  follow?: boolean
+  /** Aborting it ends the loop normally. */
+  signal?: AbortSignalLike | null
+  /** Only matching events; the filters combine with AND. The position passes over the others. */
+  filter?: { correlationId?: string | null; user?: string | null; cmd?: string | null } | null
+  /**
+   * One member of a group of `size` (1 to 1,024) readers that share the consumer: member `m`
+   * receives the events whose correlation id's FNV-1a 32-bit hash (of its UTF-8 bytes) modulo
+   * `size` is `m`; events without a correlation id go to member 0.
+   */
+  group?: { member: number; size: number } | null
+}
+
+/**
+ * A named, durable reader: an async iterator of row batches (single use, like a generator).
+ * A batch's position is committed when the loop asks for the next batch (and when the log ends
+ * for `follow: false`), never when it is yielded; leaving the loop early commits nothing for
+ * the batch in hand.
+ * @throws Error with `code: 'ERR_CONSUMER_BUSY'` from the first `next()` while another reader holds the consumer.
+ */
+export interface Consumer extends AsyncIterableIterator<EventRow[]> {
+  readonly name: string
+  readonly member: number
+  readonly size: number
+  /** The last committed id. */
+  readonly position: number
+  /** Commits the batch yielded last, now. */
+  commit(): void
+}
+
+/** One row of `getConsumers()`. */
+export interface ConsumerInfo {
+  name: string
+  member: number
+  size: number
+  /** The last committed id. */
+  position: number
+  /** Events in the log after the position (for a group member or a filtered consumer, including those it passes over). */
+  lag: number
+}
+
 /**
  * What `streamEvents` uses of an `AbortSignal`, spelled out so that these types compile
  * without the DOM library or `@types/node`; a real `AbortSignal` is one.
@@ -413,7 +488,8 @@ export interface EventQueue {
   /**
    * Stores one event and returns the stored row (or, when the queue's `_model` is set, what
    * that model returned). An event with no `cmd` is reported to `callbacks._error`
-   * (EventLite's message), nothing is stored and `undefined` is returned.
+   * (EventLite's message), nothing is stored and `undefined` is returned. A repeat of an
+   * `idempotencyKey` returns the row stored the first time, and runs nothing.
    * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold, and for an event without `cmd` when there are no callbacks to report it to.
    */
   store(event: EventInput, model?: null, callbacks?: Callbacks): EventRow | undefined
@@ -422,14 +498,17 @@ export interface EventQueue {
    * or `undefined` when the model threw (reported to `callbacks._error` and `model._error`)
    * or the event has no `cmd` (nothing is stored).
    * @throws TypeError with `code: 'ERR_INVALID_EVENT'` for a field of the wrong type or data JSON cannot hold.
+   * @throws {@link VersionConflictError} when `expectedVersion` did not hold; nothing is stored.
    */
   store(event: EventInput, model: Model, callbacks?: Callbacks): unknown
   /**
    * Stores every event in one transaction, or none; then executes each row through `model`,
    * in order. `result` is `null` without a model.
+   * Events whose `idempotencyKey` was used before are not stored: `{ row, result: null, duplicate: true }`.
    * @throws Error with `code: 'ERR_INVALID_EVENT'` and `index` for an invalid event; nothing is stored.
+   * @throws {@link VersionConflictError} when an `expectedVersion` did not hold; nothing is stored.
    */
-  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): Array<{ row: EventRow; result: unknown }>
+  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): BulkResult[]
   /** Runs a row through a model and callbacks, as `store` does after storing. */
   execute(row: EventRow, model: Model, callbacks?: Callbacks): unknown
   /** `store` with ids and metadata taken from a context. */
@@ -506,6 +585,21 @@ export interface EventQueue {
   /** Names of the optional indexes present, sorted. */
   getIndexes(): string[]
 
+  /** How many events the stream of `correlationId` holds, whoever appended them. */
+  getStreamVersion(correlationId: string | number): number
+  /**
+   * A named, durable reader of the log; see {@link Consumer}.
+   * @throws TypeError or RangeError with `code: 'ERR_INVALID_OPTION'` for a bad option, when called.
+   */
+  consume(name: string, options?: ConsumeOptions): Consumer
+  /** Every consumer of the file, by name then member. */
+  getConsumers(): ConsumerInfo[]
+  /**
+   * Moves every member of a consumer to `position` (default `0`); a name never used becomes a consumer there.
+   * @throws Error with `code: 'ERR_CONSUMER_BUSY'` while a reader holds it.
+   */
+  resetConsumer(name: string, position?: number): void
+
   /**
    * Copies the live database into `destination` (replaced if it exists) with SQLite's online
    * backup, a step of pages at a time off the JavaScript thread. The copy holds every event
@@ -545,6 +639,93 @@ export interface EventQueue {
 /** Opens (creating if needed) an event queue. */
 export declare function initQueue(options?: QueueOptions): EventQueue
 
+/** What `getMetrics()` of an async queue returns: its writer's metrics. */
+export interface AsyncWriteMetrics extends WriteMetrics {
+  /**
+   * Transactions the writer committed: one per group of writes that arrived together, so fewer
+   * than the calls when producers write concurrently.
+   */
+  commitsTotal: number
+}
+
+/**
+ * The queue `openQueue` resolves to: `EventQueue`'s methods, each returning a Promise of what
+ * the synchronous method returns (`execute` stays synchronous, `streamEvents` an async
+ * iterable), with the same validation, error codes and rows. Invalid input rejects; nothing
+ * throws synchronously. Writes that arrive while another commits share its successor's
+ * commit; each call still succeeds or fails on its own, its Promise resolves after its commit,
+ * and Promises resolve, and models run, in the order of the calls. See docs/async.md.
+ */
+export interface AsyncEventQueue {
+  /** The model of every write that is given none, as on `EventQueue`. */
+  _model?: Model
+  /** The callbacks of every write that is given none. */
+  _cb?: Callbacks
+
+  /**
+   * Resolves, after the commit, with the stored row (or, when the queue's `_model` is set,
+   * what that model returned); `undefined` for an event with no `cmd`, reported to
+   * `callbacks._error`. Rejects with `ERR_INVALID_EVENT` for an invalid event.
+   */
+  store(event: EventInput, model?: null, callbacks?: Callbacks): Promise<EventRow | undefined>
+  /** Resolves, after the commit, with what `model` returned for the stored row. */
+  store(event: EventInput, model: Model, callbacks?: Callbacks): Promise<unknown>
+  storeBulk(events: EventInput[], model?: Model, callbacks?: Callbacks): Promise<Array<{ row: EventRow; result: unknown }>>
+  /** Synchronous, as it runs user code only. */
+  execute(row: EventRow, model: Model, callbacks?: Callbacks): unknown
+  storeWithContext(event: EventInput, context: StoreContext, model?: null, callbacks?: Callbacks): Promise<EventRow | undefined>
+  storeWithContext(event: EventInput, context: StoreContext, model: Model, callbacks?: Callbacks): Promise<unknown>
+  /** Resolves after `doneCB`; the event loop turns between batches of the replay. */
+  cycleThrough(model: Model, doneCB?: () => void, whileCB?: Callbacks, range?: CycleRange): Promise<void>
+
+  retrieveByID(id: EventId): Promise<EventRow | null>
+  getLastRow(): Promise<EventRow | null>
+  getTransaction(correlationId: CorrelationKey): Promise<EventRow[]>
+  getChildEvents(id: EventId): Promise<EventRow[]>
+  getEventLineage(id: EventId): Promise<EventLineage | null>
+
+  getByCorrelationIdPaginated(correlationId: CorrelationKey, options?: PageOptions): Promise<Page>
+  getChildEventsPaginated(eventId: EventId, options?: PageOptions): Promise<Page>
+  getEventsByUserPaginated(user: string, options?: PageOptions): Promise<Page>
+  getEventsByCmdPaginated(cmd: string, options?: PageOptions): Promise<Page>
+  getEventsInTimeRangePaginated(startTime: number | Date, endTime: number | Date, options?: PageOptions): Promise<Page>
+
+  /** As `EventQueue.streamEvents`; a bad option, or a closed queue, rejects the first step. */
+  streamEvents(options?: StreamOptions): AsyncGenerator<EventRow[], void, undefined>
+
+  retrieveByIDCached(id: EventId): Promise<EventRow | null>
+  getTransactionCached(correlationId: CorrelationKey): Promise<EventRow[]>
+  clearCache(): Promise<void>
+  getCacheStats(): Promise<CacheStats>
+  getMetrics(): Promise<AsyncWriteMetrics>
+  getIndexes(): Promise<string[]>
+
+  /** As `EventQueue.backup`. */
+  backup(destination: string, options?: BackupOptions): Promise<BackupResult>
+  /** As `EventQueue.exportEvents`; a bad option or a closed queue rejects the first step. */
+  exportEvents(range?: ExportRange): AsyncIterable<string>
+  /** As `EventQueue.importEvents`: each batch of 1,000 commits on the JavaScript thread. */
+  importEvents(source: Iterable<string | Uint8Array | object> | AsyncIterable<string | Uint8Array | object>, options?: ImportOptions): Promise<number>
+  checkpoint(): Promise<CheckpointResult>
+  optimize(): Promise<void>
+  vacuum(): Promise<void>
+  integrityCheck(): Promise<string[]>
+  /** `getMetrics()` (with `eventlite_commits_total`) and `getCacheStats()` in Prometheus' text format. */
+  metricsText(): Promise<string>
+
+  /**
+   * Resolves once the writes issued before it are committed and settled and the file is
+   * closed. Idempotent; any later call rejects with `ERR_QUEUE_CLOSED`.
+   */
+  close(): Promise<void>
+}
+
+/**
+ * Opens (creating if needed) an async event queue on the SQLite file: the options of
+ * `initQueue` (`risky` adds no `reset()` here). A bad option rejects.
+ */
+export declare function openQueue(options?: QueueOptions): Promise<AsyncEventQueue>
+
 /**
  * EventLite's stock callbacks: `void` swallows everything, `error` logs errors, `stub` logs both
  * (through `console.log`, with EventLite's arguments), `done` is a no-op.
@@ -563,4 +744,8 @@ export type ErrorCode =
   | 'ERR_INVALID_ARG'
   | 'ERR_QUEUE_CLOSED'
   | 'ERR_SCHEMA_MISMATCH'
+  | 'ERR_CORRUPT_ROW'
+  | 'ERR_ROW_TOO_LARGE'
+  | 'ERR_VERSION_CONFLICT'
+  | 'ERR_CONSUMER_BUSY'
   | `SQLITE_${string}`

@@ -4,10 +4,11 @@
 const { resolveOptions } = require('./lib/options')
 const { EventQueue } = require('./lib/queue')
 const { eventCallbacks } = require('./lib/execute')
+const { openQueue } = require('./lib/async-queue')
 
-/** Opens (creating if needed) an event queue; see docs/api.md for every option. */
+/** Opens (creating if needed) an event queue; see docs/api.md for every option, and docs/async.md for `openQueue`, its async twin. */
 function initQueue(options) {
   return new EventQueue(resolveOptions(options))
 }
 
-module.exports = { initQueue, eventCallbacks }
+module.exports = { initQueue, openQueue, eventCallbacks }

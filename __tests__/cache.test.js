@@ -227,12 +227,13 @@ describe('the query cache', () => {
     const q = initQueue({ dbName, cache: { maxSize: 1 } })
     q.store(ev(1))
     sqlElsewhere(dbName, `INSERT INTO queue (datetime, cmd, data, correlation_id, metadata) VALUES (1, 'bad', '{oops', 'c1', '{}')`)
-    assert.throws(() => q.retrieveByID(2), SyntaxError)
+    const corrupt = { code: 'ERR_CORRUPT_ROW', id: 2 }
+    assert.throws(() => q.retrieveByID(2), corrupt)
     q.retrieveByIDCached(1)
-    // With maxSize 1, reading event 2 takes the slot event 1's row was kept in.
-    assert.throws(() => q.retrieveByIDCached(2), SyntaxError)
-    assert.throws(() => q.retrieveByIDCached(2), SyntaxError)
-    assert.throws(() => q.getTransactionCached('c1'), SyntaxError)
+    // With maxSize 1, reading event 2 would take the slot event 1's row was kept in.
+    assert.throws(() => q.retrieveByIDCached(2), corrupt)
+    assert.throws(() => q.retrieveByIDCached(2), corrupt)
+    assert.throws(() => q.getTransactionCached('c1'), corrupt)
     assert.deepEqual(q.retrieveByIDCached(1), q.retrieveByID(1))
     q.close()
   })

@@ -73,8 +73,11 @@ describe('eventlite --help', () => {
 })
 
 describe('reading commands', () => {
-  test('inspect: counts, ends, sizes, indexes and the top commands, as text and as JSON; the file is not changed', () => {
+  test('inspect: counts, ends, sizes, indexes, top commands and consumers, as text and as JSON; the file is not changed', async () => {
     const file = store()
+    const queue = initQueue({ dbName: file })
+    for await (const batch of queue.consume('projection', { batchSize: 10, follow: false })) void batch
+    queue.close()
     const before = fs.readFileSync(file)
     const text = cli('inspect', file)
     assert.equal(text.code, 0, text.err)
@@ -86,6 +89,8 @@ describe('reading commands', () => {
     assert.match(text.out, /^ {2}paid +20$/m)
     const json = JSON.parse(cli('inspect', file, '--json').out)
     assert.equal(json.events, 30)
+    assert.deepEqual(json.consumers, [{ name: 'projection', member: 0, size: 1, position: 30, lag: 0 }])
+    assert.match(text.out, /^ {2}projection +position #30, lag 0$/m)
     assert.deepEqual(json.topCmds, [{ cmd: 'paid', count: 20 }, { cmd: 'opened', count: 10 }])
     assert.deepEqual(fs.readFileSync(file), before)
   })

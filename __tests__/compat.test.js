@@ -32,10 +32,10 @@ describe('EventLite file compatibility', () => {
       id: 1, version: 1, datetime: 1600000000000, user: 'ann', ip: '127.0.0.1', cmd: 'createUser',
       data: { name: 'Ann', tags: ['x'] }, correlation_id: 'corr-a', causation_id: null, metadata: { source: 'old' },
     })
-    assert.equal(q.retrieveByID(2).metadata, null)
+    assert.deepEqual(q.retrieveByID(2).metadata, {}, 'a NULL metadata reads as {}, as EventLite reads it')
     assert.deepEqual(q.retrieveByID(3), {
       id: 3, version: 1, datetime: 1600000000002, user: null, ip: null, cmd: 'legacy',
-      data: null, correlation_id: null, causation_id: null, metadata: null,
+      data: null, correlation_id: null, causation_id: null, metadata: {},
     })
     assert.deepEqual(q.getTransaction('corr-a').map((r) => r.id), [1, 2])
     assert.deepEqual(q.getChildEvents(1).map((r) => r.cmd), ['renameUser'])

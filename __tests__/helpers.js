@@ -131,7 +131,21 @@ function sqlElsewhere(file, sql) {
  * test whose own thread is blocked waiting for the lock meanwhile).
  */
 function holdWriteLock(file, { forMs } = {}) {
-  const { args, options } = sqlChild(file, 'BEGIN IMMEDIATE', forMs === undefined ? 'stdin' : forMs)
+  return holdLock(file, 'BEGIN IMMEDIATE', forMs)
+}
+
+/**
+ * Holds a read transaction on a database file in another process until the returned
+ * `release()` resolves: with the rollback journal, a SHARED lock, which lets a writer begin
+ * but not commit.
+ */
+function holdReadLock(file) {
+  return holdLock(file, 'BEGIN; SELECT COUNT(*) FROM queue')
+}
+
+/** Runs `sql` (which opens a transaction) in another process and holds it; see holdWriteLock. */
+function holdLock(file, sql, forMs) {
+  const { args, options } = sqlChild(file, sql, forMs === undefined ? 'stdin' : forMs)
   const child = spawn(process.execPath, args, { ...options, stdio: ['pipe', 'pipe', 'inherit'] })
   const exited = new Promise((resolve) => child.on('exit', resolve))
   const release = () => {
@@ -222,5 +236,5 @@ function assertAcknowledged(rows, acks) {
 
 module.exports = {
   describe, test, after, tempDir, tempDb, recordingModel, recordingCallbacks, openRaw, throwsCode, sqlElsewhere, holdWriteLock,
-  startAcking, storedEvents, assertBatchesWhole, assertAcknowledged,
+  holdReadLock, startAcking, storedEvents, assertBatchesWhole, assertAcknowledged,
 }

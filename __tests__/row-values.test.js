@@ -21,7 +21,7 @@ const ROWS = {
   'JSON columns of only white space': "1, 1, '', '', 'c', '  \n', 'blank', NULL, ''",
   'JSON columns holding numbers, stored or as text': "1, 1, '', '', 'c', 42, 'numbers', NULL, '1.5'",
   'JSON columns holding a JSON string and nested values': "1, 1, '', '', 'c', '\"text\"', 'nested', NULL, ' {\"a\":[1,{\"b\":null}],\"c\":\"é\"} '",
-  'a JSON column that is not UTF-8': "1, 1, '', '', 'c', CAST(x'7bff7d' AS TEXT), 'json-bytes', NULL, '{}'",
+  'a JSON string that is not UTF-8': "1, 1, '', '', 'c', CAST(x'7b2261223a22ff227d' AS TEXT), 'json-bytes', NULL, '{}'",
 }
 
 function fileWith(rows) {
@@ -60,20 +60,24 @@ describe('retrieveByID and the other reads agree on every stored value', () => {
     assert.deepEqual([row('text beyond ASCII').user, row('text beyond ASCII').ip], ['é 😀 \u2028', 'Ω'])
     assert.deepEqual([row('text that is not UTF-8, and blobs').user, row('text that is not UTF-8, and blobs').ip], ['a\ufffdb', 'abc'])
     const nulls = row('empty text and NULLs')
-    assert.deepEqual([nulls.version, nulls.ip, nulls.data, nulls.metadata], [null, null, null, null])
-    assert.deepEqual([row('JSON columns of only white space').data, row('JSON columns of only white space').metadata], [null, null])
+    assert.deepEqual([nulls.version, nulls.ip, nulls.data, nulls.metadata], [null, null, null, {}], 'a NULL metadata is {}')
+    assert.deepEqual([row('JSON columns of only white space').data, row('JSON columns of only white space').metadata], [null, {}])
     assert.deepEqual([row('JSON columns holding numbers, stored or as text').data, row('JSON columns holding numbers, stored or as text').metadata], [42, 1.5])
     const nested = row('JSON columns holding a JSON string and nested values')
     assert.deepEqual([nested.data, nested.metadata], ['text', { a: [1, { b: null }], c: 'é' }])
-    assert.equal(row('a JSON column that is not UTF-8').data, '{\ufffd}', 'read as the text it holds, as the other reads do')
+    assert.deepEqual(row('a JSON string that is not UTF-8').data, { a: '\ufffd' })
     q.close()
   })
 
-  test('a data column that is not JSON fails the read as it fails the other reads', () => {
-    const { file, ids } = fileWith({ corrupt: "1, 1, '', '', 'c', '{\"a\":', 'corrupt', NULL, '{}'" })
+  test('a JSON column that is not one JSON value fails the read as it fails the other reads', () => {
+    const { file, ids } = fileWith({
+      cut: "1, 1, '', '', 'c', '{\"a\":', 'corrupt', NULL, '{}'",
+      more: "1, 1, '', '', 'c', '{}', 'corrupt', NULL, '{} {}'",
+      bytes: "1, 1, '', '', 'c', CAST(x'7bff7d' AS TEXT), 'corrupt', NULL, '{}'",
+    })
     const q = initQueue({ dbName: file })
-    assert.throws(() => q.getTransaction('corrupt'), SyntaxError)
-    assert.throws(() => q.retrieveByID(ids[0].id), SyntaxError)
+    assert.throws(() => q.getTransaction('corrupt'), { code: 'ERR_CORRUPT_ROW', id: ids[0].id })
+    for (const { id } of ids) assert.throws(() => q.retrieveByID(id), { code: 'ERR_CORRUPT_ROW', id })
     q.close()
   })
 })

@@ -13,18 +13,30 @@ const FIGURES = [
   { name: 'retrieveByIDCached_hit_ops', unit: 'ops/s', target: { ratio: 5 } },
   { name: 'page100_ops', unit: 'pages/s', target: { ratio: 2 } },
   { name: 'stream_eps', unit: 'events/s', target: { ratio: 2 } },
+  { name: 'storeAsync_eps', unit: 'events/s', target: { ratio: 3 } },
+  { name: 'replay_eps', unit: 'events/s', target: { ratio: 1.2 } },
   { name: 'stream_rss_mb', unit: 'MB', target: { max: 64 } },
 ]
 
 /** The second table (store and storeBulk under each index set), selectable like a figure. */
 const INDEX_COST = 'indexCost'
 
+/** The third: the async queue's throughput and write latency by number of producers. */
+const ASYNC_SCALING = 'asyncScaling'
+
+/**
+ * The third table: appends to one stream of each length with `expectedVersion` and without,
+ * selectable like a figure. `maxCost`: how much slower (as a share) the appends with it may be.
+ */
+const STREAM_COST = 'streamCost'
+const STREAM_COST_TARGET = { maxCost: 0.2 }
+
 /** Measured in a process of its own, so that the heap the other figures grew hides nothing. */
 const RSS_FIGURE = 'stream_rss_mb'
 
-const NAMES = [...FIGURES.map((f) => f.name), INDEX_COST]
+const NAMES = [...FIGURES.map((f) => f.name), INDEX_COST, ASYNC_SCALING, STREAM_COST]
 
-/** Parses `--only a,b`: every name must be a figure or `indexCost`. */
+/** Parses `--only a,b`: every name must be a figure, `indexCost` or `asyncScaling`. */
 function parseOnly(text) {
   if (!text) return NAMES
   const names = text.split(',').map((s) => s.trim()).filter(Boolean)
@@ -43,4 +55,4 @@ function parseRounds(text, fallback) {
   return n
 }
 
-module.exports = { FIGURES, INDEX_COST, RSS_FIGURE, parseOnly, parseRounds }
+module.exports = { FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }

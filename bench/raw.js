@@ -62,6 +62,7 @@ class RawQueue {
   #page
   #count
   #after
+  #all
   #insertAll
 
   constructor(file) {
@@ -75,6 +76,7 @@ class RawQueue {
     this.#page = db.prepare(`SELECT ${COLUMNS} FROM queue WHERE correlation_id = ? ORDER BY id LIMIT ? OFFSET ?`)
     this.#count = db.prepare('SELECT COUNT(*) AS n FROM queue WHERE correlation_id = ?')
     this.#after = db.prepare(`SELECT ${COLUMNS} FROM queue WHERE id > ? ORDER BY id LIMIT ?`)
+    this.#all = db.prepare(`SELECT ${COLUMNS} FROM queue ORDER BY id`)
     this.#insertAll = db.transaction((events) => events.map((event) => this.#insertRow(event)))
   }
 
@@ -145,9 +147,42 @@ class RawQueue {
     }
   }
 
+  /** Every event in id order through the model, as a hand-written replay loop does. */
+  cycleThrough(model) {
+    for (const row of this.#all.iterate()) {
+      parseRow(row)
+      model[row.cmd](row.data, row)
+    }
+  }
+
   close() {
     this.#db.close()
   }
 }
 
-module.exports = { RawQueue, driverName }
+/**
+ * The raw side of the async figures: the same queue behind a plain async wrapper, as one
+ * writes it over a synchronous driver, each store its own commit.
+ */
+class RawAsyncQueue {
+  #raw
+
+  constructor(file) {
+    this.#raw = new RawQueue(file)
+  }
+
+  async store(event, model) {
+    return this.#raw.store(event, model)
+  }
+
+  async cycleThrough(model, doneCB) {
+    this.#raw.cycleThrough(model)
+    if (doneCB) doneCB()
+  }
+
+  close() {
+    this.#raw.close()
+  }
+}
+
+module.exports = { RawQueue, RawAsyncQueue, driverName }

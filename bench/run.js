@@ -10,14 +10,15 @@
 //   --smoke            BENCH_SMOKE=1       a few hundred events per figure and 1 round, in
 //                                          seconds, written to bench/results/smoke.json
 //   --rounds N         BENCH_ROUNDS=N      rounds per figure; the median is reported (default 5)
-//   --only a,b         BENCH_ONLY=a,b      only these figures (the names of figures.js, or indexCost)
+//   --only a,b         BENCH_ONLY=a,b      only these figures (the names of figures.js, indexCost,
+//                                          asyncScaling or streamCost)
 //   --runtime NAME     BENCH_RUNTIME=NAME  only node, or only bun
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { FIGURES, INDEX_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
+const { FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
 
 const ROOT = path.join(__dirname, '..')
 const WORKLOAD = path.join(__dirname, 'workload.js')
@@ -127,6 +128,29 @@ function indexCostTable(indexCost) {
   return table(['index set', 'indexes', 'journal', 'store() events/s', 'storeBulk() events/s'], rows)
 }
 
+function asyncScalingTable(scaling) {
+  const ms = (n) => n.toFixed(2)
+  const rows = Object.values(scaling).map((s) => [s.producers.toLocaleString('en-US'), rate(s.eps), ms(s.p50Ms), ms(s.p99Ms)])
+  return table(['producers', 'events/s', 'p50 ms', 'p99 ms'], rows)
+}
+
+const percent = (share) => `${share >= 0 ? '+' : ''}${(share * 100).toFixed(1)} %`
+
+function streamCostTable(streamCost) {
+  const rows = Object.values(streamCost).map((entry) => [
+    entry.streamLength.toLocaleString('en-US'),
+    ...['store_eps', 'storeBulk_eps'].flatMap((kind) => [rate(entry[kind].plain), rate(entry[kind].expected), percent(entry[kind].cost)]),
+  ])
+  return table(['stream length', 'store() without', 'with', 'cost', 'storeBulk() without', 'with', 'cost'], rows)
+}
+
+/** The appends with expectedVersion that cost more than the target allows, as lines of the misses. */
+function streamCostMisses(runtime, streamCost) {
+  return Object.values(streamCost).flatMap((entry) => ['store_eps', 'storeBulk_eps']
+    .filter((kind) => entry[kind].cost > STREAM_COST_TARGET.maxCost)
+    .map((kind) => `${runtime} ${STREAM_COST} ${kind} at ${entry.streamLength} events: ${percent(entry[kind].cost)}, target ≤ +${STREAM_COST_TARGET.maxCost * 100} %`))
+}
+
 function machine() {
   const cpus = os.cpus()
   return {
@@ -154,7 +178,12 @@ function main() {
     }
     try {
       const result = runWorkload(runtime, options)
-      output[runtime] = { ...result.figures, ...(result.indexCost ? { [INDEX_COST]: result.indexCost } : {}) }
+      output[runtime] = {
+        ...result.figures,
+        ...(result.indexCost ? { [INDEX_COST]: result.indexCost } : {}),
+        ...(result.asyncScaling ? { [ASYNC_SCALING]: result.asyncScaling } : {}),
+        ...(result.streamCost ? { [STREAM_COST]: result.streamCost } : {}),
+      }
       output.machine.runtimes[runtime] = { version: result.version, rawDriver: result.driver }
     } catch (err) {
       console.error(`\n${err.message}`)
@@ -179,12 +208,22 @@ function report(output) {
   const missing = []
   for (const runtime of Object.keys(RUNTIMES).filter((r) => output[r])) {
     const { version, rawDriver } = m.runtimes[runtime]
-    const { [INDEX_COST]: indexCost, ...figures } = output[runtime]
+    const { [INDEX_COST]: indexCost, [ASYNC_SCALING]: scaling, [STREAM_COST]: streamCost, ...figures } = output[runtime]
     console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}`)
     if (Object.keys(figures).length > 0) console.log(figureTable({ figures }))
     if (indexCost) {
       console.log(`\nIndex cost on ${RUNTIMES[runtime].label} (eventlite-native; % of the core set)`)
       console.log(indexCostTable(indexCost))
+    }
+    if (scaling) {
+      const [first] = Object.values(scaling)
+      console.log(`\nopenQueue store() by concurrent producers on ${RUNTIMES[runtime].label} (${first.events.toLocaleString('en-US')} events each; latency from the call to its resolution)`)
+      console.log(asyncScalingTable(scaling))
+    }
+    if (streamCost) {
+      console.log(`\nStream cost on ${RUNTIMES[runtime].label} (eventlite-native: events/s appending to one stream of each length, without and with expectedVersion)`)
+      console.log(streamCostTable(streamCost))
+      misses.push(...streamCostMisses(runtime, streamCost))
     }
     for (const figure of FIGURES.filter((f) => f.name in figures)) {
       const entry = figures[figure.name]

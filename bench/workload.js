@@ -8,27 +8,36 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { initQueue, eventCallbacks } = require('..')
-const { RawQueue, driverName } = require('./raw')
-const { INDEX_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
+const { initQueue, openQueue, eventCallbacks } = require('..')
+const { RawQueue, RawAsyncQueue, driverName } = require('./raw')
+const { INDEX_COST, ASYNC_SCALING, STREAM_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
 
 const isBun = typeof Bun !== 'undefined'
 const RUNTIME = isBun ? 'bun' : 'node'
 
 /** How much work each figure does: the specified sizes, and a few hundred events for --smoke. */
 const SIZES = {
-  full: { store: 20_000, bulk: 100_000, batch: 1_000, fixture: 100_000, byId: 50_000, cached: 200_000, warmIds: 1_000, pages: 2_000, rssEvents: 1_000_000 },
-  smoke: { store: 300, bulk: 500, batch: 100, fixture: 500, byId: 300, cached: 500, warmIds: 50, pages: 20, rssEvents: 500 },
+  full: {
+    store: 20_000, bulk: 100_000, batch: 1_000, fixture: 100_000, byId: 50_000, cached: 200_000, warmIds: 1_000, pages: 2_000, rssEvents: 1_000_000,
+    async: 100_000, scaling: 20_000, streamLengths: [0, 1_000, 100_000], streamStores: 5_000, streamBatches: 20,
+  },
+  smoke: {
+    store: 300, bulk: 500, batch: 100, fixture: 500, byId: 300, cached: 500, warmIds: 50, pages: 20, rssEvents: 500,
+    async: 500, scaling: 300, streamLengths: [0, 500], streamStores: 200, streamBatches: 2,
+  },
 }
+/** The concurrent producers of storeAsync_eps, and the counts of the scaling table. */
+const PRODUCERS = 256
+const SCALING_PRODUCERS = [1, 16, 256, 4096]
 /** Events per correlation id in `ev`, so rows per page. */
 const PAGE = 100
 
-/** The benchmark's event number `i`. */
-const ev = (i) => ({
+/** The benchmark's event number `i`; the stream-cost table puts every event in one stream instead. */
+const ev = (i, correlationId = 'corr-' + Math.floor(i / PAGE)) => ({
   cmd: 'logEvent',
   data: { i, message: 'Test event ' + i, ts: 1700000000000 + i },
   user: 'user' + (i % 10),
-  correlationId: 'corr-' + Math.floor(i / PAGE),
+  correlationId,
 })
 
 /** The benchmark's model; the raw side calls the same `logEvent` on each row it stores. */
@@ -56,6 +65,26 @@ function sumOf(list, fn) {
 const SIDES = {
   ours: (file, { cache = false, wal = true, indexes } = {}) => initQueue({ dbName: file, WAL: wal, cache: { enabled: cache }, indexes }),
   raw: (file) => new RawQueue(file),
+}
+
+/** The same for the figures of the async queue (`async: true`): openQueue, and a plain async wrapper. */
+const ASYNC_SIDES = {
+  ours: (file, { cache = false } = {}) => openQueue({ dbName: file, cache: { enabled: cache } }),
+  raw: (file) => new RawAsyncQueue(file),
+}
+
+/**
+ * Runs `producers` concurrent producers over `input`, each awaiting `write(item)` before it
+ * takes the next item; resolves with the sum of what the writes returned.
+ */
+async function produce(input, producers, write) {
+  let next = 0
+  let sum = 0
+  const producer = async () => {
+    while (next < input.length) sum += await write(input[next++])
+  }
+  await Promise.all(Array.from({ length: producers }, producer))
+  return sum
 }
 
 /**
@@ -105,6 +134,25 @@ const WORK = {
       return page.totalCount + page.events[page.events.length - 1].data.i
     }),
   },
+  storeAsync_eps: {
+    from: 'empty',
+    async: true,
+    units: (n) => n.async,
+    input: (n) => events(0, n.async),
+    run: (q, input) => produce(input, PRODUCERS, (e) => q.store(e, model, callbacks)),
+  },
+  replay_eps: {
+    from: 'fixture',
+    async: true,
+    units: (n) => n.fixture,
+    input: () => null,
+    async run(q) {
+      let sum = 0
+      const counting = { ...model, logEvent(d) { sum += d.i; return d.i } }
+      await q.cycleThrough(counting, undefined, callbacks)
+      return sum
+    },
+  },
   stream_eps: {
     from: 'fixture',
     needs: 'streamEvents',
@@ -139,6 +187,83 @@ const INDEX_SETS = [
   { key: 'walOff', label: 'core, WAL off (rollback journal)', wal: false, indexes: {}, storeShare: 1 / 100 },
 ]
 const INDEX_COST_FIGURES = ['store_eps', 'storeBulk_eps']
+
+/** The stream the third table appends to. */
+const STREAM = 'orders-1'
+const STREAM_KINDS = ['store_eps', 'storeBulk_eps']
+
+/**
+ * The appends of the third table, to a stream of `length` events: `store()` calls or
+ * `storeBulk()` batches of the stream's events, `expected` ones carrying the version the
+ * stream is at (for a batch, its first event), as a writer with optimistic concurrency does.
+ */
+function streamInput(kind, sizes, length, expected) {
+  const event = (i, expects) => {
+    const e = ev(length + i, STREAM)
+    if (expects) e.expectedVersion = length + i
+    return e
+  }
+  if (kind === 'store_eps') return Array.from({ length: sizes.streamStores }, (_, i) => event(i, expected))
+  return Array.from({ length: sizes.streamBatches }, (_, b) => Array.from({ length: sizes.batch }, (_, k) => event(b * sizes.batch + k, expected && k === 0)))
+}
+
+/** A file whose stream holds `length` events, its version read once (so counted) as a running writer's would be. */
+function streamFixture(dir, sizes, length) {
+  const file = path.join(dir, `stream-${length}.sqlite`)
+  const q = SIDES.ours(file)
+  for (let from = 0; from < length; from += sizes.batch) {
+    q.storeBulk(Array.from({ length: Math.min(sizes.batch, length - from) }, (_, k) => ev(from + k, STREAM)))
+  }
+  if (q.getStreamVersion(STREAM) !== length) throw new Error(`${STREAM_COST}: the fixture stream holds the wrong number of events`)
+  q.close()
+  return file
+}
+
+/** One timed run of the third table: events/s of appends to a copy of `fixture`. */
+async function measureStream(fixture, file, kind, sizes, length, expected) {
+  for (const suffix of ['', '-wal']) {
+    if (fs.existsSync(fixture + suffix)) fs.copyFileSync(fixture + suffix, file + suffix)
+  }
+  const input = streamInput(kind, sizes, length, expected)
+  const q = SIDES.ours(file)
+  try {
+    if (kind === 'store_eps') return (await timed(input.length, () => sumOf(input, (e) => q.store(e, model, callbacks)))).rate
+    const events = input.length * sizes.batch
+    return (await timed(events, () => sumOf(input, (batch) => sumOf(q.storeBulk(batch, model, callbacks), (r) => r.result)))).rate
+  } finally {
+    q.close()
+    removeDb(file)
+  }
+}
+
+/**
+ * The third table: for each stream length, `store()` and `storeBulk()` with and without
+ * `expectedVersion`, the two alternating within each round; the medians, and `cost`, the
+ * median of the per-round shares by which the appends with it were slower.
+ */
+async function streamCost(dir, sizes, rounds) {
+  const fixtures = Object.fromEntries(sizes.streamLengths.map((length) => [length, streamFixture(dir, sizes, length)]))
+  const file = path.join(dir, 'stream-run.sqlite')
+  const result = {}
+  for (const length of sizes.streamLengths) {
+    result[length] = { streamLength: length }
+    for (const kind of STREAM_KINDS) {
+      const samples = { plain: [], expected: [], cost: [] }
+      for (let round = 0; round < rounds; round++) {
+        const order = round % 2 === 0 ? [false, true] : [true, false]
+        const got = {}
+        for (const expected of order) got[expected] = await measureStream(fixtures[length], file, kind, sizes, length, expected)
+        samples.plain.push(got.false)
+        samples.expected.push(got.true)
+        samples.cost.push(got.false / got.true - 1)
+        log(`round ${round + 1}/${rounds}  ${STREAM_COST} ${length}  ${kind}  without ${fmt(got.false)}  with ${fmt(got.true)}`)
+      }
+      result[length][kind] = { plain: median(samples.plain), expected: median(samples.expected), cost: median(samples.cost) }
+    }
+  }
+  for (const fixture of Object.values(fixtures)) removeDb(fixture)
+  return result
+}
 
 function collectGarbage() {
   if (isBun) Bun.gc(true)
@@ -191,13 +316,13 @@ async function measure(name, side, disk, options = {}) {
   const work = WORK[name]
   const input = work.input(disk.sizes)
   const file = disk.fresh(work.from)
-  const q = SIDES[side](file, { cache: work.cache, ...options })
+  const q = await (work.async ? ASYNC_SIDES : SIDES)[side](file, { cache: work.cache, ...options })
   try {
     if (work.needs && typeof q[work.needs] !== 'function') return null
     if (work.warm) work.warm(q, input)
     return await timed(work.units(disk.sizes), () => work.run(q, input))
   } finally {
-    q.close()
+    await q.close()
     removeDb(file)
   }
 }
@@ -264,6 +389,48 @@ async function indexCost(disk, rounds) {
   }]))
 }
 
+/** The value below which `fraction` of the sorted `values` fall. */
+const percentile = (sorted, fraction) => sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)]
+
+/**
+ * The third table: the async queue's throughput and write latency (from the call to its
+ * resolution, in ms) with 1 to 4,096 concurrent producers, each run on a fresh file; medians
+ * of the rounds.
+ */
+async function asyncScaling(disk, rounds) {
+  const input = events(0, disk.sizes.scaling)
+  const samples = Object.fromEntries(SCALING_PRODUCERS.map((p) => [p, { eps: [], p50: [], p99: [] }]))
+  for (let round = 0; round < rounds; round++) {
+    for (const producers of SCALING_PRODUCERS) {
+      const file = disk.fresh('empty')
+      const q = await ASYNC_SIDES.ours(file)
+      const latencies = new Float64Array(input.length)
+      let at = 0
+      try {
+        const { rate } = await timed(input.length, () => produce(input, producers, async (e) => {
+          const start = performance.now()
+          const result = await q.store(e, model, callbacks)
+          latencies[at++] = performance.now() - start
+          return result
+        }))
+        latencies.sort()
+        const sample = samples[producers]
+        sample.eps.push(rate)
+        sample.p50.push(percentile(latencies, 0.5))
+        sample.p99.push(percentile(latencies, 0.99))
+        log(`round ${round + 1}/${rounds}  asyncScaling ${producers} producers  ${fmt(rate)} events/s  p99 ${sample.p99.at(-1).toFixed(2)} ms`)
+      } finally {
+        await q.close()
+        removeDb(file)
+      }
+    }
+  }
+  return Object.fromEntries(SCALING_PRODUCERS.map((producers) => {
+    const { eps, p50, p99 } = samples[producers]
+    return [producers, { producers, events: input.length, eps: median(eps), p50Ms: median(p50), p99Ms: median(p99) }]
+  }))
+}
+
 /**
  * Peak RSS growth, in MB, while ours streams `rssEvents` events, from just before the stream;
  * the file is built with storeBulk first. RSS is sampled on every batch and every 5 ms.
@@ -318,6 +485,8 @@ async function main() {
     if (warmUp.length > 0) await compare(warmUp, files(dir, SIZES.smoke), 1, 'warm-up')
     if (compared.length > 0) Object.assign(result.figures, await compare(compared, disk, rounds))
     if (names.includes(INDEX_COST)) result.indexCost = await indexCost(disk, rounds)
+    if (names.includes(ASYNC_SCALING)) result.asyncScaling = await asyncScaling(disk, rounds)
+    if (names.includes(STREAM_COST)) result.streamCost = await streamCost(dir, disk.sizes, rounds)
     if (names.includes(RSS_FIGURE)) result.figures[RSS_FIGURE] = { ours: await streamRss(disk) }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })

@@ -19,7 +19,7 @@ const JSON_FLAG = { json: { type: 'boolean', description: 'print JSON instead of
 const COMMANDS = {
   inspect: {
     usage: 'eventlite inspect <db> [--json]',
-    summary: 'events, first and last, sizes, journal mode, indexes, top commands, pending events',
+    summary: 'events, first and last, sizes, journal mode, indexes, top commands, pending events, consumers',
     options: JSON_FLAG,
     positionals: ['db'],
     run: inspect,
@@ -192,6 +192,10 @@ async function inspect({ db }, options) {
   ]))
   if (info.topCmds.length > 0) {
     print(`\ntop commands\n${table(info.topCmds.map((c) => [`  ${c.cmd}`, number(c.count)]))}`)
+  }
+  if (info.consumers !== null && info.consumers.length > 0) {
+    const rows = info.consumers.map((c) => [`  ${c.name}${c.size > 1 ? ` (member ${c.member} of ${c.size})` : ''}`, `position #${c.position}, lag ${number(c.lag)}`])
+    print(`\nconsumers\n${table(rows)}`)
   }
 }
 

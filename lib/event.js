@@ -2,9 +2,13 @@
 // Turning the events callers pass into the batch payload the native core stores, and the
 // stored rows back into the objects `store`/`storeBulk` return. The payload is one JSON text
 // per call, an array of tuples [cmd, data, user, ip, version, correlationId, causationId,
-// metadata, datetime] (see src/event.rs): one boundary crossing however many events.
+// metadata, datetime] (see src/event.rs): one boundary crossing however many events. An event
+// with `expectedVersion` or `idempotencyKey` adds both to its tuple (null where absent), and
+// its call goes through the native `appendChecked`.
 const { randomUUID } = require('node:crypto')
-const { eventError, describe, reason } = require('./errors')
+const { coded, eventError, describe, reason } = require('./errors')
+const { rowBuilder } = require('./rows')
+const { idempotencyKeyMaxLength } = require('./native')
 
 const CMD = 0
 const DATA = 1
@@ -15,6 +19,12 @@ const CORRELATION = 5
 const CAUSATION = 6
 const METADATA = 7
 const DATETIME = 8
+/** Present only on an event with stream conditions (see `toRecord`). */
+const EXPECTED_VERSION = 9
+const IDEMPOTENCY_KEY = 10
+/** The length of a tuple without stream conditions. */
+const PLAIN = DATETIME + 1
+const MAX_KEY_LENGTH = idempotencyKeyMaxLength()
 
 /**
  * Where an event came from, for error messages: `at` is its index in a `storeBulk` batch, or
@@ -50,12 +60,34 @@ function readEvent(event, at) {
   }
   try {
     const {
-      cmd, data = {}, user = '', ip = '', version = 1, correlationId, causationId, metadata = {},
+      cmd, data = {}, user = '', ip = '', version = 1, correlationId, causationId, metadata = {}, expectedVersion, idempotencyKey,
     } = event
-    return { cmd, data, user, ip, version, correlationId, causationId, metadata }
+    return { cmd, data, user, ip, version, correlationId, causationId, metadata, expectedVersion, idempotencyKey }
   } catch (cause) {
     throw Object.assign(invalid(TypeError, at, `reading the event threw: ${reason(cause)}`), { cause })
   }
+}
+
+/**
+ * The events of a `storeBulk` call as a plain array, each read exactly once: a getter that
+ * throws, or a proxy (even a revoked one), makes the batch invalid rather than the call fail
+ * with the caller's own error.
+ */
+function readBatch(events) {
+  let isArray, copy, at
+  try {
+    isArray = Array.isArray(events)
+    if (isArray) {
+      copy = new Array(events.length)
+      for (at = 0; at < copy.length; at++) copy[at] = events[at]
+    }
+  } catch (cause) {
+    const which = at === undefined ? 'events' : `events[${at}]`
+    throw Object.assign(eventError(TypeError, `storeBulk(events): reading ${which} threw: ${reason(cause)}`, at === undefined ? undefined : { index: at }), { cause })
+  }
+  if (!isArray) throw eventError(TypeError, `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
+  if (copy.length === 0) throw eventError(TypeError, 'storeBulk(events): events must not be empty')
+  return copy
 }
 
 /** True when `store` must report the event through `callbacks._error` instead of storing it. */
@@ -80,7 +112,7 @@ function timestamp(now) {
  * its index in a batch (see `where`); `now` is the datetime option, called once for the event.
  */
 function toRecord(fields, at, now) {
-  const { cmd, data, user, ip, version, correlationId, causationId, metadata } = fields
+  const { cmd, data, user, ip, version, correlationId, causationId, metadata, expectedVersion, idempotencyKey } = fields
   if (lacksCmd(fields)) throw invalid(Error, at, 'cmd is missing')
   checkText(cmd, 'cmd', at, false)
   checkText(user, 'user', at, true)
@@ -96,10 +128,43 @@ function toRecord(fields, at, now) {
   }
   const hasCorrelation = typeof correlationId === 'string' && correlationId !== ''
   const hasCausation = causationId !== undefined && causationId !== null
+  const expects = expectedVersion !== undefined && expectedVersion !== null
+  const keyed = idempotencyKey !== undefined && idempotencyKey !== null
+  if (expects) {
+    if (!Number.isSafeInteger(expectedVersion) || expectedVersion < 0) {
+      throw invalid(TypeError, at, `expectedVersion must be an integer >= 0, got ${describe(expectedVersion)}`)
+    }
+    // A new random stream would make any expected version meaningless.
+    if (!hasCorrelation && !hasCausation) throw invalid(TypeError, at, 'expectedVersion needs a correlationId (or a causationId to inherit one from)')
+  }
+  if (keyed) {
+    checkText(idempotencyKey, 'idempotencyKey', at, false)
+    if (idempotencyKey.length === 0 || idempotencyKey.length > MAX_KEY_LENGTH) {
+      throw invalid(RangeError, at, `idempotencyKey must be 1 to ${MAX_KEY_LENGTH} characters long, got ${idempotencyKey.length}`)
+    }
+  }
   // Neither id given: the event starts a new transaction. Only a causation id: the core
   // looks the parent up and inherits its correlation id inside the write transaction.
   const correlation = hasCorrelation ? correlationId : hasCausation ? null : randomUUID()
-  return [cmd, data, user, ip, version, correlation, hasCausation ? causationId : null, metadata, timestamp(now)]
+  const record = [cmd, data, user, ip, version, correlation, hasCausation ? causationId : null, metadata, timestamp(now)]
+  if (expects || keyed) {
+    record[EXPECTED_VERSION] = expects ? expectedVersion : null
+    record[IDEMPOTENCY_KEY] = keyed ? idempotencyKey : null
+  }
+  return record
+}
+
+/** Whether a record carries stream conditions, which only the native appendChecked honours. */
+const isChecked = (record) => record.length > PLAIN
+
+/**
+ * The error of an expected version that did not hold; `conflict` as src/version.rs sends it.
+ * `batch` says whether the call was a storeBulk, whose errors carry the event's index.
+ */
+function conflictError(conflict, batch) {
+  const { correlationId, expectedVersion, actualVersion, index } = conflict
+  const message = `${where(batch ? index : undefined)}: stream ${JSON.stringify(correlationId)} is at version ${actualVersion}, not the expected ${expectedVersion}; nothing was stored`
+  return coded(Error, 'ERR_VERSION_CONFLICT', message, { correlationId, expectedVersion, actualVersion, ...(batch ? { index } : {}) })
 }
 
 /**
@@ -124,23 +189,24 @@ function toPayload(records, batch) {
   }
 }
 
-/** The stored row, built from what was sent and the id it got: nothing is read back. */
-function toRow(record, id, correlationId) {
-  return {
-    id,
-    version: record[VERSION],
-    datetime: record[DATETIME],
-    user: record[USER],
-    ip: record[IP],
-    cmd: record[CMD],
-    data: record[DATA],
-    correlation_id: correlationId,
-    causation_id: record[CAUSATION],
-    metadata: record[METADATA],
-  }
+/** Where each column of a stored row comes from: the record sent, the id it got, its correlation id. */
+const ROW_SOURCES = {
+  id: 'id',
+  version: `record[${VERSION}]`,
+  datetime: `record[${DATETIME}]`,
+  user: `record[${USER}]`,
+  ip: `record[${IP}]`,
+  cmd: `record[${CMD}]`,
+  data: `record[${DATA}]`,
+  correlation_id: 'correlationId',
+  causation_id: `record[${CAUSATION}]`,
+  metadata: `record[${METADATA}]`,
 }
 
+/** The stored row, built from what was sent and the id it got: nothing is read back. */
+const toRow = rowBuilder(['record', 'id', 'correlationId'], (column) => ROW_SOURCES[column])
+
 module.exports = {
-  readEvent, lacksCmd, toRecord, toPayload, toRow, timestamp,
-  CMD, DATA, USER, IP, VERSION, CORRELATION, CAUSATION, METADATA, DATETIME,
+  readEvent, readBatch, lacksCmd, toRecord, toPayload, toRow, timestamp, isChecked, conflictError,
+  CMD, DATA, USER, IP, VERSION, CORRELATION, CAUSATION, METADATA, DATETIME, EXPECTED_VERSION, IDEMPOTENCY_KEY,
 }

@@ -19,4 +19,7 @@ function load() {
   }
 }
 
-module.exports = load()
+const binding = load()
+// No read hands this runtime a string longer than it can create (see src/pieces.rs).
+binding.setMaxString(require('node:buffer').constants.MAX_STRING_LENGTH)
+module.exports = binding

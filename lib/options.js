@@ -4,16 +4,14 @@
 // ERR_INVALID_OPTION.
 const { optionError, describe, reason } = require('./errors')
 const { indexKeys } = require('./native')
+const { defaults: DEFAULTS, synchronous: SYNCHRONOUS, maxCacheSize, maxBusyTimeout } = require('./constants')
 
 const INDEX_KEYS = indexKeys()
 const OPTION_KEYS = [
   'dbName', 'WAL', 'synchronous', 'busyTimeout', 'indexes', 'cache', 'datetime', 'reset', 'risky',
   'init', 'hash',
 ]
-const SYNCHRONOUS = ['OFF', 'NORMAL', 'FULL', 'EXTRA']
-const CACHE_KEYS = ['enabled', 'maxSize', 'ttl']
-const CACHE_DEFAULTS = { enabled: true, maxSize: 1000, ttl: 300000 }
-const MAX_INT32 = 2 ** 31 - 1
+const CACHE_KEYS = Object.keys(DEFAULTS.cache)
 
 const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
 
@@ -57,13 +55,13 @@ function checkInteger(value, name, min, max) {
 function resolveOptions(given) {
   const options = given === undefined ? {} : readOptions(given, OPTION_KEYS, '')
 
-  const dbName = options.dbName === undefined ? 'data/events.sqlite' : options.dbName
+  const dbName = options.dbName === undefined ? DEFAULTS.dbName : options.dbName
   if (typeof dbName !== 'string') throw optionError(TypeError, `dbName must be a string, got ${describe(dbName)}`)
   if (dbName === '' || dbName.includes('\0')) {
     throw optionError(RangeError, 'dbName must be a non-empty path without NUL characters')
   }
 
-  const wal = options.WAL === undefined ? true : checkBoolean(options.WAL, 'WAL')
+  const wal = options.WAL === undefined ? DEFAULTS.wal : checkBoolean(options.WAL, 'WAL')
 
   let synchronous = null
   if (options.synchronous !== undefined) {
@@ -76,7 +74,7 @@ function resolveOptions(given) {
     }
   }
 
-  const busyTimeout = options.busyTimeout === undefined ? 5000 : checkInteger(options.busyTimeout, 'busyTimeout', 0, MAX_INT32)
+  const busyTimeout = options.busyTimeout === undefined ? DEFAULTS.busyTimeout : checkInteger(options.busyTimeout, 'busyTimeout', 0, maxBusyTimeout)
 
   const indexes = {}
   if (options.indexes !== undefined) {
@@ -85,18 +83,18 @@ function resolveOptions(given) {
     }
   }
 
-  const cache = { ...CACHE_DEFAULTS }
+  const cache = { ...DEFAULTS.cache }
   if (options.cache !== undefined) {
     const given = readOptions(options.cache, CACHE_KEYS, 'cache.')
     if (given.enabled !== undefined) cache.enabled = checkBoolean(given.enabled, 'cache.enabled')
-    if (given.maxSize !== undefined) cache.maxSize = checkInteger(given.maxSize, 'cache.maxSize', 1, MAX_INT32)
+    if (given.maxSize !== undefined) cache.maxSize = checkInteger(given.maxSize, 'cache.maxSize', 1, maxCacheSize)
     if (given.ttl !== undefined) cache.ttl = checkInteger(given.ttl, 'cache.ttl', 1, Number.MAX_SAFE_INTEGER)
   }
 
   const datetime = options.datetime === undefined ? Date.now : options.datetime
   if (typeof datetime !== 'function') throw optionError(TypeError, `datetime must be a function returning a number, got ${describe(datetime)}`)
 
-  const reset = options.reset === undefined ? false : checkBoolean(options.reset, 'reset')
+  const reset = options.reset === undefined ? DEFAULTS.reset : checkBoolean(options.reset, 'reset')
   const risky = options.risky === undefined ? false : checkBoolean(options.risky, 'risky')
 
   return {

@@ -3,11 +3,11 @@
 // native call; the core builds the whole page, rows and all, as one JSON text (src/page.rs).
 const { optionError, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
-const { toRows } = require('./rows')
+const { toRows, firstPiece, appendPieces } = require('./rows')
+const { maxPageLimit: MAX_LIMIT, defaults } = require('./constants')
 
 const PAGE_KEYS = ['limit', 'offset', 'cursor', 'withCount']
-const MAX_LIMIT = 10000
-const DEFAULTS = Object.freeze({ limit: 100, offset: 0, cursor: undefined, withCount: true })
+const DEFAULTS = Object.freeze({ limit: defaults.pageLimit, offset: 0, cursor: undefined, withCount: true })
 
 /**
  * `limit` or `offset`: the spec makes anything but an integer in range a RangeError, a value
@@ -49,8 +49,8 @@ function readPage(read) {
   } catch (err) {
     throw err.code === 'ERR_INVALID_OPTION' ? optionError(RangeError, err.message) : err
   }
-  const page = JSON.parse(text)
-  page.events = toRows(page.events)
+  const page = JSON.parse(firstPiece(text))
+  page.events = appendPieces(toRows(page.events), text)
   return page
 }
 

@@ -5,7 +5,7 @@
 // stores, evaluates and drives them (src/pending.rs, src/condition.rs).
 const { waitGroups } = require('./native')
 const { eventError, describe } = require('./errors')
-const { CMD, DATA, USER, IP, VERSION, CAUSATION, METADATA, DATETIME } = require('./event')
+const { CMD, DATA, USER, IP, VERSION, CAUSATION, METADATA, DATETIME, EXPECTED_VERSION, IDEMPOTENCY_KEY } = require('./event')
 
 /** [key in waitFor, condition_type of its rows], in the order EventLite stores them. */
 const GROUPS = waitGroups()
@@ -120,6 +120,9 @@ function pendingPayload(record, correlationId, { waitFor, groups, timeout }) {
         correlationId: correlationId ?? undefined,
         causationId: record[CAUSATION] ?? undefined,
         metadata: record[METADATA],
+        // Checked when the event is stored, as store() checks them (EventLite has neither).
+        expectedVersion: record[EXPECTED_VERSION] ?? undefined,
+        idempotencyKey: record[IDEMPOTENCY_KEY] ?? undefined,
       }),
       waitConditions: JSON.stringify(waitFor),
       createdAt,

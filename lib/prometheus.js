@@ -9,6 +9,7 @@ const FIGURES = [
   ['writes_total', 'counter', 'Events stored by this queue (single and bulk).', (m) => m.writesTotal],
   ['batch_writes_total', 'counter', 'storeBulk calls (and import batches) committed by this queue.', (m) => m.batchWritesTotal],
   ['batch_events_total', 'counter', 'Events stored through storeBulk (and imports) by this queue.', (m) => m.batchEventsTotal],
+  ['commits_total', 'counter', 'Transactions the async queue committed, one per group of writes (openQueue only).', (m) => m.commitsTotal],
   ['write_errors_total', 'counter', 'Writes that failed, invalid events included.', (m) => m.errorsTotal],
   ['last_write_milliseconds', 'gauge', 'Duration of the last single write.', (m) => m.lastWriteMs],
   ['last_batch_milliseconds', 'gauge', 'Duration of the last batch write.', (m) => m.lastBatchMs],
@@ -40,8 +41,11 @@ function metricsText(metrics, cache) {
   const lines = []
   const family = (name, type, help) => lines.push(`# HELP eventlite_${name} ${help}`, `# TYPE eventlite_${name} ${type}`)
   for (const [name, type, help, read] of FIGURES) {
+    const figure = read(metrics, cache)
+    // A figure the queue does not keep (commits, on initQueue's) is left out, not reported as 0.
+    if (figure === undefined) continue
     family(name, type, help)
-    lines.push(`eventlite_${name} ${value(read(metrics, cache))}`)
+    lines.push(`eventlite_${name} ${value(figure)}`)
   }
   family('write_latency_milliseconds', 'gauge', 'Write latency percentiles over recent writes.')
   for (const percentile of ['50', '95', '99']) {

@@ -2,19 +2,24 @@
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
 const { NativeQueue, rowById, cachedIdHit } = require('./native')
-const { closedError, coded, describe, dateTime, eventError, reason } = require('./errors')
-const { readEvent, lacksCmd, toRecord, toPayload, toRow, timestamp, CORRELATION, CAUSATION } = require('./event')
+const { closedError, coded, describe, dateTime, eventError } = require('./errors')
+const { readEvent, lacksCmd, toRecord, timestamp, isChecked, conflictError, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
+const { canReport, storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
-const { toRows, oneRow, makeRow } = require('./rows')
+const { toRows, oneRow, makeRow, endedEarly, firstPiece, appendPieces, rowsOf } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
 const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
 const { metricsText } = require('./prometheus')
+const { readWait, pendingPayload } = require('./pending')
+const { Consumers, resetConsumer } = require('./consumer')
+
+/** No duplicates, no rows: what an append with conditions that stored every event reports. */
+const NONE = Object.freeze([])
 
 /** The native queue, for the command line's tools; not part of the API. */
 const NATIVE = Symbol('eventlite-native.native')
-const { readWait, pendingPayload } = require('./pending')
 
 /** Rows per read while replaying: bounds memory whatever the size of the log. */
 const REPLAY_BATCH = 1000
@@ -22,8 +27,11 @@ const REPLAY_BATCH = 1000
 /** What a write of a pending event returns when it was no longer ready: nothing was stored. */
 const NOT_READY = Symbol('not ready')
 
-/** Whether `callbacks` can be told of a problem. */
-const canReport = (callbacks) => Boolean(callbacks) && typeof callbacks._error === 'function'
+/**
+ * Wakes a queue's following streams when another writer of this process appended: the writer
+ * thread of an async queue on the same file (lib/sqlite-backend.js).
+ */
+const WAKE_STREAMS = Symbol('wakeStreams')
 
 /** The row of a read that returns one row's values as JSON text, or null. */
 const parseRow = (text) => (text === null || text === undefined ? null : oneRow(JSON.parse(text)))
@@ -41,6 +49,15 @@ function toId(id) {
 
 function argError(message) {
   return coded(TypeError, 'ERR_INVALID_ARG', message)
+}
+
+/** cycleThrough's `{ start = 0, stop = null }`: the ids `from <= id < until` (`until` null: no end). */
+function cycleRange({ start = 0, stop = null } = {}) {
+  if (!Number.isSafeInteger(start)) throw argError(`cycleThrough: start must be an integer id, got ${describe(start)}`)
+  if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
+    throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
+  }
+  return { from: start, until: typeof stop === 'number' ? stop : null }
 }
 
 /** The key argument of a paginated read: an id as `toId` accepts it. */
@@ -70,6 +87,18 @@ function pageTime(method, name, value) {
   return time
 }
 
+/**
+ * What an append with stream conditions did (`appendChecked`'s reply, see src/lib.rs):
+ * `{ firstId, duplicates, rows }`, or a throw of ERR_VERSION_CONFLICT with the conflict's
+ * fields.
+ */
+function checkedOutcome(stored, batch) {
+  if (typeof stored === 'number') return { firstId: stored, duplicates: NONE, rows: NONE }
+  const outcome = JSON.parse(stored)
+  if (outcome.conflict) throw conflictError(outcome.conflict, batch)
+  return outcome
+}
+
 class EventQueue {
   #native
   #datetime
@@ -81,6 +110,9 @@ class EventQueue {
    */
   #templates = []
   #streams = new Streams()
+  /** The correlation id the core gave an event that inherited its parent's. */
+  #correlationOf = (id) => this.#native.correlationId(id)
+  #consumers = new Consumers()
 
   constructor(settings) {
     this.#native = new NativeQueue(settings.open)
@@ -111,81 +143,86 @@ class EventQueue {
     const db = this.#db
     if (!model) model = this._model
     if (!callbacks) callbacks = this._cb
-    let fields, record, payload
+    let input
     try {
-      fields = readEvent(event, undefined)
-      if (!lacksCmd(fields)) {
-        record = toRecord(fields, undefined, this.#datetime)
-        payload = toPayload([record], false)
-      } else if (!canReport(callbacks)) {
-        // EventLite would call `_error` of callbacks that are not there; an event must never
-        // be dropped with nobody told.
-        throw eventError(TypeError, 'store(event): cmd is missing and there are no callbacks to report it to; nothing was stored')
-      }
+      input = storeInput(event, callbacks, this.#datetime)
     } catch (err) {
       db.recordFailedWrite()
       throw err
     }
-    if (record === undefined) {
+    if (input.records === undefined) {
       db.recordFailedWrite()
-      const { user, ip, cmd, data } = fields
-      callbacks._error({ msg: 'No command given; aborting', priority: 2, user, ip, cmd, data })
+      reportMissingCmd(input.fields, callbacks)
       return undefined
     }
-    const id = pendingId === null ? db.append(payload) : db.appendPending(pendingId, payload)
-    if (id === null) return NOT_READY
+    let id
+    if (isChecked(input.records[0])) {
+      const stored = pendingId === null ? db.appendChecked(input.payload, false) : db.appendPendingChecked(pendingId, input.payload)
+      if (stored === null) return NOT_READY
+      const outcome = checkedOutcome(stored, false)
+      // A repeat of an idempotency key: the row stored the first time, and nothing runs.
+      if (outcome.duplicates.length > 0) return oneRow(outcome.rows[0])
+      id = outcome.firstId
+    } else {
+      id = pendingId === null ? db.append(input.payload) : db.appendPending(pendingId, input.payload)
+      if (id === null) return NOT_READY
+    }
     this.#streams.wake()
-    const row = toRow(record, id, record[CORRELATION] ?? db.correlationId(id))
-    if (!model) return row
-    return execute(row, model, callbacks)
+    return storeResult(input.records, id, this.#correlationOf, model, callbacks)
   }
 
   storeBulk(events, model, callbacks) {
     const db = this.#db
     if (!model) model = this._model
     if (!callbacks) callbacks = this._cb
-    let records, payload
+    let input
     try {
-      if (!Array.isArray(events)) throw coded(TypeError, 'ERR_INVALID_EVENT', `storeBulk(events): events must be an array, got ${events === null ? 'null' : typeof events}`)
-      if (events.length === 0) throw coded(TypeError, 'ERR_INVALID_EVENT', 'storeBulk(events): events must not be empty')
-      records = new Array(events.length)
-      for (let i = 0; i < events.length; i++) records[i] = toRecord(readEvent(events[i], i), i, this.#datetime)
-      payload = toPayload(records, true)
+      input = bulkInput(events, this.#datetime)
     } catch (err) {
       db.recordFailedWrite()
       throw err
     }
-    const firstId = db.appendBatch(payload)
+    let firstId
+    let repeats = null
+    if (input.records.some(isChecked)) {
+      const outcome = checkedOutcome(db.appendChecked(input.payload, true), true)
+      firstId = outcome.firstId
+      if (outcome.duplicates.length > 0) repeats = new Map(outcome.duplicates.map(([index], k) => [index, oneRow(outcome.rows[k])]))
+    } else {
+      firstId = db.appendBatch(input.payload)
+    }
     this.#streams.wake()
-    const results = new Array(records.length)
-    for (let i = 0; i < records.length; i++) {
-      const id = firstId + i
-      results[i] = { row: toRow(records[i], id, records[i][CORRELATION] ?? db.correlationId(id)), result: null }
-    }
-    if (model) {
-      for (const entry of results) entry.result = execute(entry.row, model, callbacks)
-    }
-    return results
+    return bulkResults(input.records, firstId, this.#correlationOf, model, callbacks, repeats)
+  }
+
+  getStreamVersion(correlationId) {
+    const db = this.#db
+    return db.streamVersion(pageText('getStreamVersion', 'correlationId', correlationId, true))
+  }
+
+  consume(name, options) {
+    return this.#consumers.open(() => this.#db, this.#streams, name, options)
+  }
+
+  getConsumers() {
+    return JSON.parse(this.#db.consumers())
+  }
+
+  resetConsumer(name, position = 0) {
+    resetConsumer(this.#db, name, position)
   }
 
   execute(row, model, callbacks) {
     return execute(row, model, callbacks)
   }
 
-  storeWithContext(event, context = {}, model, callbacks) {
-    if (event === null || typeof event !== 'object') return this.store(event, model, callbacks)
+  storeWithContext(event, context, model, callbacks) {
     let merged
     try {
-      const ctx = context ?? {}
-      merged = {
-        ...event,
-        correlationId: ctx.correlationId || event.correlationId,
-        causationId: ctx.causationId || ctx.parentEventId || event.causationId,
-        metadata: { ...event.metadata, ...ctx.metadata },
-      }
-    } catch (cause) {
+      merged = withContext(event, context)
+    } catch (err) {
       this.#db.recordFailedWrite()
-      throw Object.assign(coded(TypeError, 'ERR_INVALID_EVENT', `storeWithContext: reading the event or context threw: ${reason(cause)}`), { cause })
+      throw err
     }
     return this.store(merged, model, callbacks)
   }
@@ -257,18 +294,20 @@ class EventQueue {
     return typeof correlationId === 'string' ? JSON.parse(db.pendingByCorrelation(correlationId)) : []
   }
 
-  cycleThrough(model, doneCB, whileCB = eventCallbacks.void, { start = 0, stop = null } = {}) {
+  cycleThrough(model, doneCB, whileCB = eventCallbacks.void, range) {
     const db = this.#db
-    if (!Number.isSafeInteger(start)) throw argError(`cycleThrough: start must be an integer id, got ${describe(start)}`)
-    if (stop !== null && stop !== undefined && !Number.isSafeInteger(stop)) {
-      throw argError(`cycleThrough: stop must be an integer id or null, got ${describe(stop)}`)
-    }
-    const until = typeof stop === 'number' ? stop : null
+    const { from: start, until: stop } = cycleRange(range)
+    // Only the events stored before the replay starts: a model that stores events while it
+    // replays would otherwise keep giving it more, and a replay of a log it grows never ends.
+    const newest = db.newestId()
+    const end = newest === null ? start : newest + 1
+    const until = stop === null ? end : Math.min(stop, end)
     let from = start
     for (;;) {
-      const rows = toRows(JSON.parse(db.range(from, until, REPLAY_BATCH)))
+      const values = JSON.parse(db.range(from, until, REPLAY_BATCH))
+      const rows = toRows(values)
       for (const row of rows) execute(row, model, whileCB)
-      if (rows.length < REPLAY_BATCH) break
+      if (rows.length < REPLAY_BATCH && !endedEarly(values)) break
       from = rows[rows.length - 1].id + 1
     }
     if (typeof doneCB === 'function') doneCB()
@@ -287,13 +326,13 @@ class EventQueue {
   getTransaction(correlationId) {
     const db = this.#db
     const key = toCorrelationId(correlationId, 'getTransaction')
-    return key === null ? [] : toRows(JSON.parse(db.byCorrelation(key)))
+    return key === null ? [] : rowsOf(db.byCorrelation(key))
   }
 
   getChildEvents(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? [] : toRows(JSON.parse(db.children(key)))
+    return key === null ? [] : rowsOf(db.children(key))
   }
 
   getEventLineage(id) {
@@ -301,8 +340,9 @@ class EventQueue {
     const key = toId(id)
     const text = key === null ? null : db.lineage(key)
     if (text === null || text === undefined) return null
-    const [event, parent, children] = JSON.parse(text)
-    return { event: oneRow(event), parent: oneRow(parent), children: toRows(children) }
+    // One flat array of rows: the event, its parent (a row of nulls when it has none), its children.
+    const rows = rowsOf(text)
+    return { event: rows[0], parent: rows[1].id === null ? null : rows[1], children: rows.slice(2) }
   }
 
   getByCorrelationIdPaginated(correlationId, options) {
@@ -365,22 +405,14 @@ class EventQueue {
 
   /**
    * A cached read that went to SQLite: `found` is null (no such event) or the text
-   * `[values, slot]`. The row or rows `build` makes of the values become the slot's template
-   * and a copy is returned; slot -1 means the cache is disabled and nothing is kept.
+   * `[values, slot]`, in pieces or not. The row or rows `build` makes of the values become the
+   * slot's template and a copy is returned; slot -1 means the cache is disabled and nothing is
+   * kept.
    */
   #miss(found, build, copy) {
     if (found === null) return null
-    let pair
-    try {
-      pair = JSON.parse(found)
-    } catch (err) {
-      // A row whose stored JSON does not parse (written by another program) throws as the
-      // uncached read does; its slot must not keep serving the template of another key.
-      this.clearCache()
-      throw err
-    }
-    const value = build(pair[0])
-    const slot = pair[1]
+    const [values, slot] = JSON.parse(firstPiece(found))
+    const value = appendPieces(build(values), found)
     if (slot < 0) return value
     this.#templates[slot] = value
     return copy(value)
@@ -405,6 +437,10 @@ class EventQueue {
 
   [NATIVE]() {
     return this.#db
+  }
+
+  [WAKE_STREAMS]() {
+    this.#streams.wake()
   }
 
   /** Copies the live database into `destination` with SQLite's online backup. */
@@ -451,10 +487,12 @@ class EventQueue {
   #reset() {
     this.#db.reset()
     this.#templates.length = 0
+    this.#streams.wake()
   }
 
   close() {
     if (this.#closed) return
+    this.#consumers.close()
     this.#closed = true
     this.#streams.close()
     this.#native.close()
@@ -462,4 +500,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue, NATIVE }
+module.exports = { EventQueue, NATIVE, WAKE_STREAMS, REPLAY_BATCH, cycleRange }

@@ -1,49 +1,75 @@
 'use strict'
-// Rows arrive from the core as flat JSON arrays of values, ten per row in the column order of
-// src/schema.rs (COLUMNS), with data and metadata spliced in as JSON: one row on its own, or
-// many (a transaction, a page, a stream batch, a replay batch) one after another. Parsing that
-// and building each row with one object literal costs less than parsing the same rows written
-// as objects: the keys are known here, so the core does not send them. A row read by id comes
-// as its values instead (makeRow).
+// Rows arrive from the core as flat JSON arrays of values, one per column in the order of the
+// columns the core exports (lib/constants.js), with data and metadata spliced in as JSON: one
+// row on its own, or many (a transaction, a page, a stream batch, a replay batch) one after
+// another. Parsing that and building each row with one object literal costs less than parsing
+// the same rows written as objects: the keys are known here, so the core does not send them.
+// A row read by id comes as its values instead (makeRow).
+//
+// A read of many rows whose text would be too long for one string arrives in pieces
+// (src/pieces.rs): an array of texts, the read's own first, then flat arrays of the values of
+// the rows that follow.
+const { columns, jsonColumns } = require('./constants')
 
-const WIDTH = 10
+const WIDTH = columns.length
 
-/** The row whose values start at `values[j]`. */
-function toRow(values, j) {
-  return {
-    id: values[j],
-    version: values[j + 1],
-    datetime: values[j + 2],
-    user: values[j + 3],
-    ip: values[j + 4],
-    cmd: values[j + 5],
-    data: values[j + 6],
-    correlation_id: values[j + 7],
-    causation_id: values[j + 8],
-    metadata: values[j + 9],
-  }
+/**
+ * Compiles a function of `params` that builds a row as one object literal, its keys the
+ * columns in order: every row gets the one shape, and building it costs what a literal written
+ * out costs (a loop of `row[column] = value` costs several times more). `source(column, i)`
+ * is the expression of the column's value, over `params` and the names in `scope`.
+ */
+function rowBuilder(params, source, scope = {}) {
+  const fields = columns.map((column, i) => {
+    const value = source(column, i)
+    if (!/^[a-z_]+$/.test(column) || typeof value !== 'string') {
+      throw new Error(`eventlite-native: cannot build the column ${JSON.stringify(column)} of a row`)
+    }
+    return `${column}: ${value}`
+  })
+  const body = `return (${params.join(', ')}) => ({ ${fields.join(', ')} })`
+  return new Function(...Object.keys(scope), body)(...Object.values(scope))
 }
 
-/** The rows of a flat array of values. */
+/** The row whose values start at `values[j]`. */
+const toRow = rowBuilder(['values', 'j'], (column, i) => `values[j + ${i}]`)
+
+/** The rows of a flat array of values (a value left over after the last row is not one). */
 function toRows(values) {
-  const rows = new Array(values.length / WIDTH)
+  const rows = new Array(Math.floor(values.length / WIDTH))
   for (let i = 0; i < rows.length; i++) rows[i] = toRow(values, i * WIDTH)
   return rows
 }
 
+/** Whether a replay batch ended early (src/stream.rs, Batch::into_replay): it holds one more value. */
+const endedEarly = (values) => values.length % WIDTH !== 0
+
 /** One row's values (or null) as a row (or null). */
 const oneRow = (values) => (values === null ? null : toRow(values, 0))
+
+/** A read's own text: the text itself, or the first of its pieces. */
+const firstPiece = (text) => (typeof text === 'string' ? text : text[0])
+
+/** Appends the rows of the pieces after the first, if any, to `rows`. */
+function appendPieces(rows, text) {
+  if (typeof text === 'string') return rows
+  for (let i = 1; i < text.length; i++) {
+    for (const row of toRows(JSON.parse(text[i]))) rows.push(row)
+  }
+  return rows
+}
+
+/** The rows of a read of many that returns a flat array of values, in pieces or not. */
+const rowsOf = (text) => appendPieces(toRows(JSON.parse(firstPiece(text))), text)
 
 /** A JSON column's value as `rowById` hands it over: its JSON text, or a number or null as it is. */
 const parsed = (value) => (typeof value === 'string' ? JSON.parse(value) : value)
 
 /**
- * The row of one event read by id. The core hands over its ten values as JavaScript values
- * (`rowById` in src/lib.rs) instead of as text, which for a single row leaves only `data` and
- * `metadata` to parse.
+ * The row of one event read by id, from its values as `rowById` (src/lib.rs) hands them over,
+ * one argument per column: for a single row that costs less than its JSON text, as only
+ * `data` and `metadata` are left to parse.
  */
-function makeRow(id, version, datetime, user, ip, cmd, data, correlation_id, causation_id, metadata) {
-  return { id, version, datetime, user, ip, cmd, data: parsed(data), correlation_id, causation_id, metadata: parsed(metadata) }
-}
+const makeRow = rowBuilder(columns, (column) => (jsonColumns.includes(column) ? `parsed(${column})` : column), { parsed })
 
-module.exports = { toRows, oneRow, makeRow }
+module.exports = { toRows, oneRow, makeRow, rowBuilder, endedEarly, firstPiece, appendPieces, rowsOf }

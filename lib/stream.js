@@ -5,6 +5,7 @@
 const { optionError, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { toRows } = require('./rows')
+const { defaults } = require('./constants')
 
 const STREAM_KEYS = ['batchSize', 'startId', 'endId', 'correlationId', 'user', 'cmd', 'follow', 'signal']
 /** How long a following stream waits before it looks for events appended by another process. */
@@ -17,12 +18,29 @@ function checkFilter(value, name) {
   return value
 }
 
+/**
+ * The `signal` option: null, or an AbortSignal or an object shaped like one (`aborted` and both
+ * listener methods). Reading them may run the caller's getters; a throw there is a bad option,
+ * not the caller's own error.
+ */
+function checkSignal(signal) {
+  if (signal === null) return null
+  let isSignal
+  try {
+    isSignal = typeof signal === 'object' && typeof signal.aborted === 'boolean' &&
+      typeof signal.addEventListener === 'function' && typeof signal.removeEventListener === 'function'
+  } catch (cause) {
+    throw Object.assign(optionError(TypeError, `reading signal threw: ${cause && cause.message}`), { cause })
+  }
+  if (!isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
+  return signal
+}
+
 /** The native reader's options, plus `follow` and `signal`, which stay on this side. */
 function streamOptions(given) {
   const options = given === undefined ? {} : readOptions(given, STREAM_KEYS, '')
-  const { batchSize = 1000, startId = 0, endId = null, follow = false, signal = null } = options
-  const isSignal = signal !== null && typeof signal === 'object' && typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function'
-  if (signal !== null && !isSignal) throw optionError(TypeError, `signal must be an AbortSignal, got ${describe(signal)}`)
+  const { batchSize = defaults.batchSize, startId = 0, endId = null, follow = false } = options
+  const signal = checkSignal(options.signal ?? null)
   return {
     native: {
       // Any size, as in EventLite: the core reads a batch's rows as they come, never
@@ -67,6 +85,11 @@ class StreamState {
     return pending
   }
 
+  /** How far the reader has read (see src/stream.rs): call it once a read has resolved. */
+  position() {
+    return this.#native.position()
+  }
+
   /** Resolves after POLL_MS, or sooner when this queue appends (`wake`) or the stream ends. */
   idle() {
     if (this.#woken) return Promise.resolve()
@@ -97,9 +120,58 @@ class StreamState {
   }
 }
 
-/** The streams of one queue: woken when the queue appends, ended when it closes. */
+/**
+ * A stream's listener on its signal. It ends the stream when the signal aborts, without keeping
+ * the stream alive: a signal often outlives the streams it was given to.
+ */
+class AbortListener {
+  #signal
+  #onAbort
+  #listening = false
+
+  /** `ref` is a WeakRef of the stream's state. */
+  constructor(signal, ref) {
+    this.#signal = signal
+    this.#onAbort = () => ref.deref()?.end()
+  }
+
+  /** Listens, unless the signal has aborted already (then false). */
+  start() {
+    try {
+      if (this.#signal.aborted) return false
+      this.#signal.addEventListener('abort', this.#onAbort)
+    } catch (cause) {
+      throw Object.assign(optionError(TypeError, `signal threw: ${cause && cause.message}`), { cause })
+    }
+    this.#listening = true
+    return true
+  }
+
+  stop() {
+    if (!this.#listening) return
+    this.#listening = false
+    try {
+      this.#signal.removeEventListener('abort', this.#onAbort)
+    } catch {
+      // The stream has ended either way; the listener left behind ends nothing once it is gone.
+    }
+  }
+}
+
+/**
+ * The streams of one queue: woken when the queue appends, ended when it closes. It holds them
+ * weakly: a stream that its consumer let go of unfinished (an iterator read once and dropped)
+ * is garbage, and collecting it closes its native reader (src/lib.rs). Held strongly, every
+ * such stream would keep a connection and its descriptors open for the life of the queue.
+ */
 class Streams {
+  /** WeakRefs of the live streams' states. */
   #live = new Set()
+  /** Forgets a collected stream, and takes its listener off its signal. */
+  #collected = new FinalizationRegistry(({ ref, listener }) => {
+    this.#live.delete(ref)
+    listener?.stop()
+  })
   #closed = false
 
   /**
@@ -110,15 +182,40 @@ class Streams {
     return this.#batches(openNative, follow, signal)
   }
 
-  async * #batches(openNative, follow, signal) {
-    if (this.#closed || (signal && signal.aborted)) return
-    const onAbort = () => state.end()
+  /**
+   * A reader of this queue's log: woken when the queue appends, ended when it closes or
+   * `signal` aborts, and held weakly (see the class). `openNative()` makes the native reader;
+   * null (and no reader made) when the queue is closed or the signal already aborted. Whoever
+   * attaches ends the state. No closure made here holds the state where the queue or the
+   * signal can reach it: that would keep a dropped stream alive.
+   */
+  attach(openNative, signal) {
+    if (this.#closed) return null
+    let listener = null
     const state = new StreamState(openNative(), () => {
-      this.#live.delete(state)
-      if (signal) signal.removeEventListener('abort', onAbort)
+      this.#live.delete(ref)
+      this.#collected.unregister(ref)
+      listener?.stop()
     })
-    this.#live.add(state)
-    if (signal) signal.addEventListener('abort', onAbort)
+    const ref = new WeakRef(state)
+    listener = signal ? new AbortListener(signal, ref) : null
+    this.#live.add(ref)
+    this.#collected.register(state, { ref, listener }, ref)
+    try {
+      if (listener && !listener.start()) {
+        state.end()
+        return null
+      }
+    } catch (err) {
+      state.end()
+      throw err
+    }
+    return state
+  }
+
+  async * #batches(openNative, follow, signal) {
+    const state = this.attach(openNative, signal)
+    if (state === null) return
     try {
       let pending = state.read()
       for (;;) {
@@ -145,14 +242,14 @@ class Streams {
   /** Called after each append by this queue: a following stream that waits reads again at once. */
   wake() {
     if (this.#live.size === 0) return
-    for (const state of this.#live) state.wake()
+    for (const ref of this.#live) ref.deref()?.wake()
   }
 
   /** Ends every stream; called by the queue's close(). */
   close() {
     this.#closed = true
-    for (const state of this.#live) state.end()
+    for (const ref of this.#live) ref.deref()?.end()
   }
 }
 
-module.exports = { Streams, streamOptions }
+module.exports = { Streams, streamOptions, checkFilter, checkSignal }

@@ -43,6 +43,9 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'eventlite-docs-'))
 try {
   fs.mkdirSync(path.join(work, 'node_modules'))
   fs.symlinkSync(root, path.join(work, 'node_modules', 'eventlite-native'), 'dir')
+  // Examples that stand for another program on the same file use the runtime's raw driver
+  // (better-sqlite3, a devDependency), as an application that has it installed would.
+  fs.symlinkSync(path.join(root, 'node_modules', 'better-sqlite3'), path.join(work, 'node_modules', 'better-sqlite3'), 'dir')
   let ran = 0
   let skipped = 0
   const failed = []

@@ -13,8 +13,8 @@
 //!   `reset` forgets everything;
 //! - writes by another connection (another queue on the file, another process) move SQLite's
 //!   `PRAGMA data_version`. It is checked before every transaction lookup, and when it moved
-//!   everything is forgotten. It costs more than a whole id hit (docs/performance.md), so id
-//!   lookups do not check it: a stored row never changes (the log is append-only), and only a `reset()` by
+//!   everything is forgotten. The check costs more than a whole id hit, so id lookups do not
+//!   check it: a stored row never changes (the log is append-only), and only a `reset()` by
 //!   another connection can make a cached row wrong. Such a row is dropped at the next
 //!   transaction lookup or when its `ttl` runs out, whichever comes first.
 
@@ -26,6 +26,7 @@ use lru::LruCache;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::pieces::Pieces;
 use crate::read;
 
 /// The `cache` option of `initQueue`.
@@ -42,14 +43,15 @@ impl Default for CacheConfig {
     }
 }
 
+/// The largest `max_size`: slots stay below it and cross to JavaScript as 32-bit integers.
+pub const MAX_SIZE: usize = i32::MAX as usize;
+
 impl CacheConfig {
     /// The JavaScript layer validates first; this refuses what would make the cache misbehave.
     pub fn check(&self) -> Result<()> {
-        // Slots stay below `max_size` and cross to JavaScript as 32-bit integers.
-        if self.max_size == 0 || self.max_size > i32::MAX as usize {
+        if self.max_size == 0 || self.max_size > MAX_SIZE {
             return Err(Error::InvalidOption(format!(
-                "cache.maxSize must be an integer from 1 to {}, got {}",
-                i32::MAX,
+                "cache.maxSize must be an integer from 1 to {MAX_SIZE}, got {}",
                 self.max_size
             )));
         }
@@ -80,8 +82,8 @@ pub enum Lookup {
     /// Read from SQLite: the JSON text `[values, slot]`, where `values` are the row's or the
     /// transaction's rows' values as the plain reads send them (see [`crate::read`]), and
     /// `slot` is where JavaScript keeps the row(s) built from them, or `-1` when they are not
-    /// cached (the cache is disabled).
-    Miss(String),
+    /// cached (the cache is disabled); in [`Pieces`], the further ones continuing `values`.
+    Miss(Vec<String>),
 }
 
 /// `getCacheStats()`, as the spec lists it.
@@ -247,25 +249,27 @@ impl Cache {
         if let Some(slot) = self.lookup(&key, now) {
             return Ok(Some(Lookup::Hit(slot)));
         }
-        let mut out = String::with_capacity(512);
-        out.push('[');
+        let mut pieces = Pieces::new(String::with_capacity(512) + "[");
         let found = match &key {
-            Key::Id(id) => read::write_by_id(&mut out, conn, *id)?,
+            Key::Id(id) => read::write_by_id(&mut pieces.first, conn, *id)?,
             Key::Transaction(correlation_id) => {
-                read::write_by_correlation(&mut out, conn, correlation_id)?;
+                pieces.first.push('[');
+                read::write_by_correlation(&mut pieces, conn, correlation_id)?;
+                pieces.first.push(']');
                 true
             }
         };
         if !found {
             return Ok(None);
         }
+        let out = &mut pieces.first;
         out.push(',');
         match self.insert(key, now) {
             Some(slot) => out.push_str(itoa::Buffer::new().format(slot)),
             None => out.push_str("-1"),
         }
         out.push(']');
-        Ok(Some(Lookup::Miss(out)))
+        Ok(Some(Lookup::Miss(pieces.finish())))
     }
 
     /// Adds an entry, evicting the least recently used one at `max_size`; returns its slot,
@@ -416,14 +420,16 @@ mod tests {
     fn reads_return_the_value_and_its_slot_then_the_slot() {
         let mut store = Store::open(Config::new(MEMORY)).unwrap();
         store.append(r#"[["a",{"x":1},"","",1,"c",null,{},1]]"#).unwrap();
-        let Some(Lookup::Miss(text)) = store.cached_by_id(1).unwrap() else { panic!("expected a miss") };
-        let pair: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Some(Lookup::Miss(pieces)) = store.cached_by_id(1).unwrap() else { panic!("expected a miss") };
+        let pair: serde_json::Value = serde_json::from_str(&pieces[0]).unwrap();
         assert_eq!((pair[0][6]["x"].as_i64(), pair[1].as_i64()), (Some(1), Some(0)));
         assert_eq!(store.cached_by_id(1).unwrap(), Some(Lookup::Hit(0)));
         assert_eq!(store.cached_by_id(2).unwrap(), None);
 
-        let Some(Lookup::Miss(text)) = store.cached_transaction("c".into()).unwrap() else { panic!("expected a miss") };
-        let pair: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Some(Lookup::Miss(pieces)) = store.cached_transaction("c".into()).unwrap() else {
+            panic!("expected a miss")
+        };
+        let pair: serde_json::Value = serde_json::from_str(&pieces[0]).unwrap();
         assert_eq!((pair[0].as_array().unwrap().len() / 10, pair[1].as_i64()), (1, Some(1)));
         assert_eq!(store.cached_transaction("c".into()).unwrap(), Some(Lookup::Hit(1)));
     }
@@ -437,8 +443,10 @@ mod tests {
         }
         // A child of event 1 with no correlation id of its own joins transaction "p".
         store.append(r#"[["c",{},"","",1,null,1,{},1]]"#).unwrap();
-        let Some(Lookup::Miss(text)) = store.cached_transaction("p".into()).unwrap() else { panic!("p stayed cached") };
-        let pair: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Some(Lookup::Miss(pieces)) = store.cached_transaction("p".into()).unwrap() else {
+            panic!("p stayed cached")
+        };
+        let pair: serde_json::Value = serde_json::from_str(&pieces[0]).unwrap();
         assert_eq!(pair[0].as_array().unwrap().len() / 10, 2, "two rows of ten values");
         assert!(matches!(store.cached_transaction("q".into()).unwrap(), Some(Lookup::Hit(_))));
     }
@@ -454,8 +462,8 @@ mod tests {
         assert!(matches!(mine.cached_transaction("c".into()).unwrap(), Some(Lookup::Miss(_))));
         assert!(matches!(mine.cached_transaction("c".into()).unwrap(), Some(Lookup::Hit(_))));
         theirs.append(r#"[["b",{},"","",1,"c",null,{},1]]"#).unwrap();
-        let Some(Lookup::Miss(text)) = mine.cached_transaction("c".into()).unwrap() else { panic!("stale hit") };
-        let pair: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let Some(Lookup::Miss(pieces)) = mine.cached_transaction("c".into()).unwrap() else { panic!("stale hit") };
+        let pair: serde_json::Value = serde_json::from_str(&pieces[0]).unwrap();
         assert_eq!(pair[0].as_array().unwrap().len() / 10, 2, "two rows of ten values");
         drop((mine, theirs));
         let _ = std::fs::remove_dir_all(&dir);

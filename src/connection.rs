@@ -2,35 +2,27 @@
 //! prepared on it once.
 //!
 //! It dereferences to [`rusqlite::Connection`] for everything else (pragmas, schema,
-//! transactions). The hot statements are [`crate::statement::Statement`]s, looked up by the
-//! address of their `'static` SQL text: no hashing of the text on every call, as a cache keyed
-//! by text needs.
+//! transactions). The hot statements are kept in a [`StatementCache`] of its own and lent out
+//! as [`Statement`]s, which cannot leave it (see [`crate::statement`]).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::mem::ManuallyDrop;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 use std::ptr::NonNull;
 
 use rusqlite::{ffi, OpenFlags};
 
 use crate::error::{Error, Result};
-use crate::hash::FastHash;
-use crate::statement::Statement;
-
-/// Where a `'static` SQL text lives and how long it is: equal keys are the same text.
-type SqlKey = (usize, usize);
+use crate::statement::{Statement, StatementCache};
 
 pub struct Connection {
     /// Declared before `conn` so that the statements are dropped (finalized) before it closes:
     /// SQLite refuses to close a connection that still has statements.
-    statements: RefCell<HashMap<SqlKey, Statement, FastHash>>,
+    statements: StatementCache,
     conn: rusqlite::Connection,
 }
 
 impl Connection {
     pub fn new(conn: rusqlite::Connection) -> Connection {
-        Connection { statements: RefCell::default(), conn }
+        Connection { statements: StatementCache::default(), conn }
     }
 
     /// Opens `path`. Every connection to a file opens here, so that the file locks are made
@@ -42,16 +34,11 @@ impl Connection {
 
     /// The statement for `sql`, prepared on first use. It goes back to the cache when the
     /// returned guard drops; a second use of the same text meanwhile prepares its own.
-    pub fn cached(&self, sql: &'static str) -> Result<CachedStatement<'_>> {
-        let key = (sql.as_ptr() as usize, sql.len());
-        let taken = self.statements.borrow_mut().remove(&key);
-        let stmt = match taken {
-            Some(stmt) => stmt,
-            // SAFETY: the handle is this open connection, and the statement stays inside this
-            // `Connection` (in the cache or in a guard that borrows it) until it is finalized.
-            None => unsafe { Statement::prepare(self.handle()?, sql)? },
-        };
-        Ok(CachedStatement { conn: self, key, stmt: ManuallyDrop::new(stmt) })
+    pub fn cached(&self, sql: &'static str) -> Result<Statement<'_>> {
+        // SAFETY: the cache is this connection's own, used with no other, and dropped before
+        // the connection closes (see the fields); the connection is private, so nothing else
+        // can close it.
+        unsafe { self.statements.get(self.handle()?, sql) }
     }
 
     /// The connection's SQLite handle, valid while `self` lives.
@@ -67,37 +54,5 @@ impl Deref for Connection {
 
     fn deref(&self) -> &rusqlite::Connection {
         &self.conn
-    }
-}
-
-/// A statement lent out by [`Connection::cached`].
-pub struct CachedStatement<'c> {
-    conn: &'c Connection,
-    key: SqlKey,
-    /// Taken back into the cache when the guard drops.
-    stmt: ManuallyDrop<Statement>,
-}
-
-impl Deref for CachedStatement<'_> {
-    type Target = Statement;
-
-    fn deref(&self) -> &Statement {
-        &self.stmt
-    }
-}
-
-impl DerefMut for CachedStatement<'_> {
-    fn deref_mut(&mut self) -> &mut Statement {
-        &mut self.stmt
-    }
-}
-
-impl Drop for CachedStatement<'_> {
-    fn drop(&mut self) {
-        // SAFETY: `stmt` is not touched again after this.
-        let stmt = unsafe { ManuallyDrop::take(&mut self.stmt) };
-        // When the same text was lent out twice at once, the copy that comes back second is
-        // dropped (finalized): one is enough.
-        self.conn.statements.borrow_mut().entry(self.key).or_insert(stmt);
     }
 }

@@ -18,6 +18,14 @@ pub enum Error {
     SchemaMismatch(String),
     /// An error reported by SQLite; `code` is SQLite's own name, such as `SQLITE_BUSY`.
     Sqlite { code: &'static str, message: String },
+    /// A stored row whose `data` or `metadata` is not JSON (written so by another program).
+    CorruptRow { id: i64, column: &'static str, at: usize, what: &'static str },
+    /// A stored row whose JSON text is longer than the runtime can hold in one string.
+    RowTooLarge { id: i64, limit: usize },
+    /// An event's `expectedVersion` did not match its stream; see [`crate::version`].
+    VersionConflict(Box<crate::version::Conflict>),
+    /// A consumer's lease is held by another reader; see [`crate::consumer`].
+    ConsumerBusy(String),
 }
 
 impl Error {
@@ -29,6 +37,18 @@ impl Error {
             Error::QueueClosed => "ERR_QUEUE_CLOSED",
             Error::SchemaMismatch(_) => "ERR_SCHEMA_MISMATCH",
             Error::Sqlite { code, .. } => code,
+            Error::VersionConflict(_) => "ERR_VERSION_CONFLICT",
+            Error::ConsumerBusy(_) => "ERR_CONSUMER_BUSY",
+            Error::CorruptRow { .. } => "ERR_CORRUPT_ROW",
+            Error::RowTooLarge { .. } => "ERR_ROW_TOO_LARGE",
+        }
+    }
+
+    /// The id of the stored row the error is about, for the errors that are about one.
+    pub fn row_id(&self) -> Option<i64> {
+        match self {
+            Error::CorruptRow { id, .. } | Error::RowTooLarge { id, .. } => Some(*id),
+            _ => None,
         }
     }
 
@@ -37,14 +57,39 @@ impl Error {
     pub fn cant_open(message: String) -> Error {
         Error::Sqlite { code: "SQLITE_CANTOPEN", message }
     }
+
+    /// The error, naming the file at `path` when it is about the file itself: SQLite's message
+    /// ("file is not a database") does not say which. Worded as rusqlite words a file it
+    /// cannot open.
+    pub fn naming_file(self, path: &str) -> Error {
+        match self {
+            Error::Sqlite { code: code @ "SQLITE_NOTADB", message } => {
+                Error::Sqlite { code, message: format!("{message}: {path}") }
+            }
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) => f.write_str(m),
+            Error::InvalidEvent(m) | Error::InvalidOption(m) | Error::SchemaMismatch(m) | Error::ConsumerBusy(m) => {
+                f.write_str(m)
+            }
+            Error::VersionConflict(conflict) => conflict.fmt(f),
             Error::QueueClosed => f.write_str("the queue is closed"),
             Error::Sqlite { message, .. } => f.write_str(message),
+            Error::CorruptRow { id, column, at, what } => write!(
+                f,
+                "event {id} cannot be read: its stored {column} is not JSON ({what} at byte {at}); \
+                 another program wrote it so"
+            ),
+            Error::RowTooLarge { id, limit } => write!(
+                f,
+                "event {id} cannot be read: its JSON text is longer than {limit} bytes, the most this runtime \
+                 holds in one string"
+            ),
         }
     }
 }
@@ -59,7 +104,12 @@ impl From<rusqlite::Error> for Error {
             rusqlite::Error::InvalidPath(_) => "SQLITE_CANTOPEN",
             _ => "SQLITE_ERROR",
         };
-        Error::Sqlite { code, message: err.to_string() }
+        let message = match &err {
+            // An empty message from SQLite would leave a blank: its text for the code says it.
+            rusqlite::Error::SqliteFailure(e, Some(m)) if m.is_empty() => e.to_string(),
+            _ => err.to_string(),
+        };
+        Error::Sqlite { code, message }
     }
 }
 
@@ -112,6 +162,22 @@ mod tests {
         assert_eq!(Error::from(busy).code(), "SQLITE_BUSY");
         let notadb = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB), None);
         assert_eq!(Error::from(notadb).code(), "SQLITE_NOTADB");
+    }
+
+    #[test]
+    fn an_empty_sqlite_message_gives_way_to_sqlites_text_for_the_code() {
+        let busy =
+            rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), Some("".into()));
+        assert!(Error::from(busy).to_string().contains("locked"));
+    }
+
+    #[test]
+    fn notadb_names_the_file_and_other_errors_keep_their_message() {
+        let notadb = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_NOTADB), None);
+        let named = Error::from(notadb).naming_file("/tmp/x.sqlite");
+        assert_eq!(named.code(), "SQLITE_NOTADB");
+        assert!(named.to_string().ends_with(": /tmp/x.sqlite"), "{named}");
+        assert_eq!(Error::InvalidEvent("x".into()).naming_file("/tmp/x.sqlite").to_string(), "x");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! New events as they arrive from JavaScript: one JSON text per `store`/`storeBulk` call, an
 //! array of tuples `[cmd, data, user, ip, version, correlationId, causationId, metadata,
-//! datetime]`. The JavaScript layer has already validated and defaulted every field; this is
+//! datetime]`, to which an event that carries either of the stream conditions adds
+//! `expectedVersion, idempotencyKey` (each `null` when absent; see [`crate::version`] and
+//! [`crate::idempotency`]): events without them are sent exactly as before. The JavaScript layer has already validated and defaulted every field; this is
 //! the second line of defence, so a malformed payload is an error, never a panic.
 //!
 //! Strings are borrowed from the payload where they need no unescaping, and `data` and
@@ -10,6 +12,7 @@
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
+use crate::json;
 
 /// One event of a batch, its strings borrowed from the payload where they need no unescaping.
 #[derive(Debug)]
@@ -23,6 +26,8 @@ pub struct NewEvent<'a> {
     causation_id: Option<i64>,
     metadata: &'a str,
     datetime: i64,
+    expected_version: Option<i64>,
+    idempotency_key: Option<Cow<'a, str>>,
 }
 
 impl<'a> NewEvent<'a> {
@@ -53,6 +58,18 @@ impl<'a> NewEvent<'a> {
     pub fn datetime(&self) -> i64 {
         self.datetime
     }
+    /// The version its stream must be at for it to be appended.
+    pub fn expected_version(&self) -> Option<i64> {
+        self.expected_version
+    }
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+    /// Whether it carries a stream condition, which only [`crate::store::Store::append_checked`]
+    /// honours.
+    pub fn is_conditional(&self) -> bool {
+        self.expected_version.is_some() || self.idempotency_key.is_some()
+    }
 }
 
 /// Parses a batch and checks what the table requires of each event.
@@ -71,6 +88,14 @@ pub fn parse_batch(payload: &str) -> Result<Vec<NewEvent<'_>>> {
                 event.version()
             )));
         }
+        if let Some(expected) = event.expected_version().filter(|v| *v < 0) {
+            return Err(Error::InvalidEvent(format!(
+                "event {index}: expectedVersion must be an integer >= 0, got {expected}"
+            )));
+        }
+        if let Some(key) = event.idempotency_key() {
+            crate::idempotency::check_key(key).map_err(|why| Error::InvalidEvent(format!("event {index}: {why}")))?;
+        }
     }
     Ok(events)
 }
@@ -84,12 +109,9 @@ pub fn parse_events(payload: &str) -> Result<Vec<NewEvent<'_>>> {
 /// A little less than the payload text of a typical event, to size the vector of a batch.
 const BYTES_PER_EVENT: usize = 96;
 
-/// How deep `data` and `metadata` may nest: serde_json's limit, which this parser replaced.
-const MAX_DEPTH: usize = 128;
-
 /// A parser of exactly the payload's shape, written out instead of serde_json's generic
-/// machinery (sequence visitors, a tuple struct, `RawValue`), which cost much more per event and
-/// was a good part of storing a batch (docs/performance.md has the figures). `data` and
+/// machinery (sequence visitors, a tuple struct, `RawValue`), which took about three quarters
+/// longer an event and was a good part of storing a batch. `data` and
 /// `metadata` are still checked to be JSON, every string is checked and unescaped as JSON says,
 /// and anything else is an error that says where. `tests/properties.rs` checks that it reads
 /// every payload exactly as serde_json does.
@@ -118,7 +140,8 @@ impl<'a> Parser<'a> {
         Ok(events)
     }
 
-    /// `[cmd, data, user, ip, version, correlationId, causationId, metadata, datetime]`.
+    /// `[cmd, data, user, ip, version, correlationId, causationId, metadata, datetime]`, and
+    /// optionally `expectedVersion, idempotencyKey` after it.
     fn event(&mut self) -> Result<NewEvent<'a>> {
         self.expect(b'[')?;
         let cmd = self.string()?;
@@ -130,8 +153,25 @@ impl<'a> Parser<'a> {
         let causation_id = self.then(|p| p.nullable(Self::integer))?;
         let metadata = self.then(Self::raw)?;
         let datetime = self.then(Self::integer)?;
+        let (expected_version, idempotency_key) = if self.eat(b',') {
+            (self.nullable(Self::integer)?, self.then(|p| p.nullable(Self::string))?)
+        } else {
+            (None, None)
+        };
         self.expect(b']')?;
-        Ok(NewEvent { cmd, data, user, ip, version, correlation_id, causation_id, metadata, datetime })
+        Ok(NewEvent {
+            cmd,
+            data,
+            user,
+            ip,
+            version,
+            correlation_id,
+            causation_id,
+            metadata,
+            datetime,
+            expected_version,
+            idempotency_key,
+        })
     }
 
     /// The next field of a tuple: a comma, then what `field` reads.
@@ -218,14 +258,6 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn digits(&mut self) -> usize {
-        let start = self.at;
-        while matches!(self.peek(), Some(b'0'..=b'9')) {
-            self.at += 1;
-        }
-        self.at - start
-    }
-
     /// A JSON string, unescaped: borrowed from the payload when it holds no escape.
     fn string(&mut self) -> Result<Cow<'a, str>> {
         self.space();
@@ -309,126 +341,21 @@ impl<'a> Parser<'a> {
         Ok(unit)
     }
 
-    /// Any JSON value, checked and returned as the exact text it was given as.
+    /// Any JSON value, checked (see [`crate::json`], which has no limit on nesting) and returned
+    /// as the exact text it was given as.
     fn raw(&mut self) -> Result<&'a str> {
         self.space();
         let start = self.at;
-        self.value(0)?;
-        Ok(&self.text[start..self.at])
-    }
-
-    fn value(&mut self, depth: usize) -> Result<()> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("data nested too deep"));
-        }
-        self.space();
-        match self.peek() {
-            Some(b'{') => {
-                self.at += 1;
-                if self.eat(b'}') {
-                    return Ok(());
-                }
-                loop {
-                    self.skip_string()?;
-                    self.expect(b':')?;
-                    self.value(depth + 1)?;
-                    if self.eat(b'}') {
-                        return Ok(());
-                    }
-                    self.expect(b',')?;
-                }
+        match json::value(self.bytes(), start) {
+            Ok(scanned) => {
+                self.at = scanned.end;
+                Ok(&self.text[start..self.at])
             }
-            Some(b'[') => {
-                self.at += 1;
-                if self.eat(b']') {
-                    return Ok(());
-                }
-                loop {
-                    self.value(depth + 1)?;
-                    if self.eat(b']') {
-                        return Ok(());
-                    }
-                    self.expect(b',')?;
-                }
-            }
-            Some(b'"') => self.skip_string(),
-            Some(b'-' | b'0'..=b'9') => self.number(),
-            _ => {
-                for literal in [&b"true"[..], b"false", b"null"] {
-                    if self.bytes()[self.at..].starts_with(literal) {
-                        self.at += literal.len();
-                        return Ok(());
-                    }
-                }
-                Err(self.error("expected a JSON value"))
+            Err(invalid) => {
+                self.at = invalid.at;
+                Err(self.error(invalid.what))
             }
         }
-    }
-
-    /// A string inside `data` or `metadata`: checked, not unescaped.
-    fn skip_string(&mut self) -> Result<()> {
-        self.space();
-        if self.peek() != Some(b'"') {
-            return Err(self.error("expected a string"));
-        }
-        self.at += 1;
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    self.at += 1;
-                    return Ok(());
-                }
-                Some(b'\\') => {
-                    self.at += 1;
-                    self.skip_escape()?;
-                }
-                Some(0x00..=0x1f) | None => return Err(self.error("unterminated string or control character in it")),
-                Some(_) => self.at += 1,
-            }
-        }
-    }
-
-    /// An escape after a backslash, checked as JSON's grammar has it. A `\\u` escape of a lone
-    /// surrogate is valid JSON (`JSON.stringify` writes one for a lone surrogate in a string),
-    /// and `data` keeps it as written.
-    fn skip_escape(&mut self) -> Result<()> {
-        match self.peek() {
-            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                self.at += 1;
-                Ok(())
-            }
-            Some(b'u') => {
-                self.at += 1;
-                self.hex4().map(drop)
-            }
-            _ => Err(self.error("invalid escape")),
-        }
-    }
-
-    /// A JSON number: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-    fn number(&mut self) -> Result<()> {
-        self.at += usize::from(self.peek() == Some(b'-'));
-        match self.peek() {
-            Some(b'0') => self.at += 1,
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return Err(self.error("invalid number")),
-        }
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if self.digits() == 0 {
-                return Err(self.error("invalid number"));
-            }
-        }
-        if matches!(self.peek(), Some(b'e' | b'E')) {
-            self.at += 1;
-            self.at += usize::from(matches!(self.peek(), Some(b'+' | b'-')));
-            if self.digits() == 0 {
-                return Err(self.error("invalid number"));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -469,11 +396,26 @@ mod tests {
     }
 
     #[test]
-    fn data_nests_up_to_the_limit() {
+    fn data_nests_as_deep_as_it_likes() {
         let nested =
             |depth: usize| format!(r#"[["a",{}1{},"u","i",1,null,null,{{}},0]]"#, "[".repeat(depth), "]".repeat(depth));
-        assert!(parse_batch(&nested(MAX_DEPTH)).is_ok());
-        assert_eq!(parse_batch(&nested(MAX_DEPTH + 2)).unwrap_err().code(), "ERR_INVALID_EVENT");
+        for depth in [128, 129, 10_000, 1_000_000] {
+            let payload = nested(depth);
+            assert_eq!(parse_batch(&payload).unwrap()[0].data().len(), 2 * depth + 1);
+        }
+        assert_eq!(parse_batch(&nested(10_000).replacen(']', "", 1)).unwrap_err().code(), "ERR_INVALID_EVENT");
+    }
+
+    #[test]
+    fn stream_conditions_follow_the_nine_fields_when_given() {
+        let events =
+            parse_batch(r#"[["a",{},"u","i",1,"c",null,{},0,3,"k\u0031"],["b",{},"u","i",1,"c",null,{},0]]"#).unwrap();
+        assert_eq!((events[0].expected_version(), events[0].idempotency_key()), (Some(3), Some("k1")));
+        assert!(events[0].is_conditional());
+        assert_eq!((events[1].expected_version(), events[1].idempotency_key()), (None, None));
+        assert!(!events[1].is_conditional());
+        let key_only = parse_batch(r#"[["a",{},"u","i",1,null,null,{},0,null,"k"]]"#).unwrap();
+        assert_eq!((key_only[0].expected_version(), key_only[0].idempotency_key()), (None, Some("k")));
     }
 
     #[test]
@@ -503,6 +445,12 @@ mod tests {
             r#"[["a",tru,"u","i",1,null,null,{},0]]"#,
             r#"[["a",{},"u","i",99999999999999999999,null,null,{},0]]"#,
             "[[\"a\u{1}\",{},\"u\",\"i\",1,null,null,{},0]]",
+            r#"[["a",{},"u","i",1,"c",null,{},0,1]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,-1,null]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,1.5,null]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,null,""]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,null,7]]"#,
+            r#"[["a",{},"u","i",1,"c",null,{},0,null,null,null]]"#,
         ] {
             let err = parse_batch(bad).unwrap_err();
             assert_eq!(err.code(), "ERR_INVALID_EVENT", "{bad}");

@@ -3,47 +3,65 @@
 //! whose `code` is the error's stable code. The JavaScript layer (`lib/`) shapes arguments
 //! and results; see `lib/queue.js`.
 
-pub mod backup;
-pub mod cache;
-pub mod checkpoint;
-pub mod condition;
-pub mod connection;
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+// Public only for what the tests in `tests/` and the programs in `examples/` use: the rest,
+// the raw SQLite parts above all, is the crate's own.
+pub(crate) mod backup;
+pub(crate) mod busy;
+pub(crate) mod cache;
+pub(crate) mod checkpoint;
+pub(crate) mod condition;
+pub(crate) mod connection;
+pub(crate) mod consumer;
 pub mod error;
 pub mod event;
-pub mod hash;
-pub mod jsvalue;
-pub mod lock;
-pub mod maintenance;
+pub(crate) mod file;
+pub(crate) mod hash;
+pub(crate) mod idempotency;
+pub mod json;
+pub(crate) mod jsvalue;
+pub(crate) mod lock;
+pub(crate) mod maintenance;
 pub mod metrics;
 pub mod page;
-pub mod pending;
+pub(crate) mod pending;
+pub(crate) mod pieces;
 pub mod read;
 pub mod row;
 pub mod schema;
-pub mod statement;
+pub(crate) mod statement;
 pub mod store;
-pub mod stream;
-pub mod transfer;
+pub(crate) mod stream;
+pub(crate) mod streams;
+pub(crate) mod transfer;
+pub mod version;
+pub(crate) mod writer;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::ptr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use napi::bindgen_prelude::{
-    validate_type_tag, AsyncTask, Either, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue, TypeName,
-    TypeTag, ValueType,
+    validate_type_tag, AsyncTask, Either, Either3, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue,
+    TypeName, TypeTag, ValueType,
 };
-use napi::{check_status, sys, Env, JsError, Task};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{check_status, sys, Env, JsError, Status, Task};
 use napi_derive::napi;
 
 use crate::backup::Backup;
 use crate::cache::{CacheConfig, Lookup};
+use crate::consumer::{Acquired, Member, Partition};
 use crate::error::Error;
+use crate::metrics::WriteKind;
 use crate::page::{PageOptions, Query};
-use crate::store::{Config, Store};
+use crate::store::{Config, Store, MEMORY};
 use crate::stream::{Filter, Next, Stream};
+use crate::writer::{Request, SqliteBackend, Write, Writer};
 
 /// Named `Result` because the `#[napi]` macro recognises fallible returns by that name.
 type Result<T, E = napi::Error<&'static str>> = std::result::Result<T, E>;
@@ -86,12 +104,33 @@ pub struct CacheOptions {
 }
 
 /// A cached read for JavaScript: the slot of a template it holds, or the `[values, slot]` text
-/// of a miss; see `src/cache.rs`.
-fn to_found(lookup: Option<Lookup>) -> Option<Either<u32, Json>> {
+/// of a miss (in pieces); see `src/cache.rs`.
+fn to_found(lookup: Option<Lookup>) -> Option<Either3<u32, Json, Vec<Json>>> {
     lookup.map(|found| match found {
-        Lookup::Hit(slot) => Either::A(slot),
-        Lookup::Miss(text) => Either::B(Json(text)),
+        Lookup::Hit(slot) => Either3::A(slot),
+        Lookup::Miss(pieces) => match to_text(pieces) {
+            Either::A(text) => Either3::B(text),
+            Either::B(pieces) => Either3::C(pieces),
+        },
     })
+}
+
+/// A read's text for JavaScript (see `src/pieces.rs`): one string, as nearly always, or an
+/// array of the pieces.
+fn to_text(mut pieces: Vec<String>) -> Either<Json, Vec<Json>> {
+    match pieces.len() {
+        1 => Either::A(Json(pieces.pop().unwrap_or_default())),
+        _ => Either::B(pieces.into_iter().map(Json).collect()),
+    }
+}
+
+/// The longest string the runtime can create, in UTF-16 code units (`buffer.constants.
+/// MAX_STRING_LENGTH`): no read hands over more in one string. Called once, as the addon loads.
+#[napi]
+pub fn set_max_string(units: f64) {
+    if units.is_finite() && units >= 1.0 {
+        pieces::set_max_string(units as usize);
+    }
 }
 
 /// The option keys of `indexes`, so that JavaScript validates against the one list.
@@ -105,6 +144,80 @@ pub fn index_keys() -> Vec<&'static str> {
 #[napi]
 pub fn wait_groups() -> Vec<Vec<&'static str>> {
     condition::Group::ALL.iter().map(|g| vec![g.key(), g.condition_type()]).collect()
+}
+
+/// The constants the JavaScript layer shares with the core, defined here once; `lib/constants.js`
+/// reads them when the package loads.
+#[napi(object, object_from_js = false)]
+pub struct Constants {
+    /// The columns of a row, in the order every read sends their values.
+    pub columns: Vec<&'static str>,
+    /// The columns that hold JSON, which a row carries parsed.
+    pub json_columns: Vec<&'static str>,
+    /// The values of the `synchronous` option.
+    pub synchronous: Vec<&'static str>,
+    pub max_page_limit: u32,
+    pub max_cache_size: u32,
+    pub max_busy_timeout: u32,
+    pub defaults: Defaults,
+}
+
+/// What an option left out means.
+#[napi(object, object_from_js = false)]
+pub struct Defaults {
+    pub db_name: &'static str,
+    pub wal: bool,
+    pub busy_timeout: u32,
+    pub reset: bool,
+    pub cache: CacheOptions,
+    /// A page's `limit`.
+    pub page_limit: u32,
+    /// A stream's `batchSize`.
+    pub batch_size: u32,
+}
+
+#[napi]
+pub fn constants() -> Constants {
+    let config = Config::new(store::DEFAULT_PATH);
+    // The casts are of small constants, which fit.
+    Constants {
+        columns: schema::COLUMNS.to_vec(),
+        json_columns: row::json_columns().collect(),
+        synchronous: store::SYNCHRONOUS.to_vec(),
+        max_page_limit: page::MAX_LIMIT as u32,
+        max_cache_size: cache::MAX_SIZE as u32,
+        max_busy_timeout: store::MAX_BUSY_TIMEOUT_MS,
+        defaults: Defaults {
+            db_name: store::DEFAULT_PATH,
+            wal: config.wal,
+            busy_timeout: config.busy_timeout_ms,
+            reset: config.reset,
+            cache: CacheOptions {
+                enabled: config.cache.enabled,
+                max_size: config.cache.max_size as u32,
+                ttl: config.cache.ttl.as_millis() as f64,
+            },
+            page_limit: page::DEFAULT_LIMIT as u32,
+            batch_size: stream::DEFAULT_BATCH_SIZE as u32,
+        },
+    }
+}
+
+/// The longest `idempotencyKey`, in UTF-16 code units, so that JavaScript validates against it.
+#[napi]
+pub fn idempotency_key_max_length() -> u32 {
+    idempotency::MAX_KEY_LENGTH as u32
+}
+
+/// How long a consumer's lease lasts unrenewed, in milliseconds; JavaScript renews it more often.
+#[napi]
+pub fn consumer_lease_ms() -> u32 {
+    consumer::LEASE_MS as u32
+}
+
+/// The system clock in milliseconds since the Unix epoch, for consumer leases.
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Roughly what an open queue holds outside the JavaScript heap: SQLite's connection, its page
@@ -159,7 +272,7 @@ impl NativeQueue {
         Ok(NativeQueue { store: Some(Arc::new(Mutex::new(store))) })
     }
 
-    fn shared(&self) -> Result<&Arc<Mutex<Store>>> {
+    pub(crate) fn shared(&self) -> Result<&Arc<Mutex<Store>>> {
         self.store.as_ref().ok_or_else(|| to_js(Error::QueueClosed))
     }
 
@@ -167,7 +280,12 @@ impl NativeQueue {
     /// batch. Nothing panics while holding the lock, and a SQLite transaction cut short rolls
     /// back, so a poisoned lock still guards a usable store.
     fn store(&self) -> Result<MutexGuard<'_, Store>> {
-        Ok(self.shared()?.lock().unwrap_or_else(PoisonError::into_inner))
+        self.locked().map_err(to_js)
+    }
+
+    /// [`NativeQueue::store`], with the core's error.
+    fn locked(&self) -> Result<MutexGuard<'_, Store>, Error> {
+        Ok(self.store.as_ref().ok_or(Error::QueueClosed)?.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// Stores the payload (see `src/event.rs`) of one `store` call; returns the first id.
@@ -239,6 +357,105 @@ impl NativeQueue {
         pending::pending_by_correlation(self.store()?.conn(), &correlation_id).map(Json).map_err(to_js)
     }
 
+    /// Stores the payload of a `store` (`batch` false) or `storeBulk` call whose events may carry
+    /// `expectedVersion` or `idempotencyKey`; see [`checked_reply`] for what it returns.
+    #[napi(ts_return_type = "number | string")]
+    pub fn append_checked(&self, payload: String, batch: bool) -> Result<Either<f64, Json>> {
+        let mut store = self.store()?;
+        let kind = if batch { WriteKind::Batch } else { WriteKind::Single };
+        let checked = store.append_checked(&payload, kind);
+        checked_reply(&store, checked)
+    }
+
+    /// `appendChecked` for the store of ready pending event `pending_id`, claimed in the same
+    /// transaction; null (nothing stored) when it was no longer ready.
+    #[napi(ts_return_type = "number | string | null")]
+    pub fn append_pending_checked(&self, pending_id: f64, payload: String) -> Result<Option<Either<f64, Json>>> {
+        let pending_id = to_id(pending_id).map_err(to_js)?;
+        let mut store = self.store()?;
+        match store.append_pending_checked(pending_id, &payload) {
+            Ok(None) => Ok(None),
+            Ok(Some(checked)) => checked_reply(&store, Ok(checked)).map(Some),
+            Err(err) => checked_reply(&store, Err(err)).map(Some),
+        }
+    }
+
+    /// `getStreamVersion`.
+    #[napi]
+    pub fn stream_version(&self, correlation_id: String) -> Result<f64> {
+        self.store()?.stream_version(&correlation_id).map(|v| v as f64).map_err(to_js)
+    }
+
+    /// Takes a consumer's lease for `token`; returns its position, or the owner token of the
+    /// reader holding it. `dead`: owners JavaScript found gone, whose leases are free.
+    #[napi(ts_return_type = "number | string")]
+    pub fn consumer_acquire(
+        &self,
+        name: String,
+        member: u32,
+        size: u32,
+        token: String,
+        dead: Vec<String>,
+    ) -> Result<Either<f64, String>> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let at = Member { name: &name, member };
+        match consumer::acquire(store.conn(), &at, size, &token, now_ms(), &dead).map_err(to_js)? {
+            Acquired::Position(position) => Ok(Either::A(position as f64)),
+            Acquired::Busy(owner) => Ok(Either::B(owner)),
+        }
+    }
+
+    /// Stores a consumer's position and renews its lease; `ERR_CONSUMER_BUSY` once `token` lost it.
+    #[napi]
+    pub fn consumer_commit(&self, name: String, member: u32, token: String, position: f64) -> Result<()> {
+        let position = to_id(position).map_err(to_js)?;
+        let at = Member { name: &name, member };
+        consumer::commit(self.store()?.conn(), &at, &token, position, now_ms()).map_err(to_js)
+    }
+
+    /// Renews a consumer's lease; false once `token` lost it.
+    #[napi]
+    pub fn consumer_renew(&self, name: String, member: u32, token: String) -> Result<bool> {
+        let at = Member { name: &name, member };
+        consumer::renew(self.store()?.conn(), &at, &token, now_ms()).map_err(to_js)
+    }
+
+    #[napi]
+    pub fn consumer_release(&self, name: String, member: u32, token: String) -> Result<()> {
+        let at = Member { name: &name, member };
+        consumer::release(self.store()?.conn(), &at, &token).map_err(to_js)
+    }
+
+    /// The position stored for a consumer, or null when its name was never used.
+    #[napi]
+    pub fn consumer_position(&self, name: String, member: u32) -> Result<Option<f64>> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let at = Member { name: &name, member };
+        Ok(consumer::position(store.conn(), &at).map_err(to_js)?.map(|p| p as f64))
+    }
+
+    /// `getConsumers()` as JSON text.
+    #[napi(ts_return_type = "string")]
+    pub fn consumers(&self) -> Result<Json> {
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        let list = consumer::list(store.conn()).map_err(to_js)?;
+        // Serializing strings and integers cannot fail.
+        Ok(Json(serde_json::to_string(&list).unwrap_or_default()))
+    }
+
+    /// `resetConsumer`; returns null, or the owner token of a reader that holds it (see
+    /// `consumerAcquire`).
+    #[napi]
+    pub fn reset_consumer(&self, name: String, position: f64, dead: Vec<String>) -> Result<Option<String>> {
+        let position = to_id(position).map_err(to_js)?;
+        let store = self.store()?;
+        store.streams_ready().map_err(to_js)?;
+        consumer::reset(store.conn(), &name, position, now_ms(), &dead).map_err(to_js)
+    }
+
     /// Counts a write refused in JavaScript, before `append`.
     #[napi]
     pub fn record_failed_write(&self) -> Result<()> {
@@ -253,93 +470,141 @@ impl NativeQueue {
         read::correlation_id(self.store()?.conn(), id).map_err(to_js)
     }
 
-    #[napi(ts_return_type = "string | null")]
-    pub fn last(&self) -> Result<Option<Json>> {
-        read::last(self.store()?.conn()).map(|row| row.map(Json)).map_err(to_js)
-    }
-
-    #[napi(ts_return_type = "string")]
-    pub fn by_correlation(&self, correlation_id: String) -> Result<Json> {
-        read::by_correlation(self.store()?.conn(), &correlation_id).map(Json).map_err(to_js)
-    }
-
-    #[napi(ts_return_type = "string")]
-    pub fn children(&self, id: f64) -> Result<Json> {
-        let id = to_id(id).map_err(to_js)?;
-        read::children(self.store()?.conn(), id).map(Json).map_err(to_js)
+    /// Runs a read on the store. Its error is thrown as [`rejection`] makes it, with the `id`
+    /// of a row that cannot be read.
+    fn read<T>(&self, env: &Env, read: impl FnOnce(&mut Store) -> Result<T, Error>) -> Result<T, napi::Error> {
+        self.locked().and_then(|mut store| read(&mut store)).map_err(|err| rejection(env, err))
     }
 
     #[napi(ts_return_type = "string | null")]
-    pub fn lineage(&self, id: f64) -> Result<Option<Json>> {
-        let id = to_id(id).map_err(to_js)?;
-        read::lineage(self.store()?.conn(), id).map(|text| text.map(Json)).map_err(to_js)
+    pub fn last(&self, env: Env) -> Result<Option<Json>, napi::Error> {
+        self.read(&env, |store| Ok(read::last(store.conn())?.map(Json)))
+    }
+
+    /// Reads of many rows return their text in pieces; see [`to_text`].
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn by_correlation(&self, env: Env, correlation_id: String) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(&env, |store| read::by_correlation(store.conn(), &correlation_id).map(to_text))
+    }
+
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn children(&self, env: Env, id: f64) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(&env, |store| read::children(store.conn(), to_id(id)?).map(to_text))
+    }
+
+    #[napi(ts_return_type = "string | string[] | null")]
+    pub fn lineage(&self, env: Env, id: f64) -> Result<Option<Either<Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| Ok(read::lineage(store.conn(), to_id(id)?)?.map(to_text)))
+    }
+
+    /// The largest id stored, or `null`: where a replay that starts now ends.
+    #[napi]
+    pub fn newest_id(&self) -> Result<Option<f64>> {
+        read::newest_id(self.store()?.conn()).map(|id| id.map(|id| id as f64)).map_err(to_js)
     }
 
     /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as a
-    /// flat JSON array of values: the batches `cycleThrough` replays.
+    /// flat JSON array of values: the batches `cycleThrough` replays. A batch may end early (see
+    /// `src/pieces.rs`), which one more value at its end says; see [`stream::Batch::into_replay`].
     #[napi(ts_return_type = "string")]
-    pub fn range(&self, from: f64, until: Option<f64>, limit: u32) -> Result<Json> {
-        let from = to_id(from).map_err(to_js)?;
-        let end = until.map(to_id).transpose().map_err(to_js)?.map_or(i64::MAX, |u| u.saturating_sub(1));
-        let batch = Filter::default().read(self.store()?.conn(), from..=end, i64::from(limit)).map_err(to_js)?;
-        Ok(Json(batch.text))
+    pub fn range(&self, env: Env, from: f64, until: Option<f64>, limit: u32) -> Result<Json, napi::Error> {
+        self.read(&env, |store| {
+            let end = until.map(to_id).transpose()?.map_or(i64::MAX, |u| u.saturating_sub(1));
+            let ids = to_id(from)?..=end;
+            let batch = Filter::default().read(store.conn(), ids, i64::from(limit), &pieces::Limits::current())?;
+            Ok(Json(batch.into_replay()))
+        })
     }
 
-    /// One page, as the JSON text described in `src/page.rs`.
-    fn page(&self, query: Query<'_>, options: PageArgs) -> Result<Json> {
-        let offset = to_id(options.offset).map_err(to_js)?;
-        let cursor = options.cursor.as_deref();
-        let options = PageOptions { limit: i64::from(options.limit), offset, cursor, with_count: options.with_count };
-        page::read(self.store()?.conn(), query, &options).map(Json).map_err(to_js)
+    /// One page, as the JSON text described in `src/page.rs`, in pieces (see [`to_text`]).
+    fn page(&self, env: &Env, query: Query<'_>, options: PageArgs) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.read(env, |store| {
+            let offset = to_id(options.offset)?;
+            let cursor = options.cursor.as_deref();
+            let limit = i64::from(options.limit);
+            let options = PageOptions { limit, offset, cursor, with_count: options.with_count };
+            page::read(store.conn(), query, &options).map(to_text)
+        })
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_correlation(&self, correlation_id: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::Correlation(&correlation_id), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_correlation(
+        &self,
+        env: Env,
+        correlation_id: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::Correlation(&correlation_id), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_of_children(&self, id: f64, options: PageArgs) -> Result<Json> {
-        let id = to_id(id).map_err(to_js)?;
-        self.page(Query::Children(id), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_of_children(
+        &self,
+        env: Env,
+        id: f64,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        let id = to_id(id).map_err(|err| rejection(&env, err))?;
+        self.page(&env, Query::Children(id), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_user(&self, user: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::User(&user), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_user(
+        &self,
+        env: Env,
+        user: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::User(&user), options)
     }
 
-    #[napi(ts_return_type = "string")]
-    pub fn page_by_cmd(&self, cmd: String, options: PageArgs) -> Result<Json> {
-        self.page(Query::Cmd(&cmd), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_by_cmd(
+        &self,
+        env: Env,
+        cmd: String,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::Cmd(&cmd), options)
     }
 
     /// `start` and `end` may be infinite; NaN matches nothing.
-    #[napi(ts_return_type = "string")]
-    pub fn page_in_time_range(&self, start: f64, end: f64, options: PageArgs) -> Result<Json> {
-        self.page(Query::TimeRange(start, end), options)
+    #[napi(ts_return_type = "string | string[]")]
+    pub fn page_in_time_range(
+        &self,
+        env: Env,
+        start: f64,
+        end: f64,
+        options: PageArgs,
+    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+        self.page(&env, Query::TimeRange(start, end), options)
     }
 
     /// A reader of this store's events; see [`NativeStream`].
     #[napi]
-    pub fn stream(&self, options: StreamOptions) -> Result<NativeStream> {
+    pub fn stream(&self, env: Env, options: StreamOptions) -> Result<NativeStream> {
         let start = to_id(options.start_id).map_err(to_js)?;
         let end = options.end_id.map(to_id).transpose().map_err(to_js)?;
-        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd };
+        let partition = options.group_size.map(|size| Partition { member: options.group_member.unwrap_or(0), size });
+        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd, partition };
         let batch_size = to_id(options.batch_size).map_err(to_js)?;
         let stream = Stream::new(self.shared()?, filter, start, end, batch_size);
+        report_native_memory(&env, STREAM_FOOTPRINT);
         Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
 
-    #[napi(ts_return_type = "number | string | null")]
-    pub fn cached_by_id(&self, id: f64) -> Result<Option<Either<u32, Json>>> {
-        let id = to_id(id).map_err(to_js)?;
-        self.store()?.cached_by_id(id).map(to_found).map_err(to_js)
+    #[napi(ts_return_type = "number | string | string[] | null")]
+    pub fn cached_by_id(&self, env: Env, id: f64) -> Result<Option<Either3<u32, Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| store.cached_by_id(to_id(id)?).map(to_found))
     }
 
-    #[napi(ts_return_type = "number | string | null")]
-    pub fn cached_transaction(&self, correlation_id: String) -> Result<Option<Either<u32, Json>>> {
-        self.store()?.cached_transaction(correlation_id).map(to_found).map_err(to_js)
+    #[napi(ts_return_type = "number | string | string[] | null")]
+    pub fn cached_transaction(
+        &self,
+        env: Env,
+        correlation_id: String,
+    ) -> Result<Option<Either3<u32, Json, Vec<Json>>>, napi::Error> {
+        self.read(&env, |store| store.cached_transaction(correlation_id).map(to_found))
     }
 
     #[napi]
@@ -409,7 +674,8 @@ impl NativeQueue {
     /// The id from which the last `count` events matching the filters start (0: none match).
     #[napi]
     pub fn tail_start(&self, filter: TailFilter, count: u32) -> Result<f64> {
-        let filter = Filter { correlation_id: filter.correlation_id, user: filter.user, cmd: filter.cmd };
+        let filter =
+            Filter { correlation_id: filter.correlation_id, user: filter.user, cmd: filter.cmd, partition: None };
         Ok(maintenance::tail_start(self.store()?.conn(), &filter, i64::from(count)).map_err(to_js)? as f64)
     }
 
@@ -442,10 +708,139 @@ impl NativeQueue {
     }
 }
 
+/// The JavaScript function a writer thread hands each group's replies to: one call per group,
+/// which does not keep the event loop alive by itself (see [`NativeWriter::hold`]).
+type RepliesFn = ThreadsafeFunction<Json, napi::bindgen_prelude::Unknown<'static>, Json, Status, false, true>;
+
+/// The writer thread of an async queue (`openQueue`; see `src/writer.rs` and
+/// `lib/sqlite-backend.js`): writes are submitted here one call at a time, and come back
+/// committed, a group at a time, through the `onReplies` function.
+#[napi(custom_finalize)]
+pub struct NativeWriter {
+    /// `None` once closed.
+    writer: Option<Writer>,
+    /// Shared with the thread, which calls it; this side refs and unrefs it. `None` once closed.
+    replies: Option<Arc<RepliesFn>>,
+    /// What the writer's own connection holds outside the JavaScript heap, reported to the
+    /// engine while it is open (see [`NATIVE_FOOTPRINT`]); 0 on `:memory:`, where the writer
+    /// shares the queue's.
+    footprint: i64,
+}
+
+impl ObjectFinalize for NativeWriter {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        if self.writer.is_some() {
+            report_native_memory(&env, -self.footprint);
+        }
+        Ok(())
+    }
+}
+
+#[napi]
+impl NativeWriter {
+    /// Starts the writer of `queue`'s file: on a connection of its own, or for `:memory:` on the
+    /// queue's own store, the only one that holds its data.
+    #[napi(constructor, ts_args_type = "queue: NativeQueue, onReplies: (replies: string) => void")]
+    pub fn new(env: Env, queue: &NativeQueue, on_replies: RepliesFn) -> Result<NativeWriter> {
+        let shared = queue.shared()?;
+        let config = shared.lock().unwrap_or_else(PoisonError::into_inner).config().clone();
+        let (store, footprint) = if config.path == MEMORY {
+            (Arc::clone(shared), 0)
+        } else {
+            // The queue opened the file first and has already reset it if asked to; the cached
+            // reads are the queue's, so the writer's connection keeps no cache of its own.
+            let cache = CacheConfig { enabled: false, ..config.cache };
+            (
+                Arc::new(Mutex::new(Store::open(Config { reset: false, cache, ..config }).map_err(to_js)?)),
+                NATIVE_FOOTPRINT,
+            )
+        };
+        let replies = Arc::new(on_replies);
+        let deliver = Arc::clone(&replies);
+        let writer = Writer::spawn(SqliteBackend(store), move |text| {
+            // Refused only while the environment shuts down, when nobody awaits the replies.
+            deliver.call(Json(text), ThreadsafeFunctionCallMode::NonBlocking);
+        })
+        .map_err(to_js)?;
+        report_native_memory(&env, footprint);
+        Ok(NativeWriter { writer: Some(writer), replies: Some(replies), footprint })
+    }
+
+    fn submit(&self, request: Request) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or_else(|| to_js(Error::QueueClosed))?;
+        writer.submit(request).map_err(to_js)
+    }
+
+    /// Submits the payloads (see `src/event.rs`) of `store` and `storeBulk` calls, one per
+    /// line (see [`Write::lines`]): one crossing for the calls a turn of the event loop made.
+    /// Each call's reply is its first id.
+    #[napi]
+    pub fn write(&self, lines: String) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or_else(|| to_js(Error::QueueClosed))?;
+        writer.submit_all(Write::lines(&lines).map(Request::Write)).map_err(to_js)
+    }
+
+    /// Asks for the write metrics; the reply is `getMetrics()`'s object.
+    #[napi]
+    pub fn metrics(&self) -> Result<()> {
+        self.submit(Request::Metrics)
+    }
+
+    /// Closes the writer once the writes submitted are committed; the reply, `null`, comes after
+    /// the file is closed. Idempotent.
+    #[napi]
+    pub fn close(&mut self, env: Env) {
+        // Dropping the handle submits the close; the thread keeps the replies function until
+        // it has delivered the last reply.
+        if self.writer.take().is_some() {
+            report_native_memory(&env, -self.footprint);
+        }
+        self.replies.take();
+    }
+
+    /// Whether the replies function keeps the event loop alive: JavaScript holds it while
+    /// replies are due, so that a program awaiting a write does not exit before it resolves,
+    /// and lets go when none are, so that an idle queue never keeps a program running.
+    #[napi]
+    pub fn hold(&self, env: Env, busy: bool) -> Result<()> {
+        let Some(replies) = &self.replies else { return Ok(()) };
+        replies.handle.with_read_aborted(|aborted| {
+            if aborted {
+                return Ok(());
+            }
+            // SAFETY: on the JavaScript thread of the environment the function was created in,
+            // while it is alive: not aborted, and not released, as this object holds a reference.
+            let status = unsafe {
+                if busy {
+                    sys::napi_ref_threadsafe_function(env.raw(), replies.raw())
+                } else {
+                    sys::napi_unref_threadsafe_function(env.raw(), replies.raw())
+                }
+            };
+            check_status!(status).map_err(|err| napi::Error::new("ERR_NAPI", err.reason.clone()))
+        })
+    }
+}
+
 /// JSON text of a report the core built. Serialising plain structs of numbers and strings
 /// cannot fail; should it, the caller gets `null` rather than a crash.
 fn to_json_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// What JavaScript gets of an append with stream conditions: the first id when every event was
+/// stored; otherwise JSON text, [`store::Checked::to_json`] when some were repeats, or
+/// `{"conflict":{…}}` (see [`version::Conflict`]) when an expected version did not hold, for
+/// JavaScript to throw with its fields. A number spares the common case a `JSON.parse`.
+fn checked_reply(store: &Store, checked: std::result::Result<store::Checked, Error>) -> Result<Either<f64, Json>> {
+    match checked {
+        Ok(checked) if checked.duplicates.is_empty() => Ok(Either::A(checked.first_id as f64)),
+        Ok(checked) => checked.to_json(store.conn()).map(|text| Either::B(Json(text))).map_err(to_js),
+        Err(Error::VersionConflict(conflict)) => {
+            Ok(Either::B(Json(format!(r#"{{"conflict":{}}}"#, conflict.to_json()))))
+        }
+        Err(err) => Err(to_js(err)),
+    }
 }
 
 /// The filters of `tail_start`, as `streamEvents` takes them.
@@ -534,14 +929,48 @@ pub struct StreamOptions {
     pub correlation_id: Option<String>,
     pub user: Option<String>,
     pub cmd: Option<String>,
+    /// A consumer group member's share of the events only: its member number and the group size.
+    pub group_member: Option<u32>,
+    pub group_size: Option<u32>,
 }
 
+/// What an open stream is reported to hold outside the JavaScript heap, for the reason
+/// [`NATIVE_FOOTPRINT`] is: a stream dropped unfinished is released only when collected. It
+/// holds its own connection (a few hundred KB once it has read) and two file descriptors;
+/// descriptors run out first, and reporting half this left Node collecting too late to keep
+/// 2,000 dropped streams under `ulimit -n 256` without forced collections.
+const STREAM_FOOTPRINT: i64 = 1 << 20;
+
 /// A stream's reader. Its reads run on the libuv thread pool; `lib/stream.js` keeps at most one
-/// in flight.
-#[napi]
+/// in flight. Collected unclosed (its stream was dropped unfinished), it closes its connection.
+#[napi(custom_finalize)]
 pub struct NativeStream {
     /// `None` once closed, which drops the stream's connection.
     stream: Arc<Mutex<Option<Stream>>>,
+}
+
+impl NativeStream {
+    /// Drops the reader, once; true the time it did.
+    fn release(&self) -> bool {
+        self.stream.lock().unwrap_or_else(PoisonError::into_inner).take().is_some()
+    }
+}
+
+impl ObjectFinalize for NativeStream {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        let open = match self.stream.try_lock() {
+            Ok(mut stream) => stream.take().is_some(),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take().is_some(),
+            // A read in flight on the thread pool: the reader drops when it ends, with the last
+            // reference to it. Not closed: `lib/stream.js` closes a reader only once its read
+            // has settled, and reads no more after.
+            Err(TryLockError::WouldBlock) => true,
+        };
+        if open {
+            report_native_memory(&env, -STREAM_FOOTPRINT);
+        }
+        Ok(())
+    }
 }
 
 #[napi]
@@ -553,10 +982,20 @@ impl NativeStream {
         AsyncTask::new(NextBatch { stream: Arc::clone(&self.stream) })
     }
 
+    /// The id the reader has read past (see [`Stream::position`]); null once closed. Waits for a
+    /// read in flight: call it after one resolves.
+    #[napi]
+    pub fn position(&self) -> Option<f64> {
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        stream.as_ref().map(|s| s.position() as f64)
+    }
+
     /// Releases the reader. Waits for a read in flight to finish. Idempotent.
     #[napi]
-    pub fn close(&self) {
-        self.stream.lock().unwrap_or_else(PoisonError::into_inner).take();
+    pub fn close(&self, env: Env) {
+        if self.release() {
+            report_native_memory(&env, -STREAM_FOOTPRINT);
+        }
     }
 }
 
@@ -587,12 +1026,16 @@ impl Task for NextBatch {
     }
 }
 
-/// The JavaScript error a failed read rejects with, carrying the same `code` as the errors
-/// synchronous calls throw (a task's own error type can only carry napi's status names).
+/// The JavaScript error a failed read rejects with or throws, carrying the same `code` as the
+/// errors synchronous calls throw (a task's own error type can only carry napi's status names),
+/// and the `id` of the row it is about, when it is about one.
 fn rejection(env: &Env, err: Error) -> napi::Error {
     let coded = || -> napi::Result<napi::Error> {
         let mut object = env.create_error(napi::Error::from_reason(err.to_string()))?;
         object.set_named_property("code", err.code())?;
+        if let Some(id) = err.row_id() {
+            object.set_named_property("id", id as f64)?;
+        }
         Ok(napi::Error::from(object.to_unknown()))
     };
     coded().unwrap_or_else(|failed| failed)
@@ -606,7 +1049,7 @@ pub struct Json(pub String);
 impl ToNapiValue for Json {
     unsafe fn to_napi_value(env: sys::napi_env, value: Json) -> napi::Result<sys::napi_value> {
         let mut string = ptr::null_mut();
-        // SAFETY: as this function requires.
+        // SAFETY: `env` is the one this conversion was called with (as the trait requires).
         check_status!(unsafe { create_string(env, value.0.as_bytes(), &mut string) })?;
         Ok(string)
     }
@@ -645,9 +1088,9 @@ type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) 
 
 /// The hottest reads, exported as plain Node-API functions that take the queue as their first
 /// argument (`rowById(queue, id, makeRow)`). The `#[napi]` method glue tracks borrows on every call, on
-/// Node and Bun alike, which costs a measurable part of a whole `retrieveByID` and more than a
-/// cache hit costs without it (docs/performance.md). Writes keep the glue: a commit costs far
-/// more, and going raw bought nothing measurable there.
+/// Node and Bun alike, which costs a noticeable share of a whole `retrieveByID`, and more than
+/// a cache hit costs without it. Writes keep the glue: a commit costs far more, and going raw
+/// bought nothing measurable there.
 const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"rowById", row_by_id)];
 
 /// Adds [`RAW_FUNCTIONS`] to the exports.
@@ -676,8 +1119,8 @@ pub fn export_raw_functions(exports: Object, env: Env) -> napi::Result<()> {
 /// it; `None` unless it got them all.
 ///
 /// # Safety
-/// `env` and `info` must be those of a Node-API callback in progress, and the queue must not
-/// be used after that callback returns.
+/// `env` and `info` must be those of a Node-API callback in progress. The queue must not be
+/// used after that callback returns, nor while JavaScript runs (see below).
 unsafe fn queue_and_args<'a, const N: usize>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
@@ -690,7 +1133,14 @@ unsafe fn queue_and_args<'a, const N: usize>(
     let mut wrapped = ptr::null_mut();
     // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
     // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, which JavaScript keeps alive
-    // for the call since it is an argument; its store is only reached through its lock.
+    // for the call since it is an argument. A shared reference to it is sound because nothing
+    // can take the queue mutably while it is used. Only the `#[napi]` glue of a method that
+    // takes `&mut self` (`close`) does that, and only when JavaScript calls it, on the one
+    // JavaScript thread: that thread is inside this callback until it returns, and the
+    // callback runs no JavaScript while it uses the queue (the caller's promise), so no such
+    // call can re-enter. Other threads never reach the `NativeQueue`, only the store its `Arc`
+    // shares with streams. Bypassing the glue skips its run-time borrow tracking, which is
+    // what these functions save.
     unsafe {
         let ok = sys::Status::napi_ok;
         if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
@@ -721,38 +1171,43 @@ unsafe fn throw<S: AsRef<str>>(env: sys::napi_env, err: napi::Error<S>) -> sys::
 
 /// `rowById(queue, id, makeRow)`: what `makeRow` returns for event `id`, called with the row's
 /// ten values in column order as JavaScript values (see [`row::Cell`]: `data` and `metadata`
-/// as their JSON text, to parse), or null when there is no such event. One row this way costs
-/// less than as JSON text: JavaScript parses only the two JSON columns, as it would after any
-/// SQLite driver, and builds the row with one object literal (docs/performance.md).
+/// as their JSON text, for it to parse), or null when there is no such event. One row this way
+/// costs less than as JSON text: JavaScript parses only the two JSON columns, as it does after
+/// any SQLite driver, and builds the row with one object literal (docs/performance.md). A row
+/// that cannot be read throws as the other reads throw (`ERR_CORRUPT_ROW` with its `id`).
 unsafe extern "C" fn row_by_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // SAFETY: called by Node-API with its own env and callback info; the queue does not outlive
-    // this call.
-    let Some((queue, [id, make_row])) =
-        (unsafe { queue_and_args(env, info) }).filter(|(_, [_, make_row])| unsafe { is_function(env, *make_row) })
-    else {
-        let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue, an id and a function".to_string());
-        // SAFETY: `env` is this callback's.
-        return unsafe { throw(env, err) };
+    // The queue is used only in `row_values`, which runs no JavaScript, and its reference ends
+    // with this block, before `makeRow` runs.
+    let (values, make_row) = {
+        // SAFETY: called by Node-API with its own env and callback info.
+        let args = unsafe { queue_and_args(env, info) };
+        // SAFETY: `env` and the argument are this callback's.
+        let Some((queue, [id, make_row])) = args.filter(|(_, [_, f])| unsafe { is_function(env, *f) }) else {
+            let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue, an id and a function".to_string());
+            // SAFETY: `env` is this callback's.
+            return unsafe { throw(env, err) };
+        };
+        // SAFETY: `env` and `id` are this callback's; the queue is used as `queue_and_args` allows.
+        (unsafe { row_values(env, queue, id) }, make_row)
     };
+    let mut result = ptr::null_mut();
     // SAFETY: `env` and the values are this callback's.
     unsafe {
-        match row_values(env, queue, id) {
+        match values {
             Ok(Some(values)) => {
-                let (mut undefined, mut row) = (ptr::null_mut(), ptr::null_mut());
+                let mut undefined = ptr::null_mut();
                 sys::napi_get_undefined(env, &mut undefined);
-                // A throw of `makeRow` (a JSON column that is not JSON) stays pending and
-                // reaches the caller as it is; `row` is then null.
-                sys::napi_call_function(env, undefined, make_row, values.len(), values.as_ptr(), &mut row);
-                row
+                // A throw of `makeRow` stays pending and reaches the caller as it is; `result`
+                // is then null.
+                sys::napi_call_function(env, undefined, make_row, values.len(), values.as_ptr(), &mut result);
             }
             Ok(None) => {
-                let mut null = ptr::null_mut();
-                sys::napi_get_null(env, &mut null);
-                null
+                sys::napi_get_null(env, &mut result);
             }
-            Err(err) => throw(env, err),
+            Err(err) => return throw(env, err),
         }
     }
+    result
 }
 
 /// # Safety
@@ -765,35 +1220,30 @@ unsafe fn is_function(env: sys::napi_env, value: sys::napi_value) -> bool {
 }
 
 /// Event `id`'s values as JavaScript values, for [`row_by_id`]; `None` when it does not exist.
+/// A failure is thrown as the other reads throw it ([`rejection`]).
 ///
 /// # Safety
-/// `env` and `id` must be those of a Node-API callback in progress.
+/// `env` and `id` must be those of a Node-API callback in progress. It runs no JavaScript.
 unsafe fn row_values(
     env: sys::napi_env,
     queue: &NativeQueue,
     id: sys::napi_value,
-) -> Result<Option<[sys::napi_value; schema::COLUMNS.len()]>, napi::Error<String>> {
+) -> Result<Option<[sys::napi_value; schema::COLUMNS.len()]>, napi::Error> {
     let mut number = 0.0;
     // SAFETY: as this function requires.
-    check_status!(unsafe { sys::napi_get_value_double(env, id, &mut number) }, "the id must be a number")
-        .map_err(owned)?;
-    let id = to_id(number).map_err(|err| owned(to_js(err)))?;
-    let store = queue.store().map_err(owned)?;
-    let found = read::visit_by_id(store.conn(), id, |row| {
+    check_status!(unsafe { sys::napi_get_value_double(env, id, &mut number) }, "the id must be a number")?;
+    let env = Env::from_raw(env);
+    let id = to_id(number).map_err(|err| rejection(&env, err))?;
+    let store = queue.locked().map_err(|err| rejection(&env, err))?;
+    let found = read::visit_by_id(store.conn(), id, |cells| {
         let mut values = [ptr::null_mut(); schema::COLUMNS.len()];
-        for (column, value) in values.iter_mut().enumerate() {
-            let cell = row::cell(row, column).map_err(|err| owned(to_js(err)))?;
+        for (value, cell) in values.iter_mut().zip(cells) {
             // SAFETY: as this function requires; the cell's text lives as long as the row.
-            check_status!(unsafe { create_cell(env, cell, value) }).map_err(owned)?;
+            check_status!(unsafe { create_cell(env.raw(), *cell, value) })?;
         }
         Ok(values)
     });
-    found.map_err(|err| owned(to_js(err)))?.transpose()
-}
-
-/// An error with its code as an owned string, whichever kind of code it had.
-fn owned<S: AsRef<str>>(err: napi::Error<S>) -> napi::Error<String> {
-    napi::Error::new(err.status.as_ref().to_string(), err.reason)
+    found.map_err(|err| rejection(&env, err))?.transpose()
 }
 
 /// Makes `value` the JavaScript value of a stored value; returns the Node-API status. An
@@ -808,13 +1258,7 @@ unsafe fn create_cell(env: sys::napi_env, cell: row::Cell<'_>, value: &mut sys::
             row::Cell::Null => sys::napi_get_null(env, value),
             row::Cell::Integer(n) => sys::napi_create_int64(env, n, value),
             row::Cell::Real(f) => sys::napi_create_double(env, f, value),
-            row::Cell::Text(text) => create_string(env, text, value),
-            row::Cell::Json(text) => create_string(env, text.as_bytes(), value),
-            row::Cell::NotJson(bytes) => {
-                let mut json = String::new();
-                row::write_lossy(&mut json, bytes);
-                create_string(env, json.as_bytes(), value)
-            }
+            row::Cell::Text(text) | row::Cell::Json { text, .. } => create_string(env, text, value),
         }
     }
 }
@@ -835,7 +1279,8 @@ unsafe extern "C" fn cached_id_hit(env: sys::napi_env, info: sys::napi_callback_
 /// # Safety
 /// `env` and `info` must be those of a Node-API callback in progress.
 unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u32> {
-    // SAFETY: as this function requires; the queue does not outlive this call.
+    // SAFETY: as this function requires; the queue does not outlive this call, and reading a
+    // number and the cache run no JavaScript.
     let (queue, [arg]) = unsafe { queue_and_args(env, info) }?;
     let mut id = 0.0;
     // SAFETY: `arg` is a value of this callback; a non-number leaves a status, not `id`.

@@ -6,6 +6,7 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::connection::Connection;
+use crate::consumer::{self, ConsumerInfo};
 use crate::error::Result;
 use crate::schema;
 use crate::stream::Filter;
@@ -126,6 +127,8 @@ pub struct Inspection {
     pub top_cmds: Vec<CmdCount>,
     /// `None` when the file has no `pending_events` table (no wait conditions ever used).
     pub pending_events: Option<Vec<StatusCount>>,
+    /// The consumers with their positions and lag; `None` when the file has no consumer table.
+    pub consumers: Option<Vec<ConsumerInfo>>,
 }
 
 /// How many `cmd`s [`inspect`] lists.
@@ -145,12 +148,15 @@ pub fn inspect(conn: &Connection) -> Result<Inspection> {
     let top_cmds = top
         .query_map([TOP_CMDS], |r| Ok(CmdCount { cmd: r.get(0)?, count: r.get(1)? }))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let has_pending: i64 = txn.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'pending_events'",
-        [],
-        |r| r.get(0),
-    )?;
-    let pending_events = if has_pending == 0 {
+    let has_table = |name: &str| -> Result<bool> {
+        let found: i64 =
+            txn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [name], |r| {
+                r.get(0)
+            })?;
+        Ok(found > 0)
+    };
+    let consumers = if has_table("eventlite_consumers")? { Some(consumer::list(conn)?) } else { None };
+    let pending_events = if !has_table("pending_events")? {
         None
     } else {
         let mut stmt =
@@ -169,6 +175,7 @@ pub fn inspect(conn: &Connection) -> Result<Inspection> {
         indexes: schema::present_indexes(conn)?,
         top_cmds,
         pending_events,
+        consumers,
     })
 }
 
@@ -195,7 +202,7 @@ mod tests {
         let top: Vec<(&str, i64)> = seen.top_cmds.iter().map(|c| (c.cmd.as_str(), c.count)).collect();
         assert_eq!(top, vec![("b", 3), ("a", 2), ("c", 1)]);
         assert_eq!(seen.indexes, vec!["idx_causation_id", "idx_correlation_id"]);
-        assert!(seen.pending_events.is_none());
+        assert_eq!(seen.pending_events, Some(vec![]), "a queue creates the pending events table");
         assert!(seen.page_size > 0 && seen.page_count > 0);
     }
 

@@ -1,7 +1,8 @@
 //! Paginated reads: one page of a query, the query's total, and where the next page starts,
 //! rendered as one JSON text so that a page crosses to JavaScript in one piece:
 //! `{"events":[…],"totalCount":…,"hasMore":…,"nextOffset":…,"nextCursor":…}`, where `events`
-//! is a flat array of row values (see [`crate::row::write_values`]).
+//! is a flat array of row values (see [`crate::row::write_values`]); a page of very large rows
+//! continues its `events` in further [`Pieces`].
 //!
 //! A page reads `limit + 1` rows: the extra one only says whether more follow, so `hasMore` is
 //! exact without counting. A cursor is keyset pagination: it holds the sort key of the last row
@@ -15,11 +16,23 @@ use rusqlite::types::ValueRef;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::row::{select_list, write_values};
+use crate::pieces::Pieces;
+use crate::row::select_list;
 use crate::statement::{Row, Statement};
 
 /// The largest `limit` a page accepts.
 pub const MAX_LIMIT: i64 = 10_000;
+
+/// The `limit` of a page when none is given.
+pub const DEFAULT_LIMIT: i64 = 100;
+
+/// JavaScript's `Number.MAX_SAFE_INTEGER`: the ids and offsets a cursor carries are numbers
+/// there.
+const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
+
+/// The most rows a cursor may say it has passed: `nextOffset` (that plus a limit) stays a safe
+/// integer.
+const MAX_PASSED: i64 = MAX_SAFE_INTEGER - MAX_LIMIT;
 
 /// The five paginated queries, each with its arguments.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +134,7 @@ impl Query<'_> {
     }
 
     /// Binds the query's arguments, `?1` and `?2`.
-    fn bind(&self, stmt: &mut Statement) -> Result<()> {
+    fn bind(&self, stmt: &mut Statement<'_>) -> Result<()> {
         match *self {
             Query::Correlation(text) | Query::User(text) | Query::Cmd(text) => stmt.bind(1, text),
             Query::Children(id) => stmt.bind(1, id),
@@ -221,7 +234,34 @@ impl Cursor {
                     .into(),
             ));
         }
-        Ok(Cursor { passed, datetime, id })
+        let cursor = Cursor { passed, datetime, id };
+        cursor.check(query)?;
+        Ok(cursor)
+    }
+
+    /// Refuses a cursor that no page of `query` could have returned. The fingerprint only says
+    /// which query a cursor claims; its numbers are checked here, so that an edited cursor can
+    /// only narrow its query: the keyset bound of a time range replaces the range's upper end,
+    /// and `nextOffset` adds to `passed`.
+    fn check(&self, query: &Query<'_>) -> Result<()> {
+        let out_of_range = |what: String| {
+            Error::InvalidOption(format!("cursor out of range: {what}; pass back a page's nextCursor unchanged"))
+        };
+        if !(0..=MAX_PASSED).contains(&self.passed) {
+            return Err(out_of_range(format!("{} rows passed", self.passed)));
+        }
+        if !(-MAX_SAFE_INTEGER..=MAX_SAFE_INTEGER).contains(&self.id) {
+            return Err(out_of_range(format!("id {}", self.id)));
+        }
+        let inside = match *query {
+            // The key of a row of the range, whose datetime the range holds.
+            Query::TimeRange(start, end) => start <= self.datetime && self.datetime <= end,
+            _ => !self.datetime.is_nan(),
+        };
+        if !inside {
+            return Err(out_of_range(format!("datetime {} outside the query", self.datetime)));
+        }
+        Ok(())
     }
 
     /// The key of a row selected with `select_list`; `passed` is the page's to fill in.
@@ -258,8 +298,8 @@ fn check(options: &PageOptions<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Reads one page of `query` as JSON text.
-pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> Result<String> {
+/// Reads one page of `query` as JSON text, in [`Pieces`].
+pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> Result<Vec<String>> {
     check(options)?;
     let after = options.cursor.map(|text| Cursor::decode(text, &query)).transpose()?;
     if options.with_count {
@@ -270,11 +310,18 @@ pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> R
     }
 }
 
-fn render(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>, after: Option<Cursor>) -> Result<String> {
+fn render(
+    conn: &Connection,
+    query: Query<'_>,
+    options: &PageOptions<'_>,
+    after: Option<Cursor>,
+) -> Result<Vec<String>> {
     let passed = after.map_or(options.offset, |c| c.passed);
-    let mut out = String::with_capacity(256 * options.limit.min(1000) as usize);
-    out.push_str("{\"events\":[");
-    let events = write_events(&mut out, conn, query, options, after)?;
+    let mut head = String::with_capacity(256 * options.limit.min(1000) as usize);
+    head.push_str("{\"events\":[");
+    let mut pieces = Pieces::new(head);
+    let events = write_events(&mut pieces, conn, query, options, after)?;
+    let out = &mut pieces.first;
     out.push_str("],\"totalCount\":");
     if options.with_count {
         // A last page reached by offset holds the rest of the result, so it gives the total
@@ -301,7 +348,7 @@ fn render(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>, after:
         }
         None => out.push_str(",\"hasMore\":false,\"nextOffset\":null,\"nextCursor\":null}"),
     }
-    Ok(out)
+    Ok(pieces.finish())
 }
 
 /// What [`write_events`] wrote.
@@ -314,9 +361,9 @@ struct Events {
     last: Option<Cursor>,
 }
 
-/// Writes up to `limit` rows, comma-separated.
+/// Writes up to `limit` rows.
 fn write_events(
-    out: &mut String,
+    pieces: &mut Pieces,
     conn: &Connection,
     query: Query<'_>,
     options: &PageOptions<'_>,
@@ -340,10 +387,7 @@ fn write_events(
             events.more = true;
             break;
         }
-        if events.rows > 0 {
-            out.push(',');
-        }
-        write_values(out, &row)?;
+        pieces.row(&row)?;
         events.rows += 1;
         if events.rows == options.limit {
             events.last = Some(Cursor::at(&row)?);
@@ -417,7 +461,9 @@ mod tests {
     }
 
     fn page(store: &Store, query: Query<'_>, options: &PageOptions<'_>) -> Value {
-        serde_json::from_str(&read(store.conn(), query, options).unwrap()).unwrap()
+        let pieces = read(store.conn(), query, options).unwrap();
+        assert_eq!(pieces.len(), 1, "a page of small rows is one piece");
+        serde_json::from_str(&pieces[0]).unwrap()
     }
 
     fn ids(page: &Value) -> Vec<i64> {
@@ -521,6 +567,41 @@ mod tests {
                 "ERR_INVALID_OPTION"
             );
         }
+    }
+
+    #[test]
+    fn an_edited_cursor_only_narrows_its_query() {
+        let store = store_with(40, &[]);
+        let range = Query::TimeRange(2.0, 5.0);
+        let first = page(&store, range, &options(3));
+        let cursor = first["nextCursor"].as_str().unwrap().to_string();
+        let parts: Vec<&str> = cursor.split('_').collect();
+        let edited = |passed: &str, datetime: &str, id: &str| format!("{}_{passed}_{datetime}_{id}", parts[0]);
+        let refuse = |text: String| {
+            let opts = PageOptions { cursor: Some(&text), ..options(3) };
+            let err = read(store.conn(), range, &opts).unwrap_err();
+            assert_eq!(err.code(), "ERR_INVALID_OPTION", "{text}");
+            assert!(err.to_string().contains("out of range"), "{text}: {err}");
+        };
+        // Datetimes past either end of the range (here past the log's newest), or not a number.
+        for datetime in ["5.5", "9", "1e300", "inf", "1.9", "-inf", "NaN"] {
+            refuse(edited(parts[1], datetime, parts[3]));
+        }
+        // A count that would make nextOffset wrap, or pass JavaScript's safe integers.
+        for passed in [i64::MAX.to_string(), (MAX_PASSED + 1).to_string()] {
+            refuse(edited(&passed, parts[2], parts[3]));
+        }
+        refuse(edited(parts[1], parts[2], &(MAX_SAFE_INTEGER + 1).to_string()));
+        // Inside the range, an edited cursor is a narrower page of the same query.
+        let narrowed = edited(&MAX_PASSED.to_string(), "5", "21");
+        let p = page(&store, range, &PageOptions { cursor: Some(&narrowed), ..options(3) });
+        assert_eq!((ids(&p), p["nextOffset"].as_i64()), (vec![20, 19, 18], Some(MAX_PASSED + 3)));
+        // Every other query keeps its filter whatever the cursor says.
+        let by_user = page(&store, Query::User("u1"), &options(2));
+        let user_parts: Vec<String> = by_user["nextCursor"].as_str().unwrap().split('_').map(str::to_string).collect();
+        let far = format!("{}_0_1e300_{MAX_SAFE_INTEGER}", user_parts[0]);
+        let p = page(&store, Query::User("u1"), &PageOptions { cursor: Some(&far), ..options(100) });
+        assert!(ids(&p).iter().all(|id| id % 3 == 1), "{:?}", ids(&p));
     }
 
     #[test]

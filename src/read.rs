@@ -1,12 +1,14 @@
 //! Plain reads. Each returns JSON text that JavaScript parses once: rows as flat arrays of
-//! values (see [`crate::row::write_values`]), which `lib/rows.js` turns into row objects.
+//! values (see [`crate::row::write_values`]), which `lib/rows.js` turns into row objects. A
+//! read of one row returns one text; a read of many returns [`Pieces`], nearly always one.
 
 use once_cell::sync::Lazy;
 
 use crate::connection::Connection;
 use crate::error::Result;
-use crate::row::{select_list, write_values};
-use crate::statement::{Param, Row};
+use crate::pieces::{write_row, Limits, Pieces};
+use crate::row::{cells, select_list, Cell};
+use crate::statement::{Param, Statement};
 
 struct Sql {
     by_id: String,
@@ -35,7 +37,7 @@ fn write_first(out: &mut String, conn: &Connection, sql: &'static str, params: i
     match rows.next()? {
         Some(row) => {
             out.push('[');
-            write_values(out, &row)?;
+            write_row(out, &row, &Limits::current())?;
             out.push(']');
             Ok(true)
         }
@@ -43,22 +45,15 @@ fn write_first(out: &mut String, conn: &Connection, sql: &'static str, params: i
     }
 }
 
-/// Appends every row of a query as one flat JSON array of their values, row after row.
-fn write_all(out: &mut String, conn: &Connection, sql: &'static str, params: impl Params) -> Result<usize> {
+/// Appends every row of a query to `pieces`, row after row.
+fn write_all(pieces: &mut Pieces, conn: &Connection, sql: &'static str, params: impl Params) -> Result<()> {
     let mut stmt = conn.cached(sql)?;
     params.bind(&mut stmt)?;
     let mut rows = stmt.rows();
-    let mut n = 0;
-    out.push('[');
     while let Some(row) = rows.next()? {
-        if n > 0 {
-            out.push(',');
-        }
-        write_values(out, &row)?;
-        n += 1;
+        pieces.row(&row)?;
     }
-    out.push(']');
-    Ok(n)
+    Ok(())
 }
 
 fn first(conn: &Connection, sql: &'static str, params: impl Params) -> Result<Option<String>> {
@@ -66,19 +61,24 @@ fn first(conn: &Connection, sql: &'static str, params: impl Params) -> Result<Op
     Ok(write_first(&mut out, conn, sql, params)?.then_some(out))
 }
 
-fn all(conn: &Connection, sql: &'static str, params: impl Params) -> Result<String> {
-    let mut out = String::with_capacity(1024);
-    write_all(&mut out, conn, sql, params)?;
-    Ok(out)
+/// Every row of a query as one flat JSON array of their values, in [`Pieces`].
+fn all(conn: &Connection, sql: &'static str, params: impl Params) -> Result<Vec<String>> {
+    let mut pieces = Pieces::new(String::with_capacity(1024) + "[");
+    write_all(&mut pieces, conn, sql, params)?;
+    pieces.first.push(']');
+    Ok(pieces.finish())
 }
 
-/// What `visit` makes of event `id`'s row, selected with [`crate::row::select_list`]; `None`
-/// when there is no such event. The row is valid only during the call.
-pub fn visit_by_id<T>(conn: &Connection, id: i64, visit: impl FnOnce(&Row<'_>) -> T) -> Result<Option<T>> {
+/// What `visit` makes of event `id`'s ten values, read as every read reads them (see
+/// [`cells`]); `None` when there is no such event. The values are valid only during the call.
+pub fn visit_by_id<T>(conn: &Connection, id: i64, visit: impl FnOnce(&[Cell<'_>]) -> T) -> Result<Option<T>> {
     let mut stmt = conn.cached(&SQL.by_id)?;
     stmt.bind(1, id)?;
     let mut rows = stmt.rows();
-    Ok(rows.next()?.map(|row| visit(&row)))
+    match rows.next()? {
+        Some(row) => Ok(Some(visit(&cells(&row, Limits::current().row)?))),
+        None => Ok(None),
+    }
 }
 
 /// Appends event `id` as a JSON array of its values; returns whether it exists.
@@ -90,17 +90,22 @@ pub fn last(conn: &Connection) -> Result<Option<String>> {
     first(conn, &SQL.last, ())
 }
 
-pub fn by_correlation(conn: &Connection, correlation_id: &str) -> Result<String> {
+pub fn by_correlation(conn: &Connection, correlation_id: &str) -> Result<Vec<String>> {
     all(conn, &SQL.by_correlation, [correlation_id])
 }
 
-/// Appends the events of one correlation id as a flat JSON array of values, in id order.
-pub fn write_by_correlation(out: &mut String, conn: &Connection, correlation_id: &str) -> Result<usize> {
-    write_all(out, conn, &SQL.by_correlation, [correlation_id])
+/// Appends the events of one correlation id to `pieces`, in id order.
+pub fn write_by_correlation(pieces: &mut Pieces, conn: &Connection, correlation_id: &str) -> Result<()> {
+    write_all(pieces, conn, &SQL.by_correlation, [correlation_id])
 }
 
-pub fn children(conn: &Connection, id: i64) -> Result<String> {
+pub fn children(conn: &Connection, id: i64) -> Result<Vec<String>> {
     all(conn, &SQL.children, [id])
+}
+
+/// The largest id in the log; `None` when it is empty.
+pub fn newest_id(conn: &Connection) -> Result<Option<i64>> {
+    Ok(conn.prepare_cached("SELECT MAX(id) FROM queue")?.query_row([], |r| r.get(0))?)
 }
 
 /// The stored correlation id of one event; `None` when the event or its id is missing.
@@ -113,43 +118,53 @@ pub fn correlation_id(conn: &Connection, id: i64) -> Result<Option<String>> {
     }
 }
 
-/// `[event, parent, children]`: the event's values, its parent's (or `null`), and its
-/// children's as one flat array; `None` when `id` does not exist.
-pub fn lineage(conn: &Connection, id: i64) -> Result<Option<String>> {
-    let mut out = String::with_capacity(1024);
-    out.push('[');
-    if !write_first(&mut out, conn, &SQL.by_id, [id])? {
-        return Ok(None);
+/// One flat array of rows, in [`Pieces`]: the event, its parent (ten nulls when it has none),
+/// then its children; `None` when `id` does not exist. Flat, so that the three can be split
+/// between pieces like the rows of any read.
+pub fn lineage(conn: &Connection, id: i64) -> Result<Option<Vec<String>>> {
+    let mut pieces = Pieces::new(String::with_capacity(1024) + "[");
+    let mut event = conn.cached(&SQL.by_id)?;
+    event.bind(1, id)?;
+    let mut rows = event.rows();
+    match rows.next()? {
+        Some(row) => pieces.row(&row)?,
+        None => return Ok(None),
     }
+    drop(rows);
+    drop(event);
     let parent: Option<i64> =
         conn.prepare_cached("SELECT causation_id FROM queue WHERE id = ?1")?.query_row([id], |r| r.get(0))?;
-    out.push(',');
-    let found = match parent {
-        Some(parent_id) => write_first(&mut out, conn, &SQL.by_id, [parent_id])?,
-        None => false,
-    };
-    if !found {
-        out.push_str("null");
+    let mut found = false;
+    if let Some(parent_id) = parent {
+        let mut stmt = conn.cached(&SQL.by_id)?;
+        stmt.bind(1, parent_id)?;
+        let mut rows = stmt.rows();
+        if let Some(row) = rows.next()? {
+            pieces.row(&row)?;
+            found = true;
+        }
     }
-    out.push(',');
-    write_all(&mut out, conn, &SQL.children, [id])?;
-    out.push(']');
-    Ok(Some(out))
+    if !found {
+        pieces.null_row();
+    }
+    write_all(&mut pieces, conn, &SQL.children, [id])?;
+    pieces.first.push(']');
+    Ok(Some(pieces.finish()))
 }
 
 /// The parameters of a read: none, or one bound to `?1`.
 trait Params {
-    fn bind(self, stmt: &mut crate::statement::Statement) -> Result<()>;
+    fn bind(self, stmt: &mut Statement<'_>) -> Result<()>;
 }
 
 impl Params for () {
-    fn bind(self, _: &mut crate::statement::Statement) -> Result<()> {
+    fn bind(self, _: &mut Statement<'_>) -> Result<()> {
         Ok(())
     }
 }
 
 impl<P: Param> Params for [P; 1] {
-    fn bind(self, stmt: &mut crate::statement::Statement) -> Result<()> {
+    fn bind(self, stmt: &mut Statement<'_>) -> Result<()> {
         let [value] = self;
         stmt.bind(1, value)
     }
@@ -158,7 +173,6 @@ impl<P: Param> Params for [P; 1] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::row::Cell;
     use crate::store::{Config, Store, MEMORY};
     use serde_json::Value;
 
@@ -184,9 +198,8 @@ mod tests {
     #[test]
     fn by_id_and_last_return_one_row_or_none() {
         let store = store_with(3);
-        let id_and_data = |row: &crate::statement::Row<'_>| {
-            let cells = (crate::row::cell(row, 0).unwrap(), crate::row::cell(row, 6).unwrap());
-            cells == (Cell::Integer(2), Cell::Json(r#"{"i":1}"#))
+        let id_and_data = |cells: &[Cell<'_>]| {
+            (cells[0], cells[6]) == (Cell::Integer(2), Cell::Json { text: br#"{"i":1}"#, ascii: true })
         };
         assert_eq!(visit_by_id(store.conn(), 2, id_and_data).unwrap(), Some(true));
         assert!(visit_by_id(store.conn(), 9, |_| ()).unwrap().is_none());
@@ -198,23 +211,46 @@ mod tests {
         assert!(last(empty.conn()).unwrap().is_none());
     }
 
+    /// The one piece of a read of a few rows.
+    fn one(pieces: Vec<String>) -> Value {
+        assert_eq!(pieces.len(), 1);
+        parse(&pieces[0])
+    }
+
+    /// The first value of each row: its id, or null for a row of nulls.
+    fn firsts(flat: &Value) -> Vec<Value> {
+        flat.as_array().unwrap().chunks(10).map(|row| row[0].clone()).collect()
+    }
+
     #[test]
-    fn lineage_joins_event_parent_and_children() {
+    fn lineage_is_event_parent_and_children_as_one_flat_array() {
         let store = store_with(3);
-        let root = parse(&lineage(store.conn(), 1).unwrap().unwrap());
-        assert_eq!(root[0][0], 1);
-        assert!(root[1].is_null());
-        assert_eq!(ids(&root[2]), [2, 3]);
-        let child = parse(&lineage(store.conn(), 3).unwrap().unwrap());
-        assert_eq!(child[1][0], 1);
-        assert_eq!(child[2], Value::Array(vec![]));
+        let root = one(lineage(store.conn(), 1).unwrap().unwrap());
+        assert_eq!(firsts(&root), [Value::from(1), Value::Null, Value::from(2), Value::from(3)]);
+        assert_eq!(root.as_array().unwrap()[10..20], vec![Value::Null; 10], "no parent: a row of nulls");
+        let child = one(lineage(store.conn(), 3).unwrap().unwrap());
+        assert_eq!(firsts(&child), [Value::from(3), Value::from(1)]);
         assert!(lineage(store.conn(), 42).unwrap().is_none());
     }
 
     #[test]
     fn transactions_and_children_come_in_id_order() {
         let store = store_with(5);
-        assert_eq!(ids(&parse(&by_correlation(store.conn(), "c").unwrap())), [1, 2, 3, 4, 5]);
-        assert_eq!(ids(&parse(&children(store.conn(), 1).unwrap())), [2, 3, 4, 5]);
+        assert_eq!(ids(&one(by_correlation(store.conn(), "c").unwrap())), [1, 2, 3, 4, 5]);
+        assert_eq!(ids(&one(children(store.conn(), 1).unwrap())), [2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_corrupt_row_fails_the_read_with_its_id() {
+        let store = store_with(2);
+        store.conn().execute("UPDATE queue SET data = '{\"a\":1},\"c\",null,{},999' WHERE id = 2", []).unwrap();
+        let as_text = write_by_id(&mut String::new(), store.conn(), 2).unwrap_err();
+        let as_values = visit_by_id(store.conn(), 2, |_| ()).unwrap_err();
+        let many = by_correlation(store.conn(), "c").unwrap_err();
+        let family = lineage(store.conn(), 1).unwrap_err();
+        for err in [as_text, as_values, many, family] {
+            assert_eq!((err.code(), err.row_id()), ("ERR_CORRUPT_ROW", Some(2)));
+        }
+        assert!(visit_by_id(store.conn(), 1, |_| ()).is_ok());
     }
 }

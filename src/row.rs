@@ -1,24 +1,31 @@
-//! Stored rows on their way to JavaScript. Rows cross as JSON text that JavaScript parses
-//! once, which for many rows is cheaper than building each object field by field through
-//! N-API. `data` and `metadata` are already JSON text in the file, so they are spliced in as
-//! they are, never parsed in Rust. A single row read by id crosses as its values instead
-//! (`rowById` in `src/lib.rs`), read as [`Cell`]s as the text is, so that both agree on every value.
-
-use std::ffi::c_int;
+//! Stored rows on their way to JavaScript. Rows cross as JSON text that JavaScript parses once,
+//! which for many rows is cheaper than building each object field by field through N-API; a
+//! single row read by id crosses as its values instead (`rowById` in `src/lib.rs`), read by
+//! [`cells`] as the text reads them, so that both agree on every value and every error.
+//! `data` and `metadata` are already JSON text in the file, so they are spliced in (or handed
+//! over) as they are, never parsed into values in Rust; but each is first scanned to be exactly
+//! one JSON value (see [`crate::json`]): a file written by another program may hold anything
+//! there, and text such as `{"a":2},"x",null,{},999` spliced in as it is would turn one row
+//! into several.
 
 use rusqlite::types::ValueRef;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::json;
 use crate::schema::COLUMNS;
 use crate::statement::Row;
 
-/// `SELECT` list matching [`cell`] and [`write_values`].
+/// `SELECT` list matching [`write_values`] and [`cells`].
 pub fn select_list() -> String {
     COLUMNS.join(", ")
 }
 
-/// Whether each column, in [`COLUMNS`] order, holds JSON text already (`data`, `metadata`).
-const IS_JSON: [bool; 10] = [false, false, false, false, false, false, true, false, false, true];
+/// What each column, in [`COLUMNS`] order, holds: JSON text (`data`, `metadata`), with what a
+/// NULL reads as, or anything else. A NULL `metadata` reads as `{}`, as EventLite reads it.
+const JSON_COLUMNS: [Option<(&str, Cell<'static>)>; 10] = {
+    const EMPTY_OBJECT: Cell<'static> = Cell::Json { text: b"{}", ascii: true };
+    [None, None, None, None, None, None, Some(("data", Cell::Null)), None, None, Some(("metadata", EMPTY_OBJECT))]
+};
 
 /// One stored value as a row hands it to JavaScript.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,75 +34,151 @@ pub enum Cell<'a> {
     Integer(i64),
     /// Always finite: SQLite stores no NaN, and an infinity reads as null, as JSON has none.
     Real(f64),
-    /// Stored text (or a blob's bytes) of a column that is not JSON, not necessarily UTF-8:
-    /// invalid bytes read as U+FFFD.
+    /// Stored text (or a blob's bytes) of a column that does not hold JSON, not necessarily
+    /// UTF-8: bytes that are not read as U+FFFD.
     Text(&'a [u8]),
-    /// The JSON text of a `data` or `metadata` value, which JavaScript parses.
-    Json(&'a str),
-    /// A `data` or `metadata` value that is not UTF-8, so not JSON: it reads as a string of
-    /// its text, invalid bytes as U+FFFD.
-    NotJson(&'a [u8]),
+    /// The text of a `data` or `metadata` value, checked to be exactly one JSON value. Bytes
+    /// that are not UTF-8 can only be inside its strings, and read as U+FFFD; `ascii` says
+    /// there are none of those, nor any other byte above 0x7F.
+    Json {
+        text: &'a [u8],
+        ascii: bool,
+    },
 }
 
-/// Column `column` (from 0) of a row selected with [`select_list`].
-#[inline(always)]
-pub fn cell<'r>(row: &'r Row<'_>, column: usize) -> Result<Cell<'r>> {
-    Ok(read(row.value(column as c_int)?, IS_JSON[column]))
+impl Cell<'_> {
+    /// The bytes of its text, or none for a number or a null.
+    fn text_len(&self) -> usize {
+        match self {
+            Cell::Text(text) | Cell::Json { text, .. } => text.len(),
+            _ => 0,
+        }
+    }
 }
 
-/// A stored value. Text of a JSON column (`data`, `metadata`) was written by this library or
-/// by EventLite as `JSON.stringify` output and is JSON as it is, or null when blank. A number
-/// in a JSON column, stored by hand, stays a number.
+/// A value of a column that does not hold JSON.
 #[inline(always)]
-fn read(value: ValueRef<'_>, is_json: bool) -> Cell<'_> {
+fn plain(value: ValueRef<'_>) -> Cell<'_> {
     match value {
         ValueRef::Null => Cell::Null,
         ValueRef::Integer(n) => Cell::Integer(n),
         ValueRef::Real(f) if f.is_finite() => Cell::Real(f),
         ValueRef::Real(_) => Cell::Null,
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) if !is_json => Cell::Text(bytes),
-        // ASCII, as nearly every stored text is, is UTF-8 without a check; blank ASCII is
-        // white space as `str::trim` sees it.
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) if bytes.is_ascii() => {
-            if bytes.iter().all(|&b| b.is_ascii_whitespace() || b == 0x0b) {
-                Cell::Null
-            } else {
-                // SAFETY: ASCII is valid UTF-8.
-                Cell::Json(unsafe { std::str::from_utf8_unchecked(bytes) })
-            }
-        }
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) if !text.trim().is_empty() => Cell::Json(text),
-            Ok(_) => Cell::Null,
-            Err(_) => Cell::NotJson(bytes),
-        },
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Cell::Text(bytes),
     }
 }
 
+/// A value of a JSON column: its text, once checked to be one JSON value; a number as it is (a
+/// number stored by hand is JSON too); `null`, the column's NULL, for a NULL or text of only
+/// white space.
+#[inline(always)]
+fn json_value<'a>(value: ValueRef<'a>, null: Cell<'static>) -> std::result::Result<Cell<'a>, json::Invalid> {
+    match value {
+        ValueRef::Text(text) | ValueRef::Blob(text) => Ok(match json::whole(text)? {
+            None => null,
+            Some(scanned) => Cell::Json { text, ascii: scanned.ascii },
+        }),
+        ValueRef::Null => Ok(null),
+        other => Ok(plain(other)),
+    }
+}
+
+/// The error of a row whose JSON column `column` is not JSON.
+fn corrupt(row: &Row<'_>, column: &'static str, invalid: json::Invalid) -> Error {
+    Error::CorruptRow {
+        id: row.value(0).and_then(|id| Ok(id.as_i64()?)).unwrap_or_default(),
+        column,
+        at: invalid.at,
+        what: invalid.what,
+    }
+}
+
+/// More than the text of a row's numbers, nulls, quotes and commas can be.
+const FRAMING: usize = 512;
+
+/// A row's ten values, selected with [`select_list`], for handing over one by one: with the
+/// errors [`write_values`] gives the row, [`Error::CorruptRow`], and [`Error::RowTooLarge`] when
+/// its text would be longer than `limit` bytes. Text grows at most sixfold as JSON (`\u0001`),
+/// and the rest of a row is a few hundred bytes, so only a row near a sixth of the limit is
+/// rendered to measure it.
+pub fn cells<'r>(row: &'r Row<'_>, limit: usize) -> Result<[Cell<'r>; COLUMNS.len()]> {
+    let mut cells = [Cell::Null; COLUMNS.len()];
+    let mut bytes = 0usize;
+    for ((i, column), cell) in (0..).zip(JSON_COLUMNS).zip(cells.iter_mut()) {
+        let value = row.value(i)?;
+        *cell = match column {
+            None => plain(value),
+            Some((name, null)) => json_value(value, null).map_err(|invalid| corrupt(row, name, invalid))?,
+        };
+        bytes += cell.text_len();
+    }
+    if bytes.saturating_mul(6).saturating_add(FRAMING) > limit {
+        write_values(&mut String::new(), row, limit)?;
+    }
+    Ok(cells)
+}
+
+/// The columns that hold JSON text, which a row carries as parsed values.
+pub fn json_columns() -> impl Iterator<Item = &'static str> {
+    COLUMNS.into_iter().zip(JSON_COLUMNS).filter_map(|(column, json)| json.map(|_| column))
+}
+
 /// Appends one row's ten values, selected with [`select_list`], comma-separated and without
-/// keys. Every read of rows sends them this way, in a flat JSON array (one row, or many one
-/// after another): JavaScript parses a flat array of values faster than the same rows as
-/// objects (docs/performance.md), then builds each row with one object literal
-/// (`lib/rows.js`): the keys are known, so there is no point sending them.
-pub fn write_values(out: &mut String, row: &Row<'_>) -> Result<()> {
-    for column in 0..COLUMNS.len() {
-        if column > 0 {
+/// keys. Every read sends rows this way, in a flat JSON array (one row, or many one after
+/// another): JavaScript parses a flat array of values about a third faster than the same rows as
+/// objects, then builds each row with one object literal (`lib/rows.js`): the keys are known,
+/// so there is no point sending them. A `data` or `metadata` that is not JSON is
+/// [`Error::CorruptRow`]; a row whose text would be longer than `limit` bytes is
+/// [`Error::RowTooLarge`], found before a value that alone makes it so is even scanned. `out`
+/// may then hold part of the row.
+pub fn write_values(out: &mut String, row: &Row<'_>, limit: usize) -> Result<()> {
+    let start = out.len();
+    let too_large = || Ok::<_, Error>(Error::RowTooLarge { id: row.value(0)?.as_i64()?, limit });
+    for (i, column) in (0..).zip(JSON_COLUMNS) {
+        if i > 0 {
             out.push(',');
         }
-        write_cell(out, cell(row, column)?);
+        let value = row.value(i)?;
+        let cell = match column {
+            None => plain(value),
+            Some((name, null)) => {
+                if outgrows(value, limit.saturating_sub(out.len() - start)) {
+                    return Err(too_large()?);
+                }
+                json_value(value, null).map_err(|invalid| corrupt(row, name, invalid))?
+            }
+        };
+        write_cell(out, cell);
+    }
+    if out.len() - start > limit {
+        return Err(too_large()?);
     }
     Ok(())
 }
 
-/// One value as JSON: text becomes a JSON string; numbers and JSON text stay as they are.
+/// Whether a JSON column's value renders to more than `room` bytes: its text, unless it is only
+/// white space (which renders as a NULL does). Looked at only when the text is that long.
+fn outgrows(value: ValueRef<'_>, room: usize) -> bool {
+    match value {
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) if bytes.len() > room => {
+            bytes.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        }
+        _ => false,
+    }
+}
+
+/// One value as JSON: text becomes a JSON string; numbers and JSON text stay as they are,
+/// with U+FFFD for bytes that are not UTF-8.
+#[inline(always)]
 fn write_cell(out: &mut String, cell: Cell<'_>) {
     match cell {
         Cell::Null => out.push_str("null"),
         Cell::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
         Cell::Real(f) => out.push_str(ryu::Buffer::new().format_finite(f)),
-        Cell::Text(bytes) => write_text(out, bytes),
-        Cell::Json(text) => out.push_str(text),
-        Cell::NotJson(bytes) => write_lossy(out, bytes),
+        Cell::Text(text) => write_text(out, text),
+        // SAFETY: every byte is ASCII, so valid UTF-8.
+        Cell::Json { text, ascii: true } => out.push_str(unsafe { std::str::from_utf8_unchecked(text) }),
+        Cell::Json { text, ascii: false } => out.push_str(&String::from_utf8_lossy(text)),
     }
 }
 
@@ -123,13 +206,8 @@ fn write_text(out: &mut String, bytes: &[u8]) {
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => write_string(out, text),
-        Err(_) => write_lossy(out, bytes),
+        Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
     }
-}
-
-/// Appends text that is not UTF-8 as a JSON string literal, invalid bytes as U+FFFD.
-pub fn write_lossy(out: &mut String, bytes: &[u8]) {
-    write_string(out, &String::from_utf8_lossy(bytes));
 }
 
 /// Appends `s` as a JSON string literal.
@@ -174,30 +252,9 @@ mod tests {
     }
 
     #[test]
-    fn json_columns_read_as_json_text_numbers_or_null() {
-        let json = |bytes: &'static [u8]| read(ValueRef::Text(bytes), true);
-        assert_eq!(json(br#" {"a":1} "#), Cell::Json(r#" {"a":1} "#));
-        assert_eq!(json("\"é\"".as_bytes()), Cell::Json("\"é\""));
-        assert_eq!(json(b"{\xff}"), Cell::NotJson(b"{\xff}"));
-        let mut out = String::new();
-        write_cell(&mut out, json(b"{\xff}"));
-        assert_eq!(out, "\"{\u{fffd}}\"", "text that is not UTF-8 reads as a string of it");
-        assert_eq!(read(ValueRef::Integer(5), true), Cell::Integer(5));
-        assert_eq!(read(ValueRef::Real(f64::INFINITY), false), Cell::Null);
-        assert_eq!(read(ValueRef::Null, true), Cell::Null);
-        // Blank is what `str::trim` leaves nothing of, in ASCII (checked byte by byte) or not.
-        for b in 0..0x80u8 {
-            let text = [b' ', b, b'\n'];
-            let blank = std::str::from_utf8(&text).unwrap().trim().is_empty();
-            assert_eq!(read(ValueRef::Text(&text), true) == Cell::Null, blank, "byte {b:#x}");
-        }
-        assert_eq!(json("\u{a0}\u{2028}".as_bytes()), Cell::Null);
-    }
-
-    #[test]
     fn json_columns_are_data_and_metadata() {
-        for (is_json, column) in IS_JSON.iter().zip(COLUMNS) {
-            assert_eq!(*is_json, matches!(column, "data" | "metadata"), "{column}");
+        for (json, column) in JSON_COLUMNS.iter().zip(COLUMNS) {
+            assert_eq!(json.map(|(name, _)| name), Some(column).filter(|c| matches!(*c, "data" | "metadata")));
         }
     }
 
@@ -231,10 +288,94 @@ mod tests {
         let mut stmt = conn.cached(sql).unwrap();
         let mut rows = stmt.rows();
         let mut flat = String::from("[");
-        write_values(&mut flat, &rows.next().unwrap().unwrap()).unwrap();
+        write_values(&mut flat, &rows.next().unwrap().unwrap(), usize::MAX).unwrap();
         flat.push(']');
         let values: Vec<serde_json::Value> = serde_json::from_str(&flat).unwrap();
-        let expected = serde_json::json!([1, 1, 5, "u\"", null, "go", {"a": [1, 2]}, "c", null, null]);
-        assert_eq!(serde_json::Value::Array(values), expected, "the values, in column order");
+        let expected = serde_json::json!([1, 1, 5, "u\"", null, "go", {"a": [1, 2]}, "c", null, {}]);
+        assert_eq!(serde_json::Value::Array(values), expected, "the values, in column order; NULL metadata is {{}}");
+    }
+
+    /// The values of a row holding `data` and `metadata` as stored, or the error reading it.
+    fn render(data: rusqlite::types::Value, metadata: rusqlite::types::Value) -> Result<Vec<serde_json::Value>> {
+        render_within(data, metadata, usize::MAX)
+    }
+
+    fn render_within(
+        data: rusqlite::types::Value,
+        metadata: rusqlite::types::Value,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>> {
+        let conn = crate::connection::Connection::new(rusqlite::Connection::open_in_memory().unwrap());
+        crate::schema::ensure_table(&conn).unwrap();
+        conn.execute(
+            "INSERT INTO queue (id, datetime, cmd, data, metadata) VALUES (7, 1, 'go', ?1, ?2)",
+            rusqlite::params![data, metadata],
+        )
+        .unwrap();
+        let sql: &'static str = format!("SELECT {} FROM queue", select_list()).leak();
+        let mut stmt = conn.cached(sql).unwrap();
+        let mut rows = stmt.rows();
+        let row = rows.next().unwrap().unwrap();
+        let mut flat = String::from("[");
+        let as_text = write_values(&mut flat, &row, limit);
+        flat.push(']');
+        // The same row handed over value by value reads the same, or fails the same.
+        let as_values = cells(&row, limit).map(|cells| {
+            let mut out = Vec::new();
+            for cell in cells {
+                let mut text = String::new();
+                write_cell(&mut text, cell);
+                out.push(serde_json::from_str::<serde_json::Value>(&text).unwrap());
+            }
+            out
+        });
+        match (&as_text, &as_values) {
+            (Ok(()), Ok(values)) => assert_eq!(&serde_json::from_str::<Vec<serde_json::Value>>(&flat).unwrap(), values),
+            (Err(text), Err(values)) => assert_eq!((text.code(), text.row_id()), (values.code(), values.row_id())),
+            _ => panic!("as text {as_text:?}, as values {as_values:?}"),
+        }
+        as_text?;
+        Ok(serde_json::from_str(&flat).expect("whatever is stored, a rendered row is JSON"))
+    }
+
+    #[test]
+    fn stored_text_that_is_not_one_json_value_is_a_corrupt_row_never_more_values() {
+        use rusqlite::types::Value::{Blob, Integer, Null, Real, Text};
+        let text = |s: &str| Text(s.into());
+        for (data, metadata) in [
+            (text(r#"{"amount":2},"acct",null,{}, 999"#), text("{}")),
+            (text("hello world"), text("{}")),
+            (text(r#"{"a":1}"#), text("{} {}")),
+            (text("[1,"), Null),
+            (text("\"tab\tinside\""), Null),
+            (Blob(b"{\"a\":\xff}".to_vec()), Null),
+        ] {
+            let err = render(data.clone(), metadata).unwrap_err();
+            assert_eq!(err.code(), "ERR_CORRUPT_ROW", "{data:?}");
+            assert_eq!(err.row_id(), Some(7));
+            assert!(err.to_string().starts_with("event 7 cannot be read"), "{err}");
+        }
+        let values = |data, metadata| {
+            let values = render(data, metadata).unwrap();
+            [values[6].clone(), values[9].clone()]
+        };
+        assert_eq!(values(Null, Null), [serde_json::Value::Null, serde_json::json!({})]);
+        assert_eq!(values(text(" "), text("")), [serde_json::Value::Null, serde_json::json!({})]);
+        assert_eq!(values(Integer(5), Real(1.5)), [serde_json::json!(5), serde_json::json!(1.5)]);
+        let pretty = values(text(" {\n \"a\" : [1, \"é\"]\n} "), Blob(b"{\"b\":\"\xffx\"}".to_vec()));
+        assert_eq!(pretty, [serde_json::json!({"a": [1, "é"]}), serde_json::json!({"b": "\u{fffd}x"})]);
+    }
+
+    #[test]
+    fn a_row_longer_than_the_limit_is_too_large_and_blank_text_does_not_count() {
+        use rusqlite::types::Value::Text;
+        let long = Text(format!("\"{}\"", "a".repeat(200)));
+        for (data, metadata) in [(long.clone(), Text("{}".into())), (Text("{}".into()), long.clone())] {
+            let err = render_within(data, metadata, 150).unwrap_err();
+            assert_eq!((err.code(), err.row_id()), ("ERR_ROW_TOO_LARGE", Some(7)));
+        }
+        assert!(render_within(long, Text("{}".into()), 300).is_ok());
+        let blank = render_within(Text(" ".repeat(1000)), Text("\n".repeat(1000)), 150).unwrap();
+        assert_eq!((&blank[6], &blank[9]), (&serde_json::Value::Null, &serde_json::json!({})));
     }
 }

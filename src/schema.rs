@@ -90,6 +90,14 @@ pub fn is_current(conn: &Connection, wanted: &HashMap<String, bool>) -> Result<b
     }))
 }
 
+/// The keys given in `wanted` that the file does not match: an index to create or to drop.
+pub fn unmet_index_keys(conn: &Connection, wanted: &HashMap<String, bool>) -> Result<Vec<&'static str>> {
+    let present = present_indexes(conn)?;
+    let unmet =
+        |def: &&IndexDef| wanted.get(def.key).is_some_and(|&want| want != present.iter().any(|n| n == def.name));
+    Ok(INDEXES.iter().filter(unmet).map(|def| def.key).collect())
+}
+
 /// Applies the `indexes` option: `true` creates, an explicit `false` drops, and a key left
 /// out takes its default, where a default of `false` leaves an existing index alone (another
 /// process on the same file may rely on it).
@@ -110,7 +118,8 @@ pub fn apply_indexes(conn: &Connection, wanted: &HashMap<String, bool>) -> Resul
 pub fn check_index_keys(wanted: &HashMap<String, bool>) -> Result<()> {
     match wanted.keys().find(|k| !INDEXES.iter().any(|d| d.key == k.as_str())) {
         Some(unknown) => {
-            Err(Error::InvalidOption(format!("indexes.{unknown} is not an index; known: {}", index_keys().join(", "))))
+            let known = index_keys().join(", ");
+            Err(Error::InvalidOption(format!("indexes has no key {unknown:?}; known: {known}")))
         }
         None => Ok(()),
     }
@@ -185,11 +194,27 @@ mod tests {
     }
 
     #[test]
+    fn unmet_index_keys_are_the_explicit_keys_the_file_does_not_match() {
+        let conn = memory();
+        apply_indexes(&conn, &HashMap::new()).unwrap();
+        let wanted = HashMap::from([
+            ("correlation_id".to_string(), true),
+            ("causation_id".to_string(), false),
+            ("cmd".to_string(), true),
+            ("user".to_string(), false),
+        ]);
+        assert_eq!(unmet_index_keys(&conn, &wanted).unwrap(), ["causation_id", "cmd"]);
+        assert!(unmet_index_keys(&conn, &HashMap::new()).unwrap().is_empty(), "defaults are no request");
+    }
+
+    #[test]
     fn unknown_index_key_is_an_option_error() {
         let conn = memory();
         let err = apply_indexes(&conn, &HashMap::from([("colour".to_string(), true)])).unwrap_err();
         assert_eq!(err.code(), "ERR_INVALID_OPTION");
         assert!(err.to_string().contains("colour"));
+        let empty = check_index_keys(&HashMap::from([(String::new(), true)])).unwrap_err();
+        assert!(empty.to_string().contains(r#""""#), "an empty key shows as one: {empty}");
     }
 
     #[test]

@@ -2,26 +2,41 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 use rusqlite::config::DbConfig;
 use rusqlite::{OpenFlags, OptionalExtension};
 
+use crate::busy;
 use crate::cache::{Cache, CacheConfig, CacheStats, Lookup};
 use crate::checkpoint::Checkpoints;
 use crate::condition;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
+use crate::file;
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::pending::{self, Pending};
-use crate::schema;
 use crate::statement::Binder;
 use crate::transfer;
+use crate::writer::Write;
+use crate::{idempotency, read, schema, streams, version};
 
 pub const MEMORY: &str = ":memory:";
+
+/// The file `initQueue` opens when given no `dbName`.
+pub const DEFAULT_PATH: &str = "data/events.sqlite";
+
+/// The longest `busy_timeout` SQLite takes, in milliseconds (a C `int`).
+pub const MAX_BUSY_TIMEOUT_MS: u32 = i32::MAX as u32;
+
+/// The levels of `PRAGMA synchronous`, each at its number.
+pub const SYNCHRONOUS: [&str; 4] = ["OFF", "NORMAL", "FULL", "EXTRA"];
 
 /// How to open a store. The JavaScript layer fills it from `initQueue`'s options, already
 /// validated; [`Store::open`] still refuses what SQLite would misread.
@@ -59,9 +74,10 @@ impl Config {
         match self.synchronous.as_deref() {
             None if self.wal => Ok("NORMAL"),
             None => Ok("FULL"),
-            Some(s @ ("OFF" | "NORMAL" | "FULL" | "EXTRA")) => Ok(s),
+            Some(level) if SYNCHRONOUS.contains(&level) => Ok(level),
             Some(other) => Err(Error::InvalidOption(format!(
-                "synchronous must be 'OFF', 'NORMAL', 'FULL' or 'EXTRA', got '{other}'"
+                "synchronous must be one of {}, got {other:?}",
+                SYNCHRONOUS.join(", ")
             ))),
         }
     }
@@ -85,6 +101,61 @@ pub struct Store {
     cache: Cache,
     metrics: Metrics,
     pending: Pending,
+    /// How many times [`Store::reset`] ran; streams compare it to notice (see `src/stream.rs`).
+    resets: Arc<AtomicU64>,
+    streams: streams::Watch,
+}
+
+/// What an append with stream conditions ([`Store::append_checked`]) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The first id stored (0 when every event was a repeat); the `count` stored events have
+    /// consecutive ids from it, in the order of the call.
+    pub first_id: i64,
+    pub count: usize,
+    /// The events not stored because their idempotency key was used before: each one's index
+    /// in the call, and the id of the event first appended with its key.
+    pub duplicates: Vec<(usize, i64)>,
+}
+
+impl Checked {
+    /// Counts `count` events just stored from id `first_id`, which must follow the ones before:
+    /// callers number the rows they return by it.
+    fn stored(&mut self, first_id: i64, count: usize) -> Result<()> {
+        let expected = self.first_id + self.count as i64;
+        if self.count == 0 {
+            self.first_id = first_id;
+        } else if first_id != expected {
+            return Err(Error::Sqlite {
+                code: "SQLITE_INTERNAL",
+                message: format!("ids not consecutive within one batch (expected {expected}, got {first_id})"),
+            });
+        }
+        self.count += count;
+        Ok(())
+    }
+
+    /// JSON text for JavaScript: `{"firstId","count","duplicates":[[index,id],…],"rows":[…]}`,
+    /// where `rows` holds the values of each duplicate's first event, in the order of
+    /// `duplicates` (see [`crate::read`]).
+    pub fn to_json(&self, conn: &Connection) -> Result<String> {
+        let mut out = format!(r#"{{"firstId":{},"count":{},"duplicates":["#, self.first_id, self.count);
+        for (n, (index, id)) in self.duplicates.iter().enumerate() {
+            out.push_str(if n == 0 { "[" } else { ",[" });
+            out.push_str(&format!("{index},{id}]"));
+        }
+        out.push_str(r#"],"rows":["#);
+        for (n, (_, id)) in self.duplicates.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            if !read::write_by_id(&mut out, conn, *id)? {
+                out.push_str("null");
+            }
+        }
+        out.push_str("]}");
+        Ok(out)
+    }
 }
 
 /// Rows per multi-row `INSERT`. One statement per 64 rows instead of one per row saves a
@@ -101,6 +172,10 @@ static INSERT_CHUNKS: Lazy<Vec<(usize, String)>> = Lazy::new(|| {
         .map(|rows| (rows, insert_sql(rows)))
         .collect()
 });
+/// The savepoint each call of a group is written in; see [`Store::append_group`].
+const SAVEPOINT: &str = "SAVEPOINT call";
+const RELEASE: &str = "RELEASE call";
+const ROLLBACK_TO: &str = "ROLLBACK TO call";
 const PARENT_CORRELATION: &str = "SELECT correlation_id FROM queue WHERE id = ?1";
 
 fn insert_sql(rows: usize) -> String {
@@ -130,8 +205,21 @@ fn inherits(e: &NewEvent<'_>) -> bool {
 }
 
 impl Store {
+    /// Opens (creating if needed) the store `config` describes. An error about the file itself
+    /// names it.
     pub fn open(config: Config) -> Result<Store> {
+        let path = config.path.clone();
+        Store::open_config(config).map_err(|err| err.naming_file(&path))
+    }
+
+    fn open_config(config: Config) -> Result<Store> {
         let synchronous = config.synchronous()?.to_string();
+        if config.busy_timeout_ms > MAX_BUSY_TIMEOUT_MS {
+            return Err(Error::InvalidOption(format!(
+                "busyTimeout must be an integer from 0 to {MAX_BUSY_TIMEOUT_MS}, got {}",
+                config.busy_timeout_ms
+            )));
+        }
         schema::check_index_keys(&config.indexes)?;
         config.cache.check()?;
         if config.path.is_empty() || config.path.contains('\0') {
@@ -153,7 +241,10 @@ impl Store {
         let mut checkpoints = None;
         if !read_only {
             let mode = if config.wal { "WAL" } else { "DELETE" };
-            let mode = conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))?;
+            let timeout = Duration::from_millis(u64::from(config.busy_timeout_ms));
+            let mode = busy::retry_while_busy(timeout, || {
+                Ok(conn.pragma_update_and_check(None, "journal_mode", mode, |r| r.get::<_, String>(0))?)
+            })?;
             if mode.eq_ignore_ascii_case("wal") && config.path != MEMORY {
                 // SAFETY: the handle is the store's open connection, which `checkpoints`,
                 // declared before it in `Store`, does not outlive.
@@ -165,6 +256,7 @@ impl Store {
         ))?;
         let mut cache = Cache::new(config.cache);
         cache.follow_other_connections(&conn)?;
+        let resets = Arc::default();
         let mut store = Store {
             _checkpoints: checkpoints,
             conn,
@@ -172,8 +264,11 @@ impl Store {
             metrics: Metrics::default(),
             pending: Pending::default(),
             config,
+            resets,
+            streams: streams::Watch::default(),
         };
         if read_only {
+            store.refuse_changes()?;
             schema::check_table(&store.conn)?;
         } else {
             store.prepare_schema(store.config.reset)?;
@@ -187,7 +282,11 @@ impl Store {
     /// processes opening one file do not race. When there is nothing to change, only reads:
     /// opening does not wait for another process's writer.
     fn prepare_schema(&self, reset: bool) -> Result<()> {
-        if !reset && schema::is_current(&self.conn, &self.config.indexes)? && pending::tables_current(&self.conn)? {
+        if !reset
+            && schema::is_current(&self.conn, &self.config.indexes)?
+            && pending::tables_current(&self.conn)?
+            && streams::is_current(&self.conn)?
+        {
             return schema::check_table(&self.conn);
         }
         let txn = WriteTxn::begin(&self.conn)?;
@@ -198,7 +297,27 @@ impl Store {
         schema::ensure_table(&self.conn)?;
         schema::apply_indexes(&self.conn, &self.config.indexes)?;
         pending::create_tables(&self.conn)?;
+        streams::ensure(&self.conn, reset)?;
         txn.commit()
+    }
+
+    /// On a file this process may only read, options that ask for a change (a reset, an index
+    /// to create or drop) fail as the writes they are would, rather than open with nothing done.
+    fn refuse_changes(&self) -> Result<()> {
+        let asked = if self.config.reset {
+            Some("reset".to_string())
+        } else {
+            schema::unmet_index_keys(&self.conn, &self.config.indexes)?.first().map(|k| format!("indexes.{k}"))
+        };
+        match asked {
+            Some(option) => Err(Error::Sqlite {
+                code: "SQLITE_READONLY",
+                message: format!(
+                    "attempt to write a readonly database: {option} would change the file, which is read-only"
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn conn(&self) -> &Connection {
@@ -210,12 +329,20 @@ impl Store {
     }
 
     /// Drops and recreates the event table (ids starting again at 1) and the pending events'
-    /// tables, and empties the cache.
+    /// tables, and empties the cache. The stream versions and idempotency keys are forgotten and
+    /// every consumer starts again at 0.
     pub fn reset(&mut self) -> Result<()> {
+        file::check_in_place(&self.conn)?;
         self.prepare_schema(true)?;
         self.cache.clear();
         self.pending.refresh(&self.conn);
+        self.resets.fetch_add(1, Ordering::Release);
         Ok(())
+    }
+
+    /// The count of resets, shared: a stream reads it from another thread.
+    pub fn resets(&self) -> &Arc<AtomicU64> {
+        &self.resets
     }
 
     /// The connection with what is known of its pending events, for [`crate::pending`]'s
@@ -287,6 +414,12 @@ impl Store {
     /// (`None`) unless that pending event was ready.
     fn insert(&mut self, payload: &str, claim: Option<i64>) -> Result<Option<Appended>> {
         let events = parse_batch(payload)?;
+        file::check_in_place(&self.conn)?;
+        if let Some(index) = events.iter().position(NewEvent::is_conditional) {
+            return Err(Error::InvalidEvent(format!(
+                "event {index} carries expectedVersion or idempotencyKey, which only append_checked honours"
+            )));
+        }
         let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
         let first_id = if claim.is_none() && events.len() == 1 && !inherits(&events[0]) {
             // One INSERT on its own is already atomic, and SQLite starts its write from no
@@ -305,6 +438,177 @@ impl Store {
             first_id
         };
         Ok(Some(Appended { first_id, count: events.len() }))
+    }
+
+    /// Stores the writes of several calls in one transaction (a group commit; see
+    /// [`crate::writer`]), each call in a savepoint of its own, so that a call that fails
+    /// stores nothing and fails alone. `Err` when the transaction itself failed (it could not
+    /// begin or commit, or SQLite rolled it back): then none of the calls is stored.
+    pub(crate) fn append_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+        if let [write] = writes {
+            // A call alone is a transaction of its own, with the single store's shortcut; only
+            // a claim can store nothing.
+            return Ok(vec![self.write(&write.payload, write.kind, None).map(Option::unwrap_or_default)]);
+        }
+        let started = Instant::now();
+        let outcome = self.insert_group(writes);
+        let took = started.elapsed();
+        match &outcome {
+            Ok(results) => {
+                for (write, result) in writes.iter().zip(results) {
+                    match result {
+                        Ok(appended) => self.metrics.record_write(write.kind, appended.count, took),
+                        Err(_) => self.metrics.record_error(),
+                    }
+                }
+                // The calls that succeeded hold consecutive ids (a failed one leaves no gap),
+                // and their one commit is what the pending events must be measured against.
+                let stored = results.iter().filter_map(|result| result.as_ref().ok());
+                if let Some(first_id) = stored.clone().map(|a| a.first_id).min() {
+                    let count = stored.map(|a| a.count).sum();
+                    self.pending.after_append(&self.conn, Appended { first_id, count });
+                }
+            }
+            Err(_) => {
+                writes.iter().for_each(|_| self.metrics.record_error());
+                self.pending.forget();
+            }
+        }
+        outcome
+    }
+
+    /// The group is first written as one batch, in multi-row chunks as `storeBulk`'s events
+    /// are: a savepoint per call costs as much again as the inserts (each call copies the pages
+    /// it touches into the statement journal, and runs a statement per event instead of one per
+    /// 32). Only when SQLite refuses an event is that rolled back and the group written again
+    /// call by call, each in a savepoint of its own, so that the call at fault fails alone.
+    fn insert_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Appended>>> {
+        // Every call's events one after another, and each call's place among them (or why its
+        // payload did not parse: that call fails alone, before anything is written).
+        let mut events = Vec::new();
+        let calls: Vec<Result<Range<usize>>> = writes
+            .iter()
+            .map(|write| {
+                let parsed = parse_batch(&write.payload)?;
+                let start = events.len();
+                events.extend(parsed);
+                Ok(start..events.len())
+            })
+            .collect();
+        let mut writer = Writer { conn: &self.conn, cache: &mut self.cache };
+        let mut txn = WriteTxn::begin(&self.conn)?;
+        let results = match writer.insert_all(&events) {
+            Ok(first_id) => calls
+                .into_iter()
+                .map(|call| call.map(|at| Appended { first_id: first_id + at.start as i64, count: at.len() }))
+                .collect(),
+            Err(_) => {
+                txn.rollback()?;
+                txn = WriteTxn::begin(&self.conn)?;
+                calls
+                    .into_iter()
+                    .map(|call| match call {
+                        Ok(at) => writer.insert_call(&events[at]),
+                        Err(err) => Ok(Err(err)),
+                    })
+                    .collect::<Result<Vec<_>>>()?
+            }
+        };
+        txn.commit()?;
+        Ok(results)
+    }
+
+    /// Stores the events of one call that may carry stream conditions, in one transaction: each
+    /// event with an `idempotencyKey` used before is left out (see [`Checked::duplicates`]), and
+    /// each with an `expectedVersion` is checked against its stream as it comes, the events
+    /// before it in the call counted; a conflict stores nothing ([`Error::VersionConflict`]).
+    pub fn append_checked(&mut self, payload: &str, kind: WriteKind) -> Result<Checked> {
+        // Without a pending event to claim there is always an outcome.
+        Ok(self.write_checked(payload, kind, None)?.unwrap_or_default())
+    }
+
+    /// [`Store::append_pending`] for an event that carries `expectedVersion` or
+    /// `idempotencyKey`: the pending event is claimed in the transaction that checks and stores
+    /// it. `None` (nothing stored) when it was no longer ready.
+    pub fn append_pending_checked(&mut self, pending_id: i64, payload: &str) -> Result<Option<Checked>> {
+        self.write_checked(payload, WriteKind::Single, Some(pending_id))
+    }
+
+    /// As [`Store::write`], for appends with stream conditions.
+    fn write_checked(&mut self, payload: &str, kind: WriteKind, claim: Option<i64>) -> Result<Option<Checked>> {
+        let started = Instant::now();
+        let written = self.insert_checked(payload, claim);
+        match &written {
+            Ok(Some(checked)) if checked.count > 0 => {
+                self.metrics.record_write(kind, checked.count, started.elapsed());
+                let appended = Appended { first_id: checked.first_id, count: checked.count };
+                self.pending.after_append(&self.conn, appended);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.metrics.record_error();
+                self.pending.forget();
+            }
+        }
+        written
+    }
+
+    fn insert_checked(&mut self, payload: &str, claim: Option<i64>) -> Result<Option<Checked>> {
+        let events = parse_batch(payload)?;
+        let conn = &self.conn;
+        file::check_in_place(conn)?;
+        let txn = WriteTxn::begin(conn)?;
+        if let Some(pending_id) = claim {
+            if !pending::claim(conn, pending_id)? {
+                return Ok(None);
+            }
+        }
+        self.streams.ready(conn, true)?;
+        let mut writer = Writer { conn, cache: &mut self.cache };
+        let mut checked = Checked { first_id: 0, count: 0, duplicates: Vec::new() };
+        // Events without conditions go in as the plain path puts them, chunk by chunk; the
+        // run before a conditional event goes in first, so that its check counts them.
+        let mut run_start = None;
+        for (index, e) in events.iter().enumerate() {
+            if !e.is_conditional() {
+                run_start.get_or_insert(index);
+                continue;
+            }
+            if let Some(start) = run_start.take() {
+                checked.stored(writer.insert_all(&events[start..index])?, index - start)?;
+            }
+            let correlation_id = writer.correlation_for(e)?;
+            let key = e.idempotency_key();
+            if let Some(first) = key.map(|key| idempotency::lookup(conn, key)).transpose()?.flatten() {
+                checked.duplicates.push((index, first));
+                continue;
+            }
+            if let Some(expected) = e.expected_version() {
+                version::check(conn, index, correlation_id.as_deref(), expected)?;
+            }
+            let id = writer.insert_one(e, correlation_id.as_deref())?;
+            checked.stored(id, 1)?;
+            if let Some(key) = key {
+                idempotency::remember(conn, key, id)?;
+            }
+        }
+        if let Some(start) = run_start {
+            checked.stored(writer.insert_all(&events[start..])?, events.len() - start)?;
+        }
+        txn.commit()?;
+        Ok(Some(checked))
+    }
+
+    /// `getStreamVersion`: how many events hold `correlation_id`, whoever appended them.
+    pub fn stream_version(&self, correlation_id: &str) -> Result<i64> {
+        self.streams.ready(&self.conn, false)?;
+        version::stream_version(&self.conn, correlation_id)
+    }
+
+    /// Makes sure the stream tables are whole before a consumer uses them; see
+    /// [`streams::Watch::ready`].
+    pub fn streams_ready(&self) -> Result<()> {
+        self.streams.ready(&self.conn, false)
     }
 
     /// `retrieveByIDCached`; see [`crate::cache`].
@@ -390,6 +694,31 @@ impl Writer<'_> {
         Ok(first_id.unwrap_or(0))
     }
 
+    /// Inserts one call's events inside the group's transaction, in a savepoint: all of them or
+    /// none. The inner `Result` is the call's own; the outer one fails the group, when SQLite
+    /// rolled the whole transaction back (a full disk, an I/O error) or the savepoint itself
+    /// failed, so that a call is never reported failed while its events stay.
+    fn insert_call(&mut self, events: &[NewEvent<'_>]) -> Result<Result<Appended>> {
+        self.run(SAVEPOINT)?;
+        match self.insert_all(events) {
+            Ok(first_id) => {
+                self.run(RELEASE)?;
+                Ok(Ok(Appended { first_id, count: events.len() }))
+            }
+            Err(err) if self.conn.is_autocommit() => Err(err),
+            Err(err) => {
+                self.run(ROLLBACK_TO)?;
+                self.run(RELEASE)?;
+                Ok(Err(err))
+            }
+        }
+    }
+
+    /// Runs a statement without parameters or rows, prepared once.
+    fn run(&self, sql: &'static str) -> Result<()> {
+        self.conn.cached(sql)?.execute(|_| Ok(()))
+    }
+
     /// The correlation id an event is stored with: its own, or its parent's. The lookup runs
     /// inside the write transaction, so a parent earlier in the same batch is found too.
     fn correlation_for<'e>(&self, e: &'e NewEvent<'_>) -> Result<Option<Cow<'e, str>>> {
@@ -431,24 +760,19 @@ impl Writer<'_> {
 
 /// SQLite's name for a `PRAGMA synchronous` level.
 fn synchronous_name(level: i64) -> &'static str {
-    match level {
-        0 => "OFF",
-        1 => "NORMAL",
-        2 => "FULL",
-        3 => "EXTRA",
-        _ => "UNKNOWN",
-    }
+    usize::try_from(level).ok().and_then(|level| SYNCHRONOUS.get(level)).copied().unwrap_or("UNKNOWN")
 }
 
-/// What every connection of the library needs, the store's and a stream's alike.
-pub fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
+/// What every connection of the library needs, the store's and a stream's alike. The timeout
+/// is one [`Store::open`] accepted.
+pub(crate) fn configure(conn: &Connection, busy_timeout_ms: u32) -> Result<()> {
     conn.busy_timeout(Duration::from_millis(u64::from(busy_timeout_ms)))?;
     // The query planner stability guarantee. Without it SQLite (built with STAT4, as the
     // bundled one is) marks a statement whose LIMIT is a bound parameter to be compiled again
-    // whenever that parameter is bound, which a cached statement is on every run: a large part
-    // of a page or stream batch (docs/performance.md).
+    // whenever that parameter is bound, which a cached statement is on every run: a page or
+    // stream batch then costs a third more than stepping through its 100 rows does.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    Ok(())
+    crate::consumer::register(conn)
 }
 
 pub(crate) fn create_parent_folder(path: &str) -> Result<()> {
@@ -461,28 +785,37 @@ pub(crate) fn create_parent_folder(path: &str) -> Result<()> {
 
 /// A `BEGIN IMMEDIATE` transaction: the write lock is taken up front, so a writer in another
 /// process makes this one wait (up to `busy_timeout`) instead of failing half way. Rolled back
-/// on drop unless committed. The statements are cached like any other.
+/// on drop unless ended. The statements are cached like any other.
 pub(crate) struct WriteTxn<'c> {
     conn: &'c Connection,
-    committed: bool,
+    ended: bool,
 }
 
 impl<'c> WriteTxn<'c> {
     pub(crate) fn begin(conn: &'c Connection) -> Result<WriteTxn<'c>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        Ok(WriteTxn { conn, committed: false })
+        Ok(WriteTxn { conn, ended: false })
     }
 
     pub(crate) fn commit(mut self) -> Result<()> {
         self.conn.prepare_cached("COMMIT")?.execute([])?;
-        self.committed = true;
+        self.ended = true;
+        Ok(())
+    }
+
+    /// Rolls back now, reporting a failure (which `drop` cannot), unless SQLite already did.
+    fn rollback(mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        self.ended = true;
         Ok(())
     }
 }
 
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
-        if !self.committed && !self.conn.is_autocommit() {
+        if !self.ended && !self.conn.is_autocommit() {
             // Nothing to report to: the error that got us here is already on its way out.
             let _ = self.conn.execute_batch("ROLLBACK");
         }
@@ -619,8 +952,16 @@ mod tests {
         let path = temp_path("notadb");
         std::fs::create_dir_all(Path::new(&path).parent().unwrap()).unwrap();
         std::fs::write(&path, vec![b'x'; 4096]).unwrap();
-        let err = Store::open(Config::new(path)).err().unwrap();
+        let err = Store::open(Config::new(&path)).err().unwrap();
         assert_eq!(err.code(), "SQLITE_NOTADB");
+        assert!(err.to_string().contains(&path), "the message names the file: {err}");
+    }
+
+    #[test]
+    fn a_busy_timeout_sqlite_cannot_take_is_an_option_error() {
+        let mut config = Config::new(MEMORY);
+        config.busy_timeout_ms = MAX_BUSY_TIMEOUT_MS + 1;
+        assert_eq!(Store::open(config).err().unwrap().code(), "ERR_INVALID_OPTION");
     }
 
     #[test]

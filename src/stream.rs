@@ -5,16 +5,21 @@
 //! between batches: nothing is held that could block a writer or a checkpoint.
 
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use once_cell::sync::Lazy;
 use rusqlite::OpenFlags;
 
 use crate::connection::Connection;
-
+use crate::consumer::{Partition, PARTITION_FUNCTION};
 use crate::error::Result;
-use crate::row::{select_list, write_values};
+use crate::pieces::{write_row, Limits};
+use crate::row::select_list;
 use crate::store::{self, Store, MEMORY};
+
+/// The rows a stream reads at a time when not told otherwise.
+pub const DEFAULT_BATCH_SIZE: i64 = 1000;
 
 /// The optional filters of a stream; they combine with AND.
 #[derive(Debug, Clone, Default)]
@@ -22,18 +27,22 @@ pub struct Filter {
     pub correlation_id: Option<String>,
     pub user: Option<String>,
     pub cmd: Option<String>,
+    /// Only a consumer group member's share of the events (see [`crate::consumer`]).
+    pub partition: Option<Partition>,
 }
 
 /// One statement per combination of the filters present (bit 0 correlation id, bit 1 user,
-/// bit 2 cmd), so that SQLite sees plain equalities and can use `idx_correlation_id`,
-/// `idx_user` or `idx_cmd` with the id range. Parameters: `?1`/`?2` the id range, `?3`..`?5`
-/// the filters, `?6` the limit.
+/// bit 2 cmd, bit 3 partition), so that SQLite sees plain equalities and can use
+/// `idx_correlation_id`, `idx_user` or `idx_cmd` with the id range. Parameters: `?1`/`?2` the
+/// id range, `?3`..`?5` the filters, `?6` the limit, `?7`/`?8` the group size and member.
 static BATCH_SQL: Lazy<Vec<String>> = Lazy::new(|| {
     let cols = select_list();
-    (0..8)
+    let partition = format!(" AND {PARTITION_FUNCTION}(correlation_id, ?7) = ?8");
+    (0..16)
         .map(|mask| {
             let mut sql = format!("SELECT {cols} FROM queue WHERE id >= ?1 AND id <= ?2");
-            for (bit, clause) in [" AND correlation_id = ?3", " AND user = ?4", " AND cmd = ?5"].iter().enumerate() {
+            let clauses = [" AND correlation_id = ?3", " AND user = ?4", " AND cmd = ?5", &partition];
+            for (bit, clause) in clauses.iter().enumerate() {
                 if mask & (1 << bit) != 0 {
                     sql.push_str(clause);
                 }
@@ -50,13 +59,31 @@ pub struct Batch {
     pub text: String,
     pub rows: usize,
     pub last_id: Option<i64>,
+    /// Whether the batch ended before `limit` rows with more possibly to come: it reached
+    /// [`Limits::batch`] bytes, or the next row cannot be read (the next batch, which starts
+    /// with it, reports why), so that the rows before it are delivered first.
+    pub cut: bool,
+}
+
+impl Batch {
+    /// The text `cycleThrough` replays: the rows, then, when the batch was cut, one more value
+    /// (`true`), which tells it to go on although the batch is short.
+    pub fn into_replay(self) -> String {
+        let mut text = self.text;
+        if self.cut {
+            text.pop();
+            text.push_str(",true]");
+        }
+        text
+    }
 }
 
 impl Filter {
-    /// Reads up to `limit` matching rows with an id in `ids`, in id order.
-    pub fn read(&self, conn: &Connection, ids: RangeInclusive<i64>, limit: i64) -> Result<Batch> {
+    /// Reads up to `limit` matching rows with an id in `ids`, in id order, within `limits`.
+    pub fn read(&self, conn: &Connection, ids: RangeInclusive<i64>, limit: i64, limits: &Limits) -> Result<Batch> {
         let filters = [&self.correlation_id, &self.user, &self.cmd];
         let mask = filters.iter().enumerate().fold(0, |m, (bit, f)| if f.is_some() { m | 1 << bit } else { m });
+        let mask = if self.partition.is_some() { mask | 1 << 3 } else { mask };
         let mut stmt = conn.cached(&BATCH_SQL[mask])?;
         stmt.bind(1, *ids.start())?;
         stmt.bind(2, *ids.end())?;
@@ -66,14 +93,35 @@ impl Filter {
             }
         }
         stmt.bind(6, limit)?;
+        if let Some(Partition { member, size }) = self.partition {
+            stmt.bind(7, i64::from(size))?;
+            stmt.bind(8, i64::from(member))?;
+        }
         let mut rows = stmt.rows();
-        let mut batch = Batch { text: String::with_capacity(256 * limit.min(1000) as usize), rows: 0, last_id: None };
+        let capacity = (256 * limit.min(1000) as usize).min(limits.batch);
+        let mut batch = Batch { text: String::with_capacity(capacity), rows: 0, last_id: None, cut: false };
         batch.text.push('[');
-        while let Some(row) = rows.next()? {
+        loop {
+            if batch.rows > 0 && batch.text.len() >= limits.batch {
+                batch.cut = true;
+                break;
+            }
+            let Some(row) = rows.next()? else { break };
+            let start = batch.text.len();
             if batch.rows > 0 {
                 batch.text.push(',');
             }
-            write_values(&mut batch.text, &row)?;
+            let written = write_row(&mut batch.text, &row, limits);
+            // Past what a string may hold, the row goes to the next batch, on its own.
+            let overfull = batch.rows > 0 && batch.text.len() > limits.row;
+            if written.is_err() || overfull {
+                batch.text.truncate(start);
+                if batch.rows == 0 {
+                    written?;
+                }
+                batch.cut = true;
+                break;
+            }
             batch.rows += 1;
             batch.last_id = row.value(0)?.as_i64().ok();
         }
@@ -126,13 +174,46 @@ fn open_reader(path: &str, busy_timeout_ms: u32) -> Result<Connection> {
     Ok(conn)
 }
 
+/// The newest id (0 when the log is empty) and the schema version, read together at the start
+/// of each batch.
+const NEWEST: &str =
+    "SELECT coalesce((SELECT MAX(id) FROM queue), 0), (SELECT schema_version FROM pragma_schema_version)";
+
 /// A stream's reader: its source, its filters, and how far it has read.
 pub struct Stream {
     source: Source,
     filter: Filter,
+    start_id: i64,
     next_id: i64,
     end_id: i64,
     batch_size: i64,
+    limits: Limits,
+    seen: Seen,
+}
+
+/// Where the log stood at a stream's last read, to notice a reset: the table dropped and
+/// created again, ids starting over at 1 below where the stream has read.
+struct Seen {
+    /// The store's count of resets, shared with it, and its value at the last read.
+    resets: Arc<AtomicU64>,
+    reset_count: u64,
+    schema_version: Option<i64>,
+    newest: i64,
+}
+
+impl Seen {
+    /// Whether the log was reset since the last read; takes note of where it stands now. A
+    /// reset by this store is counted. One through another connection shows as a schema change
+    /// after which the newest id is lower than before, which appending never causes; a reset
+    /// elsewhere followed, before the stream reads again, by more appends than the log held
+    /// goes unnoticed.
+    fn was_reset(&mut self, newest: i64, schema_version: i64) -> bool {
+        let count = self.resets.load(Ordering::Acquire);
+        let elsewhere = self.schema_version.is_some_and(|v| v != schema_version) && newest < self.newest;
+        let reset = count != self.reset_count || elsewhere;
+        (self.reset_count, self.schema_version, self.newest) = (count, Some(schema_version), newest);
+        reset
+    }
 }
 
 impl Stream {
@@ -144,36 +225,56 @@ impl Stream {
         end_id: Option<i64>,
         batch_size: i64,
     ) -> Stream {
-        let source = {
-            let guard = store.lock().unwrap_or_else(PoisonError::into_inner);
-            let config = guard.config();
-            if config.path == MEMORY {
-                Source::Shared(Arc::clone(store))
-            } else {
-                Source::File { path: config.path.clone(), busy_timeout_ms: config.busy_timeout_ms, conn: None }
-            }
+        let guard = store.lock().unwrap_or_else(PoisonError::into_inner);
+        let config = guard.config();
+        let source = if config.path == MEMORY {
+            Source::Shared(Arc::clone(store))
+        } else {
+            Source::File { path: config.path.clone(), busy_timeout_ms: config.busy_timeout_ms, conn: None }
         };
-        Stream { source, filter, next_id: start_id, end_id: end_id.unwrap_or(i64::MAX), batch_size: batch_size.max(1) }
+        let resets = Arc::clone(guard.resets());
+        let seen = Seen { reset_count: resets.load(Ordering::Acquire), resets, schema_version: None, newest: 0 };
+        Stream {
+            source,
+            filter,
+            start_id,
+            next_id: start_id,
+            end_id: end_id.unwrap_or(i64::MAX),
+            batch_size: batch_size.max(1),
+            limits: Limits::current(),
+            seen,
+        }
+    }
+
+    /// The id the stream has read past: every event up to it that passes the filters was in a
+    /// batch already returned. A consumer commits it as its position.
+    pub fn position(&self) -> i64 {
+        self.next_id - 1
     }
 
     /// Reads the next batch. Each read is bounded by the newest id at its start: every id up
     /// to it is committed (writers are serialised and ids only grow), so when a batch comes
     /// back short the stream moves past that id at once, and a filter that matches rarely
     /// never rescans the rows it already passed, however often a following stream polls.
+    /// After a reset the stream starts again from its first id, in the new log.
     pub fn read(&mut self) -> Result<Next> {
         if self.next_id > self.end_id {
             return Ok(Next::Finished);
         }
-        let Stream { source, filter, next_id, end_id, batch_size } = self;
+        let Stream { source, filter, start_id, next_id, end_id, batch_size, limits, seen } = self;
         source.with_conn(|conn| {
-            let newest: Option<i64> = conn.prepare_cached("SELECT MAX(id) FROM queue")?.query_row([], |r| r.get(0))?;
-            let upper = newest.unwrap_or(0).min(*end_id);
+            let (newest, schema_version) =
+                conn.prepare_cached(NEWEST)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            if seen.was_reset(newest, schema_version) {
+                *next_id = *start_id;
+            }
+            let upper = newest.min(*end_id);
             if upper < *next_id {
                 return Ok(Next::CaughtUp);
             }
-            let batch = filter.read(conn, *next_id..=upper, *batch_size)?;
+            let batch = filter.read(conn, *next_id..=upper, *batch_size, limits)?;
             let passed = match batch.last_id {
-                Some(last) if batch.rows as i64 == *batch_size => last,
+                Some(last) if batch.rows as i64 == *batch_size || batch.cut => last,
                 _ => upper,
             };
             *next_id = passed.saturating_add(1);
@@ -238,7 +339,7 @@ mod tests {
         let store = shared(Config::new(MEMORY));
         append(&mut store.lock().unwrap(), 0..30);
         // Event id = i + 1: user u1 means i odd, cmd c0 means i % 3 == 0.
-        let filter = Filter { user: Some("u1".into()), cmd: Some("c0".into()), correlation_id: None };
+        let filter = Filter { user: Some("u1".into()), cmd: Some("c0".into()), ..Filter::default() };
         let mut stream = Stream::new(&store, filter, 0, None, 2);
         let (batches, end) = drain(&mut stream);
         assert_eq!((batches.concat(), end), (vec![4, 10, 16, 22, 28], Next::CaughtUp));
@@ -246,6 +347,90 @@ mod tests {
         let by_correlation = Filter { correlation_id: Some("k2".into()), ..Filter::default() };
         let mut stream = Stream::new(&store, by_correlation, 10, Some(20), 100);
         assert_eq!(drain(&mut stream).0.concat(), vec![13, 18]);
+    }
+
+    #[test]
+    fn a_batch_ends_early_at_its_byte_budget_and_the_stream_goes_on_after_it() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..7);
+        let mut stream = Stream::new(&store, Filter::default(), 0, None, 100);
+        // A rendered row of these events is about 40 bytes: a batch ends after its third.
+        stream.limits.batch = 100;
+        let (batches, end) = drain(&mut stream);
+        assert_eq!((batches, end), (vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]], Next::CaughtUp));
+    }
+
+    #[test]
+    fn rows_before_an_unreadable_row_are_delivered_then_the_row_is_an_error() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..6);
+        store.lock().unwrap().conn().execute("UPDATE queue SET data = 'hello world' WHERE id = 4", []).unwrap();
+        let mut stream = Stream::new(&store, Filter::default(), 0, None, 100);
+        let Next::Rows(text) = stream.read().unwrap() else { panic!("expected rows") };
+        assert_eq!(ids(&text), [1, 2, 3]);
+        let err = stream.read().unwrap_err();
+        assert_eq!((err.code(), err.row_id()), ("ERR_CORRUPT_ROW", Some(4)));
+        // A row too long for a string: the same, once the rows before it are out.
+        store.lock().unwrap().conn().execute("UPDATE queue SET data = '{}' WHERE id = 4", []).unwrap();
+        let mut stream = Stream::new(&store, Filter::default(), 2, None, 100);
+        stream.limits.row = 200;
+        store
+            .lock()
+            .unwrap()
+            .conn()
+            .execute("UPDATE queue SET data = '\"' || hex(zeroblob(100)) || '\"' WHERE id = 5", [])
+            .unwrap();
+        let Next::Rows(text) = stream.read().unwrap() else { panic!("expected rows") };
+        assert_eq!(ids(&text), [2, 3, 4]);
+        let err = stream.read().unwrap_err();
+        assert_eq!((err.code(), err.row_id()), ("ERR_ROW_TOO_LARGE", Some(5)));
+    }
+
+    #[test]
+    fn after_a_reset_a_stream_starts_again_in_the_new_log() {
+        let dir = std::env::temp_dir().join(format!("eventlite-stream-reset-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("events.sqlite").to_string_lossy().into_owned();
+        let store = shared(Config::new(path.clone()));
+        append(&mut store.lock().unwrap(), 0..5);
+        let mut stream = Stream::new(&store, Filter::default(), 0, None, 10);
+        assert_eq!(drain(&mut stream).0.concat(), vec![1, 2, 3, 4, 5]);
+        // A reset by this store, followed by more events than the log held: all are seen.
+        store.lock().unwrap().reset().unwrap();
+        append(&mut store.lock().unwrap(), 0..7);
+        assert_eq!(drain(&mut stream).0.concat(), (1..=7).collect::<Vec<_>>());
+        // A reset through another connection to the file.
+        let mut other = Store::open(Config::new(path)).unwrap();
+        other.reset().unwrap();
+        append(&mut other, 0..2);
+        assert_eq!(drain(&mut stream).0.concat(), vec![1, 2]);
+        // Creating an index changes the schema too, but is no reset.
+        other.conn().execute_batch("CREATE INDEX test_idx ON queue(user)").unwrap();
+        append(&mut other, 2..3);
+        assert_eq!(drain(&mut stream).0.concat(), vec![3]);
+        drop((stream, other));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_partition_keeps_a_group_members_events_and_the_position_passes_the_others() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..30);
+        let mut seen = Vec::new();
+        for member in 0..3 {
+            let partition = Some(Partition { member, size: 3 });
+            let mut stream = Stream::new(&store, Filter { partition, ..Filter::default() }, 0, None, 4);
+            let ids = drain(&mut stream).0.concat();
+            assert_eq!(stream.position(), 30, "member {member} read past every event");
+            for id in &ids {
+                // Event id n has correlation id k{(n - 1) % 5}.
+                let correlation_id = format!("k{}", (id - 1) % 5);
+                assert_eq!(crate::consumer::partition(Some(correlation_id.as_bytes()), 3), member);
+            }
+            seen.extend(ids);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=30).collect::<Vec<_>>(), "the members together see every event once");
     }
 
     #[test]

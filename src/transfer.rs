@@ -92,7 +92,10 @@ mod tests {
     use super::*;
     use crate::store::{Config, Store, MEMORY};
 
-    fn rows(store: &Store) -> Vec<(i64, i64, String, Option<String>, Option<i64>, Option<String>)> {
+    /// `id, datetime, cmd, data, causation_id, metadata` of a stored row.
+    type Stored = (i64, i64, String, Option<String>, Option<i64>, Option<String>);
+
+    fn rows(store: &Store) -> Vec<Stored> {
         let mut stmt = store
             .conn()
             .prepare("SELECT id, datetime, cmd, data, causation_id, metadata FROM queue ORDER BY id")

@@ -28,6 +28,9 @@ mod reference {
         Option<i64>,
         #[serde(borrow)] &'a RawValue,
         i64,
+        // The stream conditions, which only some events carry (both, then).
+        #[serde(default)] Option<i64>,
+        #[serde(default, borrow)] Option<Cow<'a, str>>,
     );
 
     /// Each event's fields as text, or `None` when serde_json refuses the payload.
@@ -36,7 +39,10 @@ mod reference {
         let fields = |e: &Tuple<'_>| {
             format!(
                 "{:?}",
-                (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), e.8)
+                (
+                    (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), e.8),
+                    (e.9, e.10.as_deref())
+                )
             )
         };
         Some(events.iter().map(fields).collect())
@@ -49,15 +55,18 @@ fn parsed(payload: &str) -> Option<Vec<String>> {
         format!(
             "{:?}",
             (
-                e.cmd(),
-                e.data(),
-                e.user(),
-                e.ip(),
-                e.version(),
-                e.correlation_id(),
-                e.causation_id(),
-                e.metadata(),
-                e.datetime()
+                (
+                    e.cmd(),
+                    e.data(),
+                    e.user(),
+                    e.ip(),
+                    e.version(),
+                    e.correlation_id(),
+                    e.causation_id(),
+                    e.metadata(),
+                    e.datetime()
+                ),
+                (e.expected_version(), e.idempotency_key())
             )
         )
     };
@@ -76,29 +85,42 @@ fn event_tuple() -> impl Strategy<Value = Value> {
         proptest::option::of(any::<i64>()),
         json_value(),
         any::<i64>(),
+        proptest::option::of((proptest::option::of(any::<i64>()), proptest::option::of(any::<String>()))),
     )
-        .prop_map(|(cmd, data, user, ip, version, corr, caus, metadata, datetime)| {
-            json!([cmd, data, user, ip, version, corr, caus, metadata, datetime])
+        .prop_map(|(cmd, data, user, ip, version, corr, caus, metadata, datetime, conditions)| match conditions {
+            None => json!([cmd, data, user, ip, version, corr, caus, metadata, datetime]),
+            Some((expected, key)) => {
+                json!([cmd, data, user, ip, version, corr, caus, metadata, datetime, expected, key])
+            }
         })
 }
 
 /// A batch's text: compact as `JSON.stringify` writes it, or indented; then, sometimes,
 /// damaged by deleting or inserting a character somewhere.
 fn payload() -> impl Strategy<Value = String> {
-    (prop::collection::vec(event_tuple(), 0..4), any::<bool>(), any::<Option<(prop::sample::Index, char, bool)>>())
-        .prop_map(|(events, pretty, damage)| {
-            let text = if pretty { serde_json::to_string_pretty(&events) } else { serde_json::to_string(&events) };
-            let mut chars: Vec<char> = text.unwrap().chars().collect();
-            if let Some((at, c, insert)) = damage {
-                let at = at.index(chars.len() + 1);
-                if insert {
-                    chars.insert(at, c);
-                } else if at < chars.len() {
-                    chars.remove(at);
-                }
+    damaged(prop::collection::vec(event_tuple(), 0..4).prop_map(Value::from))
+}
+
+/// Any JSON value's text, as [`payload`] writes and damages a batch.
+fn json_text() -> impl Strategy<Value = String> {
+    damaged(json_value())
+}
+
+/// The text of `values`, compact or indented, sometimes with a character deleted or inserted.
+fn damaged(values: impl Strategy<Value = Value>) -> impl Strategy<Value = String> {
+    (values, any::<bool>(), any::<Option<(prop::sample::Index, char, bool)>>()).prop_map(|(value, pretty, damage)| {
+        let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+        let mut chars: Vec<char> = text.unwrap().chars().collect();
+        if let Some((at, c, insert)) = damage {
+            let at = at.index(chars.len() + 1);
+            if insert {
+                chars.insert(at, c);
+            } else if at < chars.len() {
+                chars.remove(at);
             }
-            chars.into_iter().collect()
-        })
+        }
+        chars.into_iter().collect()
+    })
 }
 
 /// Any JSON value of a few levels, with strings drawn from all of Unicode.
@@ -150,6 +172,13 @@ proptest! {
     #[test]
     fn the_payload_parser_agrees_with_serde_json(text in payload()) {
         prop_assert_eq!(parsed(&text), reference::parse(&text), "payload {}", text);
+    }
+
+    #[test]
+    fn the_json_check_agrees_with_serde_json(text in json_text()) {
+        let ours = eventlite_native::json::whole(text.as_bytes()).is_ok_and(|scanned| scanned.is_some());
+        let theirs = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+        prop_assert_eq!(ours, theirs, "text {}", text);
     }
 
     #[test]

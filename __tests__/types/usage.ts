@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run test:types`: the public types must describe every call
 // docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
-import { initQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus } from '../..'
+import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode, type AsyncEventQueue, type Consumer, type ConsumerInfo, type VersionConflictError } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
 const out = q.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d }, eventCallbacks.void)
@@ -60,6 +60,39 @@ const executed = q.executeReadyEvents(undefined, { _error: (e) => e.pendingEvent
 const expired: PendingStatus[] = q.expirePendingEvents().map((r) => r.status)
 const cancelled: boolean = q.cancelPendingEvent(1)
 const byCorrelation = q.getPendingEventsByCorrelation('o').map((r) => JSON.parse(r.event_data) as unknown)
+async function runAsync() {
+  const aq: AsyncEventQueue = await openQueue({ dbName: ':memory:', busyTimeout: 100 })
+  const storedAsync: EventRow | undefined = await aq.store({ cmd: 'x' })
+  const deposited: unknown = await aq.store({ cmd: 'deposit', data: { amount: 5 } }, account)
+  const bulk = await aq.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d })
+  const asyncPage: Page = await aq.getEventsByCmdPaginated('x', { limit: 5 })
+  const commits: number = (await aq.getMetrics()).commitsTotal
+  for await (const batch of aq.streamEvents({ follow: false })) batch.forEach((r) => r.id)
+  await aq.cycleThrough({ _queries: {} }, () => {}, eventCallbacks.void, { start: 1 })
+  aq._cb = eventCallbacks.error
+  const pages: number = (await aq.backup('copy.sqlite')).totalPages
+  for await (const line of aq.exportEvents({ from: 1 })) await aq.importEvents([line])
+  const healthy: string[] = await aq.integrityCheck()
+  const scraped: string = await aq.metricsText()
+  void [pages, healthy, scraped, await aq.checkpoint(), await aq.optimize(), await aq.vacuum()]
+  await aq.close()
+  void [storedAsync, deposited, bulk, asyncPage, commits]
+}
+const versioned = q.storeBulk([{ cmd: 'x', correlationId: 'o', expectedVersion: q.getStreamVersion('o'), idempotencyKey: 'k' }])
+const repeated: boolean = versioned[0].duplicate === true
+const conflict = { code: 'ERR_VERSION_CONFLICT', correlationId: 'o', expectedVersion: 1, actualVersion: 2 } as VersionConflictError
+async function project() {
+  const consumer: Consumer = q.consume('p', { batchSize: 10, follow: false, filter: { cmd: 'x' }, group: { member: 0, size: 2 } })
+  for await (const batch of consumer) {
+    batch.forEach((r) => r.id)
+    consumer.commit()
+  }
+  const position: number = consumer.position
+  const consumers: ConsumerInfo[] = q.getConsumers()
+  q.resetConsumer('p', position)
+  void consumers
+}
 q.reset?.()
+const unreadable: ErrorCode[] = ['ERR_CORRUPT_ROW', 'ERR_ROW_TOO_LARGE']
 q.close()
-void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation]
+void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, unreadable, repeated, conflict, project]
