@@ -316,7 +316,14 @@ class EventQueue {
   retrieveByID(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? null : rowById(db, key, makeRow)
+    if (key === null) return null
+    try {
+      return rowById(db, key, makeRow)
+    } catch (err) {
+      // data or metadata that is not JSON: the read throws what every read of the row throws.
+      if (err instanceof SyntaxError) db.checkRow(key)
+      throw err
+    }
   }
 
   getLastRow() {

@@ -476,6 +476,13 @@ impl NativeQueue {
         self.locked().and_then(|mut store| read(&mut store)).map_err(|err| rejection(env, err))
     }
 
+    /// Throws the error the reads of rows give event `id`, if they give one: for `retrieveByID`,
+    /// once JavaScript could not parse a value `rowById` handed over (see `row::cells`).
+    #[napi]
+    pub fn check_row(&self, env: Env, id: f64) -> Result<(), napi::Error> {
+        self.read(&env, |store| read::write_by_id(&mut String::new(), store.conn(), to_id(id)?).map(|_| ()))
+    }
+
     #[napi(ts_return_type = "string | null")]
     pub fn last(&self, env: Env) -> Result<Option<Json>, napi::Error> {
         self.read(&env, |store| Ok(read::last(store.conn())?.map(Json)))
@@ -1258,7 +1265,7 @@ unsafe fn create_cell(env: sys::napi_env, cell: row::Cell<'_>, value: &mut sys::
             row::Cell::Null => sys::napi_get_null(env, value),
             row::Cell::Integer(n) => sys::napi_create_int64(env, n, value),
             row::Cell::Real(f) => sys::napi_create_double(env, f, value),
-            row::Cell::Text(text) | row::Cell::Json { text, .. } => create_string(env, text, value),
+            row::Cell::Text(text) | row::Cell::Json(text) => create_string(env, text, value),
         }
     }
 }

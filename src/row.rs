@@ -23,7 +23,7 @@ pub fn select_list() -> String {
 /// What each column, in [`COLUMNS`] order, holds: JSON text (`data`, `metadata`), with what a
 /// NULL reads as, or anything else. A NULL `metadata` reads as `{}`, as EventLite reads it.
 const JSON_COLUMNS: [Option<(&str, Cell<'static>)>; 10] = {
-    const EMPTY_OBJECT: Cell<'static> = Cell::Json { text: b"{}", ascii: true };
+    const EMPTY_OBJECT: Cell<'static> = Cell::Json(b"{}");
     [None, None, None, None, None, None, Some(("data", Cell::Null)), None, None, Some(("metadata", EMPTY_OBJECT))]
 };
 
@@ -37,20 +37,16 @@ pub enum Cell<'a> {
     /// Stored text (or a blob's bytes) of a column that does not hold JSON, not necessarily
     /// UTF-8: bytes that are not read as U+FFFD.
     Text(&'a [u8]),
-    /// The text of a `data` or `metadata` value, checked to be exactly one JSON value. Bytes
-    /// that are not UTF-8 can only be inside its strings, and read as U+FFFD; `ascii` says
-    /// there are none of those, nor any other byte above 0x7F.
-    Json {
-        text: &'a [u8],
-        ascii: bool,
-    },
+    /// The text of a `data` or `metadata` value, JSON unless another program wrote it wrong
+    /// (see [`write_values`] and [`cells`]). Bytes that are not UTF-8 read as U+FFFD.
+    Json(&'a [u8]),
 }
 
 impl Cell<'_> {
     /// The bytes of its text, or none for a number or a null.
     fn text_len(&self) -> usize {
         match self {
-            Cell::Text(text) | Cell::Json { text, .. } => text.len(),
+            Cell::Text(text) | Cell::Json(text) => text.len(),
             _ => 0,
         }
     }
@@ -68,18 +64,31 @@ fn plain(value: ValueRef<'_>) -> Cell<'_> {
     }
 }
 
-/// A value of a JSON column: its text, once checked to be one JSON value; a number as it is (a
-/// number stored by hand is JSON too); `null`, the column's NULL, for a NULL or text of only
-/// white space.
+/// A value of a JSON column, as stored: its text; a number as it is (a number stored by hand
+/// is JSON too); `null`, the column's NULL, for a NULL or text of only white space.
 #[inline(always)]
-fn json_value<'a>(value: ValueRef<'a>, null: Cell<'static>) -> std::result::Result<Cell<'a>, json::Invalid> {
+fn stored_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> Cell<'a> {
+    match value {
+        ValueRef::Text(text) | ValueRef::Blob(text)
+            if text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) =>
+        {
+            null
+        }
+        ValueRef::Text(text) | ValueRef::Blob(text) => Cell::Json(text),
+        ValueRef::Null => null,
+        other => plain(other),
+    }
+}
+
+/// A value of a JSON column, once its text is checked to be exactly one JSON value.
+#[inline(always)]
+fn checked_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> std::result::Result<Cell<'a>, json::Invalid> {
     match value {
         ValueRef::Text(text) | ValueRef::Blob(text) => Ok(match json::whole(text)? {
             None => null,
-            Some(scanned) => Cell::Json { text, ascii: scanned.ascii },
+            Some(_) => Cell::Json(text),
         }),
-        ValueRef::Null => Ok(null),
-        other => Ok(plain(other)),
+        _ => Ok(stored_json(value, null)),
     }
 }
 
@@ -96,11 +105,13 @@ fn corrupt(row: &Row<'_>, column: &'static str, invalid: json::Invalid) -> Error
 /// More than the text of a row's numbers, nulls, quotes and commas can be.
 const FRAMING: usize = 512;
 
-/// A row's ten values, selected with [`select_list`], for handing over one by one: with the
-/// errors [`write_values`] gives the row, [`Error::CorruptRow`], and [`Error::RowTooLarge`] when
-/// its text would be longer than `limit` bytes. Text grows at most sixfold as JSON (`\u0001`),
-/// and the rest of a row is a few hundred bytes, so only a row near a sixth of the limit is
-/// rendered to measure it.
+/// A row's ten values, selected with [`select_list`], for handing over one by one to
+/// JavaScript, which parses `data` and `metadata` itself: so their text is not checked here,
+/// and a row whose text [`write_values`] refuses as [`Error::CorruptRow`] is one JavaScript
+/// cannot parse (the caller then asks [`write_values`] for the error). A row that
+/// [`write_values`] refuses as [`Error::RowTooLarge`] is refused here too: text grows at most
+/// sixfold as JSON (`\u0001`), and the rest of a row is a few hundred bytes, so only a row near
+/// a sixth of the limit is rendered to measure it.
 pub fn cells<'r>(row: &'r Row<'_>, limit: usize) -> Result<[Cell<'r>; COLUMNS.len()]> {
     let mut cells = [Cell::Null; COLUMNS.len()];
     let mut bytes = 0usize;
@@ -108,7 +119,7 @@ pub fn cells<'r>(row: &'r Row<'_>, limit: usize) -> Result<[Cell<'r>; COLUMNS.le
         let value = row.value(i)?;
         *cell = match column {
             None => plain(value),
-            Some((name, null)) => json_value(value, null).map_err(|invalid| corrupt(row, name, invalid))?,
+            Some((_, null)) => stored_json(value, null),
         };
         bytes += cell.text_len();
     }
@@ -145,7 +156,7 @@ pub fn write_values(out: &mut String, row: &Row<'_>, limit: usize) -> Result<()>
                 if outgrows(value, limit.saturating_sub(out.len() - start)) {
                     return Err(too_large()?);
                 }
-                json_value(value, null).map_err(|invalid| corrupt(row, name, invalid))?
+                checked_json(value, null).map_err(|invalid| corrupt(row, name, invalid))?
             }
         };
         write_cell(out, cell);
@@ -177,8 +188,8 @@ fn write_cell(out: &mut String, cell: Cell<'_>) {
         Cell::Real(f) => out.push_str(ryu::Buffer::new().format_finite(f)),
         Cell::Text(text) => write_text(out, text),
         // SAFETY: every byte is ASCII, so valid UTF-8.
-        Cell::Json { text, ascii: true } => out.push_str(unsafe { std::str::from_utf8_unchecked(text) }),
-        Cell::Json { text, ascii: false } => out.push_str(&String::from_utf8_lossy(text)),
+        Cell::Json(text) if text.is_ascii() => out.push_str(unsafe { std::str::from_utf8_unchecked(text) }),
+        Cell::Json(text) => out.push_str(&String::from_utf8_lossy(text)),
     }
 }
 
@@ -319,18 +330,22 @@ mod tests {
         let mut flat = String::from("[");
         let as_text = write_values(&mut flat, &row, limit);
         flat.push(']');
-        // The same row handed over value by value reads the same, or fails the same.
+        // The same row handed over value by value, each value parsed as JavaScript parses it,
+        // reads the same; a row too large as text is too large this way too, and a row whose
+        // text is corrupt has a value that does not parse.
         let as_values = cells(&row, limit).map(|cells| {
-            let mut out = Vec::new();
-            for cell in cells {
+            cells.map(|cell| {
                 let mut text = String::new();
                 write_cell(&mut text, cell);
-                out.push(serde_json::from_str::<serde_json::Value>(&text).unwrap());
-            }
-            out
+                serde_json::from_str::<serde_json::Value>(&text).ok()
+            })
         });
         match (&as_text, &as_values) {
-            (Ok(()), Ok(values)) => assert_eq!(&serde_json::from_str::<Vec<serde_json::Value>>(&flat).unwrap(), values),
+            (Ok(()), Ok(values)) => {
+                let values: Vec<_> = values.iter().map(|value| value.clone().expect("parses")).collect();
+                assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&flat).unwrap(), values);
+            }
+            (Err(Error::CorruptRow { .. }), Ok(values)) => assert!(values.contains(&None), "{values:?}"),
             (Err(text), Err(values)) => assert_eq!((text.code(), text.row_id()), (values.code(), values.row_id())),
             _ => panic!("as text {as_text:?}, as values {as_values:?}"),
         }
