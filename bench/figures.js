@@ -4,19 +4,23 @@
 
 /**
  * `ratio`: ours / raw, taken in the same run, must reach it. `max`: ours alone, absolute, must
- * stay at or under it.
+ * stay at or under it. `bun`: what differs on Bun, whose raw driver builds rows at about half
+ * better-sqlite3's cost (see `targetOf`).
  */
 const FIGURES = [
   { name: 'store_eps', unit: 'events/s', target: { ratio: 1.0 } },
   { name: 'storeBulk_eps', unit: 'events/s', target: { ratio: 1.5 } },
-  { name: 'retrieveByID_ops', unit: 'ops/s', target: { ratio: 1.2 } },
+  { name: 'retrieveByID_ops', unit: 'ops/s', target: { ratio: 1.2, bun: { ratio: 1.0 } } },
   { name: 'retrieveByIDCached_hit_ops', unit: 'ops/s', target: { ratio: 5 } },
-  { name: 'page100_ops', unit: 'pages/s', target: { ratio: 2 } },
-  { name: 'stream_eps', unit: 'events/s', target: { ratio: 2 } },
+  { name: 'page100_ops', unit: 'pages/s', target: { ratio: 2, bun: { ratio: 1.2 } } },
+  { name: 'stream_eps', unit: 'events/s', target: { ratio: 2, bun: { ratio: 1.5 } } },
   { name: 'storeAsync_eps', unit: 'events/s', target: { ratio: 3 } },
   { name: 'replay_eps', unit: 'events/s', target: { ratio: 1.2 } },
   { name: 'stream_rss_mb', unit: 'MB', target: { max: 64 } },
 ]
+
+/** A figure's target on `runtime` ('node' or 'bun'). */
+const targetOf = (figure, runtime) => ({ ...figure.target, ...figure.target[runtime] })
 
 /** The second table (store and storeBulk under each index set), selectable like a figure. */
 const INDEX_COST = 'indexCost'
@@ -55,4 +59,4 @@ function parseRounds(text, fallback) {
   return n
 }
 
-module.exports = { FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }
+module.exports = { FIGURES, targetOf, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }
