@@ -69,6 +69,16 @@ describe('retrieveByID and the other reads agree on every stored value', () => {
     q.close()
   })
 
+  test('an empty metadata object reads as a new object every time', () => {
+    const q = initQueue({ dbName: tempDb() })
+    const { id } = q.store({ cmd: 'c' })
+    const first = q.retrieveByID(id)
+    first.metadata.touched = true
+    assert.deepEqual(q.retrieveByID(id).metadata, {})
+    assert.deepEqual(q.getTransaction(first.correlation_id)[0].metadata, {})
+    q.close()
+  })
+
   test('a JSON column that is not one JSON value fails the read as it fails the other reads', () => {
     const { file, ids } = fileWith({
       cut: "1, 1, '', '', 'c', '{\"a\":', 'corrupt', NULL, '{}'",
