@@ -85,8 +85,9 @@ impl Nesting {
 }
 
 /// Bytes a string's byte-at-a-time loop stops at: the quote, the backslash, control
-/// characters (which JSON forbids raw in a string) and non-ASCII (noted, then allowed).
-static STOP: [bool; 256] = {
+/// characters (which JSON forbids raw in a string) and non-ASCII (noted, then allowed). The
+/// same bytes end the fast path of rendering a stored text as a JSON string (`row.rs`).
+pub(crate) static STOP: [bool; 256] = {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {

@@ -193,22 +193,11 @@ fn write_cell(out: &mut String, cell: Cell<'_>) {
     }
 }
 
-/// Bytes that stop the fast path of [`write_text`]: those JSON escapes, and non-ASCII.
-static SLOW: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        table[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize || b >= 0x80;
-        b += 1;
-    }
-    table
-};
-
 /// Appends stored text as a JSON string literal. Most stored strings (commands, users, ids)
 /// are plain ASCII: one pass over the bytes proves it, and they are copied as they are,
 /// without UTF-8 validation or escaping.
 fn write_text(out: &mut String, bytes: &[u8]) {
-    if !bytes.iter().any(|&b| SLOW[b as usize]) {
+    if !bytes.iter().any(|&b| json::STOP[b as usize]) {
         out.push('"');
         // SAFETY: no byte is 0x80 or above: ASCII, so valid UTF-8.
         out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
