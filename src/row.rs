@@ -80,15 +80,17 @@ fn stored_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> Cell<'a> {
     }
 }
 
-/// A value of a JSON column, once its text is checked to be exactly one JSON value.
+/// A value of a JSON column, once its text is checked to be exactly one JSON value, and whether
+/// that text is known to be ASCII: the scan learns it on the way, so rendering need not look
+/// again.
 #[inline(always)]
-fn checked_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> std::result::Result<Cell<'a>, json::Invalid> {
+fn checked_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> std::result::Result<(Cell<'a>, bool), json::Invalid> {
     match value {
         ValueRef::Text(text) | ValueRef::Blob(text) => Ok(match json::whole(text)? {
-            None => null,
-            Some(_) => Cell::Json(text),
+            None => (null, false),
+            Some(scanned) => (Cell::Json(text), scanned.ascii),
         }),
-        _ => Ok(stored_json(value, null)),
+        _ => Ok((stored_json(value, null), false)),
     }
 }
 
@@ -156,7 +158,14 @@ pub fn write_values(out: &mut String, row: &Row<'_>, limit: usize) -> Result<()>
                 if outgrows(value, limit.saturating_sub(out.len() - start)) {
                     return Err(too_large()?);
                 }
-                checked_json(value, null).map_err(|invalid| corrupt(row, name, invalid))?
+                match checked_json(value, null).map_err(|invalid| corrupt(row, name, invalid))? {
+                    (Cell::Json(text), true) => {
+                        // SAFETY: the scan found every byte ASCII, so valid UTF-8.
+                        out.push_str(unsafe { std::str::from_utf8_unchecked(text) });
+                        continue;
+                    }
+                    (cell, _) => cell,
+                }
             }
         };
         write_cell(out, cell);
