@@ -229,8 +229,9 @@ function report(output) {
       const entry = figures[figure.name]
       const outcome = verdict(figure, entry, runtime)
       if (outcome === 'MISS') {
-        const got = figure.target.max !== undefined ? `${entry.ours.toFixed(1)} MB` : `${entry.ratio.toFixed(2)}×`
-        misses.push(`${runtime} ${figure.name}: ${got}, target ${targetText(targetOf(figure, runtime))}`)
+        const target = targetOf(figure, runtime)
+        const got = target.max !== undefined ? `${entry.ours.toFixed(1)} MB` : `${entry.ratio.toFixed(2)}×`
+        misses.push(`${runtime} ${figure.name}: ${got}, target ${targetText(target)}`)
       }
       if (outcome === 'n/a') missing.push(`${runtime} ${figure.name}`)
     }
