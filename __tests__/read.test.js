@@ -86,16 +86,20 @@ describe('reads', () => {
     q.close()
   })
 
-  test('the native byId throws coded errors for anything but an open queue and an id', () => {
-    const { NativeQueue, byId } = require('../lib/native')
-    for (const args of [[], [null, 1], [1, 1], ['queue', 1], [{}, 1], [Object.create(NativeQueue.prototype), 1], [[], 1]]) {
-      assert.throws(() => byId(...args), (err) => err instanceof Error && err.code === 'ERR_INVALID_ARG', String(args))
+  test('the native rowById throws coded errors for anything but an open queue, an id and a function', () => {
+    const { NativeQueue, rowById } = require('../lib/native')
+    const make = (...values) => values
+    for (const args of [[], [null, 1, make], [1, 1, make], ['queue', 1, make], [{}, 1, make], [Object.create(NativeQueue.prototype), 1, make], [[], 1, make]]) {
+      assert.throws(() => rowById(...args), (err) => err instanceof Error && err.code === 'ERR_INVALID_ARG', String(args))
     }
     const native = new NativeQueue({ dbName: ':memory:', wal: false, busyTimeout: 0, indexes: {}, reset: false, cache: { enabled: false, maxSize: 1, ttl: 1 } })
-    assert.equal(byId(native, 1), null)
-    assert.throws(() => byId(native, 'x'), { code: 'NumberExpected' }, 'as the #[napi] glue reports it')
-    assert.throws(() => byId(native, 1.5), { code: 'ERR_INVALID_OPTION' })
+    for (const args of [[native, 1], [native, 1, 'make'], [native, 1, {}]]) {
+      assert.throws(() => rowById(...args), (err) => err instanceof Error && err.code === 'ERR_INVALID_ARG', String(args))
+    }
+    assert.equal(rowById(native, 1, make), null)
+    assert.throws(() => rowById(native, 'x', make), { code: 'NumberExpected' }, 'as the #[napi] glue reports it')
+    assert.throws(() => rowById(native, 1.5, make), { code: 'ERR_INVALID_OPTION' })
     native.close()
-    assert.throws(() => byId(native, 1), { code: 'ERR_QUEUE_CLOSED' })
+    assert.throws(() => rowById(native, 1, make), { code: 'ERR_QUEUE_CLOSED' })
   })
 })

@@ -18,7 +18,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
-const { FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
+const { FIGURES, targetOf, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
 
 const ROOT = path.join(__dirname, '..')
 const WORKLOAD = path.join(__dirname, 'workload.js')
@@ -81,9 +81,9 @@ function runWorkload(runtime, { names, rounds, smoke }) {
   return merged
 }
 
-/** The pass/fail of one figure: 'pass', 'MISS', or 'n/a' when ours was not measured. */
-function verdict(figure, entry) {
-  const { ratio, max } = figure.target
+/** The pass/fail of one figure on `runtime`: 'pass', 'MISS', or 'n/a' when ours was not measured. */
+function verdict(figure, entry, runtime) {
+  const { ratio, max } = targetOf(figure, runtime)
   if (max !== undefined) return entry.ours === null ? 'n/a' : entry.ours <= max ? 'pass' : 'MISS'
   return entry.ratio === null ? 'n/a' : entry.ratio >= ratio ? 'pass' : 'MISS'
 }
@@ -98,7 +98,7 @@ function table(header, rows) {
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
 }
 
-function figureTable(result) {
+function figureTable(result, runtime) {
   const rows = FIGURES.filter((f) => f.name in result.figures).map((figure) => {
     const entry = result.figures[figure.name]
     return [
@@ -107,8 +107,8 @@ function figureTable(result) {
       'raw' in entry ? figureValue(figure, entry.raw) : '—',
       'ratio' in entry ? (entry.ratio === null ? 'n/a' : `${entry.ratio.toFixed(2)}×`) : '—',
       entry.ratioRange ? entry.ratioRange.map((r) => r.toFixed(2)).join('–') : '',
-      targetText(figure.target),
-      verdict(figure, entry),
+      targetText(targetOf(figure, runtime)),
+      verdict(figure, entry, runtime),
     ]
   })
   return table(['figure', 'ours', 'raw', 'ratio', 'rounds', 'target', 'result'], rows)
@@ -209,8 +209,13 @@ function report(output) {
   for (const runtime of Object.keys(RUNTIMES).filter((r) => output[r])) {
     const { version, rawDriver, pgDriver } = m.runtimes[runtime]
     const { [INDEX_COST]: indexCost, [ASYNC_SCALING]: scaling, [STREAM_COST]: streamCost, ...figures } = output[runtime]
+<<<<<<< HEAD
     console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}${pgDriver ? `; pg… figures vs ${pgDriver}` : ''}`)
     if (Object.keys(figures).length > 0) console.log(figureTable({ figures }))
+=======
+    console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}`)
+    if (Object.keys(figures).length > 0) console.log(figureTable({ figures }, runtime))
+>>>>>>> perf
     if (indexCost) {
       console.log(`\nIndex cost on ${RUNTIMES[runtime].label} (eventlite-native; % of the core set)`)
       console.log(indexCostTable(indexCost))
@@ -227,10 +232,11 @@ function report(output) {
     }
     for (const figure of FIGURES.filter((f) => f.name in figures)) {
       const entry = figures[figure.name]
-      const outcome = verdict(figure, entry)
+      const outcome = verdict(figure, entry, runtime)
       if (outcome === 'MISS') {
-        const got = figure.target.max !== undefined ? `${entry.ours.toFixed(1)} MB` : `${entry.ratio.toFixed(2)}×`
-        misses.push(`${runtime} ${figure.name}: ${got}, target ${targetText(figure.target)}`)
+        const target = targetOf(figure, runtime)
+        const got = target.max !== undefined ? `${entry.ours.toFixed(1)} MB` : `${entry.ratio.toFixed(2)}×`
+        misses.push(`${runtime} ${figure.name}: ${got}, target ${targetText(target)}`)
       }
       if (outcome === 'n/a') missing.push(`${runtime} ${figure.name} (${entry.reason ?? 'the queue lacks the method'})`)
     }

@@ -1,7 +1,7 @@
 'use strict'
 // The EventQueue that initQueue returns. Storage lives in the native core; this class shapes
 // arguments, parses the JSON text the core returns, and runs the user's models and callbacks.
-const { NativeQueue, byId, cachedIdHit } = require('./native')
+const { NativeQueue, rowById, cachedIdHit } = require('./native')
 const { closedError, coded, describe, dateTime, eventError } = require('./errors')
 const { readEvent, lacksCmd, toRecord, timestamp, isChecked, CORRELATION, CAUSATION } = require('./event')
 const { execute, eventCallbacks } = require('./execute')
@@ -11,7 +11,7 @@ const {
 } = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
-const { toRows, oneRow, endedEarly, firstPiece, appendPieces, rowsOf } = require('./rows')
+const { toRows, oneRow, makeRow, endedEarly, firstPiece, appendPieces, rowsOf } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
 const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
 const { metricsText } = require('./prometheus')
@@ -303,7 +303,14 @@ class EventQueue {
   retrieveByID(id) {
     const db = this.#db
     const key = toId(id)
-    return key === null ? null : parseRow(byId(db, key))
+    if (key === null) return null
+    try {
+      return rowById(db, key, makeRow)
+    } catch (err) {
+      // data or metadata that is not JSON: the read throws what every read of the row throws.
+      if (err instanceof SyntaxError) db.checkRow(key)
+      throw err
+    }
   }
 
   getLastRow() {

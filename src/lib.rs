@@ -18,6 +18,7 @@ pub(crate) mod consumer;
 pub mod error;
 pub mod event;
 pub(crate) mod file;
+pub(crate) mod hash;
 pub(crate) mod idempotency;
 pub mod json;
 pub(crate) mod jsvalue;
@@ -46,8 +47,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use napi::bindgen_prelude::{
-    validate_type_tag, AsyncTask, Either, Either3, FromNapiValue, JsObjectValue, JsValue, Object, ObjectFinalize,
-    ToNapiValue, TypeName, TypeTag, ValueType,
+    validate_type_tag, AsyncTask, Either, Either3, JsObjectValue, JsValue, Object, ObjectFinalize, ToNapiValue,
+    TypeName, TypeTag, ValueType,
 };
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{check_status, sys, Env, JsError, Status, Task};
@@ -481,10 +482,11 @@ impl NativeQueue {
         self.locked().and_then(|mut store| read(&mut store)).map_err(|err| rejection(env, err))
     }
 
-    /// Event `id`'s values (see `src/read.rs`). Exported as the raw function `byId(queue, id)`;
-    /// see [`RAW_FUNCTIONS`].
-    pub fn by_id(&self, id: f64) -> Result<Option<Json>, Error> {
-        read::by_id(self.locked()?.conn(), to_id(id)?).map(|row| row.map(Json))
+    /// Throws the error the reads of rows give event `id`, if they give one: for `retrieveByID`,
+    /// once JavaScript could not parse a value `rowById` handed over (see `row::cells`).
+    #[napi]
+    pub fn check_row(&self, env: Env, id: f64) -> Result<(), napi::Error> {
+        self.read(&env, |store| read::write_by_id(&mut String::new(), store.conn(), to_id(id)?).map(|_| ()))
     }
 
     #[napi(ts_return_type = "string | null")]
@@ -1112,17 +1114,28 @@ pub struct Json(pub String);
 
 impl ToNapiValue for Json {
     unsafe fn to_napi_value(env: sys::napi_env, value: Json) -> napi::Result<sys::napi_value> {
-        let text = value.0;
-        if !text.is_ascii() {
-            // SAFETY: `env` is the one this conversion was called with (as the trait requires).
-            return unsafe { String::to_napi_value(env, text) };
+        let mut string = ptr::null_mut();
+        // SAFETY: `env` is the one this conversion was called with (as the trait requires).
+        check_status!(unsafe { create_string(env, value.0.as_bytes(), &mut string) })?;
+        Ok(string)
+    }
+}
+
+/// Makes `value` a JavaScript string of `text`, whose bytes that are not UTF-8 read as U+FFFD;
+/// returns the Node-API status. Text that is all ASCII (nearly every value) goes over as
+/// Latin-1, a plain copy (see [`Json`]).
+///
+/// # Safety
+/// `env` must be that of a Node-API callback in progress.
+unsafe fn create_string(env: sys::napi_env, text: &[u8], value: &mut sys::napi_value) -> sys::napi_status {
+    // SAFETY: `text` is valid for its length during each call, and ASCII is Latin-1.
+    unsafe {
+        if text.is_ascii() {
+            sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, value)
+        } else {
+            let text = String::from_utf8_lossy(text);
+            sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, value)
         }
-        let mut result = ptr::null_mut();
-        // SAFETY: `text` is valid for its length during the call, and ASCII is Latin-1.
-        check_status!(unsafe {
-            sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut result)
-        })?;
-        Ok(result)
     }
 }
 
@@ -1140,11 +1153,11 @@ impl TypeName for Json {
 type RawCallback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
 /// The hottest reads, exported as plain Node-API functions that take the queue as their first
-/// argument (`byId(queue, id)`). The `#[napi]` method glue tracks borrows on every call, on
+/// argument (`rowById(queue, id, makeRow)`). The `#[napi]` method glue tracks borrows on every call, on
 /// Node and Bun alike, which costs a noticeable share of a whole `retrieveByID`, and more than
 /// a cache hit costs without it. Writes keep the glue: a commit costs far more, and going raw
 /// bought nothing measurable there.
-const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"byId", raw_by_id)];
+const RAW_FUNCTIONS: [(&CStr, RawCallback); 2] = [(c"cachedIdHit", cached_id_hit), (c"rowById", row_by_id)];
 
 /// Adds [`RAW_FUNCTIONS`] to the exports.
 #[napi(module_exports)]
@@ -1168,33 +1181,36 @@ pub fn export_raw_functions(exports: Object, env: Env) -> napi::Result<()> {
     Ok(())
 }
 
-/// The `NativeQueue` that a raw callback's first argument wraps, and its second argument;
-/// `None` unless it got both.
+/// The `NativeQueue` that a raw callback's first argument wraps, and the `N` arguments after
+/// it; `None` unless it got them all.
 ///
 /// # Safety
 /// `env` and `info` must be those of a Node-API callback in progress. The queue must not be
 /// used after that callback returns, nor while JavaScript runs (see below).
-unsafe fn queue_and_arg<'a>(
+unsafe fn queue_and_args<'a, const N: usize>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-) -> Option<(&'a NativeQueue, sys::napi_value)> {
-    let mut argc = 2;
-    let mut argv = [ptr::null_mut(); 2];
+) -> Option<(&'a NativeQueue, [sys::napi_value; N])> {
+    const MOST: usize = 3;
+    const { assert!(N < MOST) };
+    let mut argc = MOST;
+    let mut argv = [ptr::null_mut(); MOST];
     let mut kind = sys::ValueType::napi_undefined;
     let mut wrapped = ptr::null_mut();
     // SAFETY: `argv` has room for `argc` values. The type tag, stamped by the `#[napi]` class
     // glue, proves `argv[0]` wraps a `NativeQueue` of this addon, which JavaScript keeps alive
     // for the call since it is an argument. A shared reference to it is sound because nothing
-    // can take the queue mutably while it lives. Only the `#[napi]` glue of a method that
+    // can take the queue mutably while it is used. Only the `#[napi]` glue of a method that
     // takes `&mut self` (`close`) does that, and only when JavaScript calls it, on the one
     // JavaScript thread: that thread is inside this callback until it returns, and the
-    // callback runs no JavaScript (the caller's promise), so no such call can re-enter. Other
-    // threads never reach the `NativeQueue`, only the store its `Arc` shares with streams.
-    // Bypassing the glue skips its run-time borrow tracking, which is what these functions save.
+    // callback runs no JavaScript while it uses the queue (the caller's promise), so no such
+    // call can re-enter. Other threads never reach the `NativeQueue`, only the store its `Arc`
+    // shares with streams. Bypassing the glue skips its run-time borrow tracking, which is
+    // what these functions save.
     unsafe {
         let ok = sys::Status::napi_ok;
         if sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), ptr::null_mut()) != ok
-            || argc < 2
+            || argc < N + 1
             // Checking the tag of a non-object throws (it converts the value to an object).
             || sys::napi_typeof(env, argv[0], &mut kind) != ok
             || kind != sys::ValueType::napi_object
@@ -1204,41 +1220,7 @@ unsafe fn queue_and_arg<'a>(
         {
             return None;
         }
-        Some((&*wrapped.cast::<NativeQueue>(), argv[1]))
-    }
-}
-
-/// Runs `method` for a raw callback `name(queue, arg)`, converting the argument and the result
-/// as the `#[napi]` glue does; the method's error is thrown as [`rejection`] makes it.
-///
-/// # Safety
-/// `env` and `info` must be those of a Node-API callback in progress, and converting the
-/// argument to `A` and running `method` must run no JavaScript (no getters, no callbacks).
-unsafe fn call<A: FromNapiValue, R: ToNapiValue>(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-    method: fn(&NativeQueue, A) -> Result<R, Error>,
-) -> sys::napi_value {
-    // SAFETY: as this function requires; the queue does not outlive this call, and no
-    // JavaScript runs while it is used.
-    let Some((queue, arg)) = (unsafe { queue_and_arg(env, info) }) else {
-        let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue and one argument".to_string());
-        // SAFETY: `env` is this callback's.
-        return unsafe { throw(env, err) };
-    };
-    // SAFETY: `arg` is a value of this callback; `env` is its.
-    let result = match unsafe { A::from_napi_value(env, arg) } {
-        Ok(arg) => method(queue, arg),
-        // SAFETY: `env` is this callback's.
-        Err(err) => return unsafe { throw(env, err) },
-    };
-    // SAFETY: `env` is this callback's.
-    unsafe {
-        match result.map(|value| R::to_napi_value(env, value)) {
-            Ok(Ok(value)) => value,
-            Ok(Err(err)) => throw(env, err),
-            Err(err) => throw(env, rejection(&Env::from_raw(env), err)),
-        }
+        Some((&*wrapped.cast::<NativeQueue>(), std::array::from_fn(|i| argv[i + 1])))
     }
 }
 
@@ -1253,10 +1235,98 @@ unsafe fn throw<S: AsRef<str>>(env: sys::napi_env, err: napi::Error<S>) -> sys::
     ptr::null_mut()
 }
 
-unsafe extern "C" fn raw_by_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    // SAFETY: called by Node-API with its own env and callback info; reading a number and
-    // `by_id` run no JavaScript.
-    unsafe { call(env, info, NativeQueue::by_id) }
+/// `rowById(queue, id, makeRow)`: what `makeRow` returns for event `id`, called with the row's
+/// ten values in column order as JavaScript values (see [`row::Cell`]: `data` and `metadata`
+/// as their JSON text, for it to parse), or null when there is no such event. One row this way
+/// costs less than as JSON text: JavaScript parses only the two JSON columns, as it does after
+/// any SQLite driver, and builds the row with one object literal (docs/performance.md). A row
+/// that cannot be read throws as the other reads throw (`ERR_CORRUPT_ROW` with its `id`).
+unsafe extern "C" fn row_by_id(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // The queue is used only in `row_values`, which runs no JavaScript, and its reference ends
+    // with this block, before `makeRow` runs.
+    let (values, make_row) = {
+        // SAFETY: called by Node-API with its own env and callback info.
+        let args = unsafe { queue_and_args(env, info) };
+        // SAFETY: `env` and the argument are this callback's.
+        let Some((queue, [id, make_row])) = args.filter(|(_, [_, f])| unsafe { is_function(env, *f) }) else {
+            let err = napi::Error::new("ERR_INVALID_ARG", "expected a NativeQueue, an id and a function".to_string());
+            // SAFETY: `env` is this callback's.
+            return unsafe { throw(env, err) };
+        };
+        // SAFETY: `env` and `id` are this callback's; the queue is used as `queue_and_args` allows.
+        (unsafe { row_values(env, queue, id) }, make_row)
+    };
+    let mut result = ptr::null_mut();
+    // SAFETY: `env` and the values are this callback's.
+    unsafe {
+        match values {
+            Ok(Some(values)) => {
+                let mut undefined = ptr::null_mut();
+                sys::napi_get_undefined(env, &mut undefined);
+                // A throw of `makeRow` stays pending and reaches the caller as it is; `result`
+                // is then null.
+                sys::napi_call_function(env, undefined, make_row, values.len(), values.as_ptr(), &mut result);
+            }
+            Ok(None) => {
+                sys::napi_get_null(env, &mut result);
+            }
+            Err(err) => return throw(env, err),
+        }
+    }
+    result
+}
+
+/// # Safety
+/// `env` and `value` must be those of a Node-API callback in progress.
+unsafe fn is_function(env: sys::napi_env, value: sys::napi_value) -> bool {
+    let mut kind = sys::ValueType::napi_undefined;
+    // SAFETY: as this function requires.
+    (unsafe { sys::napi_typeof(env, value, &mut kind) }) == sys::Status::napi_ok
+        && kind == sys::ValueType::napi_function
+}
+
+/// Event `id`'s values as JavaScript values, for [`row_by_id`]; `None` when it does not exist.
+/// A failure is thrown as the other reads throw it ([`rejection`]).
+///
+/// # Safety
+/// `env` and `id` must be those of a Node-API callback in progress. It runs no JavaScript.
+unsafe fn row_values(
+    env: sys::napi_env,
+    queue: &NativeQueue,
+    id: sys::napi_value,
+) -> Result<Option<[sys::napi_value; schema::COLUMNS.len()]>, napi::Error> {
+    let mut number = 0.0;
+    // SAFETY: as this function requires.
+    check_status!(unsafe { sys::napi_get_value_double(env, id, &mut number) }, "the id must be a number")?;
+    let env = Env::from_raw(env);
+    let id = to_id(number).map_err(|err| rejection(&env, err))?;
+    let store = queue.locked().map_err(|err| rejection(&env, err))?;
+    let found = read::visit_by_id(store.conn(), id, |cells| {
+        let mut values = [ptr::null_mut(); schema::COLUMNS.len()];
+        for (value, cell) in values.iter_mut().zip(cells) {
+            // SAFETY: as this function requires; the cell's text lives as long as the row.
+            check_status!(unsafe { create_cell(env.raw(), *cell, value) })?;
+        }
+        Ok(values)
+    });
+    found.map_err(|err| rejection(&env, err))?.transpose()
+}
+
+/// Makes `value` the JavaScript value of a stored value; returns the Node-API status. An
+/// integer beyond 2^53 becomes the nearest double, as `JSON.parse` reads its digits.
+///
+/// # Safety
+/// `env` must be that of a Node-API callback in progress.
+unsafe fn create_cell(env: sys::napi_env, cell: row::Cell<'_>, value: &mut sys::napi_value) -> sys::napi_status {
+    // SAFETY: as this function requires.
+    unsafe {
+        match cell {
+            row::Cell::Null => sys::napi_get_null(env, value),
+            row::Cell::Integer(n) => sys::napi_create_int64(env, n, value),
+            row::Cell::Real(f) => sys::napi_create_double(env, f, value),
+            row::Cell::Text(text) | row::Cell::Json(text) => create_string(env, text, value),
+        }
+    }
 }
 
 /// `cachedIdHit(queue, id)`: the slot of event `id` when the cache holds it (counted as a
@@ -1277,7 +1347,7 @@ unsafe extern "C" fn cached_id_hit(env: sys::napi_env, info: sys::napi_callback_
 unsafe fn id_hit(env: sys::napi_env, info: sys::napi_callback_info) -> Option<u32> {
     // SAFETY: as this function requires; the queue does not outlive this call, and reading a
     // number and the cache run no JavaScript.
-    let (queue, arg) = unsafe { queue_and_arg(env, info) }?;
+    let (queue, [arg]) = unsafe { queue_and_args(env, info) }?;
     let mut id = 0.0;
     // SAFETY: `arg` is a value of this callback; a non-number leaves a status, not `id`.
     if unsafe { sys::napi_get_value_double(env, arg, &mut id) } != sys::Status::napi_ok {

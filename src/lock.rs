@@ -84,7 +84,7 @@ mod ofd {
     struct Registry {
         /// By SQLite's descriptor number. A number is removed when SQLite closes it, before
         /// the kernel can hand it out again.
-        handles: HashMap<c_int, Handle>,
+        handles: HashMap<c_int, Handle, crate::hash::FastHash>,
         descriptions: HashMap<FileId, Description>,
     }
 

@@ -1,9 +1,12 @@
-//! Rendering stored rows as JSON text. A row crosses to JavaScript as text and is parsed there
-//! once, which is cheaper than building the object field by field through N-API. `data` and
-//! `metadata` are already JSON text in the file, so they are spliced in as they are, never
-//! parsed into values in Rust; but each is first scanned to be exactly one JSON value (see
-//! [`crate::json`]): a file written by another program may hold anything there, and text such
-//! as `{"a":2},"x",null,{},999` spliced in as it is would turn one row into several.
+//! Stored rows on their way to JavaScript. Rows cross as JSON text that JavaScript parses once,
+//! which for many rows is cheaper than building each object field by field through N-API; a
+//! single row read by id crosses as its values instead (`rowById` in `src/lib.rs`), read by
+//! [`cells`] as the text reads them, so that both agree on every value and every error.
+//! `data` and `metadata` are already JSON text in the file, so they are spliced in (or handed
+//! over) as they are, never parsed into values in Rust; but each is first scanned to be exactly
+//! one JSON value (see [`crate::json`]): a file written by another program may hold anything
+//! there, and text such as `{"a":2},"x",null,{},999` spliced in as it is would turn one row
+//! into several.
 
 use rusqlite::types::ValueRef;
 
@@ -26,15 +29,121 @@ impl Values for Row<'_> {
     }
 }
 
-/// `SELECT` list matching [`write_values`].
+/// `SELECT` list matching [`write_values`] and [`cells`].
 pub fn select_list() -> String {
     COLUMNS.join(", ")
 }
 
 /// What each column, in [`COLUMNS`] order, holds: JSON text (`data`, `metadata`), with what a
 /// NULL reads as, or anything else. A NULL `metadata` reads as `{}`, as EventLite reads it.
-const JSON_COLUMNS: [Option<(&str, &str)>; 10] =
-    [None, None, None, None, None, None, Some(("data", "null")), None, None, Some(("metadata", "{}"))];
+const JSON_COLUMNS: [Option<(&str, Cell<'static>)>; 10] = {
+    const EMPTY_OBJECT: Cell<'static> = Cell::Json(b"{}");
+    [None, None, None, None, None, None, Some(("data", Cell::Null)), None, None, Some(("metadata", EMPTY_OBJECT))]
+};
+
+/// One stored value as a row hands it to JavaScript.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Integer(i64),
+    /// Always finite: SQLite stores no NaN, and an infinity reads as null, as JSON has none.
+    Real(f64),
+    /// Stored text (or a blob's bytes) of a column that does not hold JSON, not necessarily
+    /// UTF-8: bytes that are not read as U+FFFD.
+    Text(&'a [u8]),
+    /// The text of a `data` or `metadata` value, JSON unless another program wrote it wrong
+    /// (see [`write_values`] and [`cells`]). Bytes that are not UTF-8 read as U+FFFD.
+    Json(&'a [u8]),
+}
+
+impl Cell<'_> {
+    /// The bytes of its text, or none for a number or a null.
+    fn text_len(&self) -> usize {
+        match self {
+            Cell::Text(text) | Cell::Json(text) => text.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// A value of a column that does not hold JSON.
+#[inline(always)]
+fn plain(value: ValueRef<'_>) -> Cell<'_> {
+    match value {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(n) => Cell::Integer(n),
+        ValueRef::Real(f) if f.is_finite() => Cell::Real(f),
+        ValueRef::Real(_) => Cell::Null,
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => Cell::Text(bytes),
+    }
+}
+
+/// A value of a JSON column, as stored: its text; a number as it is (a number stored by hand
+/// is JSON too); `null`, the column's NULL, for a NULL or text of only white space.
+#[inline(always)]
+fn stored_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> Cell<'a> {
+    match value {
+        ValueRef::Text(text) | ValueRef::Blob(text)
+            if text.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) =>
+        {
+            null
+        }
+        ValueRef::Text(text) | ValueRef::Blob(text) => Cell::Json(text),
+        ValueRef::Null => null,
+        other => plain(other),
+    }
+}
+
+/// A value of a JSON column, once its text is checked to be exactly one JSON value, and whether
+/// that text is known to be ASCII: the scan learns it on the way, so rendering need not look
+/// again.
+#[inline(always)]
+fn checked_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> std::result::Result<(Cell<'a>, bool), json::Invalid> {
+    match value {
+        ValueRef::Text(text) | ValueRef::Blob(text) => Ok(match json::whole(text)? {
+            None => (null, false),
+            Some(scanned) => (Cell::Json(text), scanned.ascii),
+        }),
+        _ => Ok((stored_json(value, null), false)),
+    }
+}
+
+/// The error of a row whose JSON column `column` is not JSON.
+fn corrupt(row: &impl Values, column: &'static str, invalid: json::Invalid) -> Error {
+    Error::CorruptRow {
+        id: row.value(0).and_then(|id| Ok(id.as_i64()?)).unwrap_or_default(),
+        column,
+        at: invalid.at,
+        what: invalid.what,
+    }
+}
+
+/// More than the text of a row's numbers, nulls, quotes and commas can be.
+const FRAMING: usize = 512;
+
+/// A row's ten values, selected with [`select_list`], for handing over one by one to
+/// JavaScript, which parses `data` and `metadata` itself: so their text is not checked here,
+/// and a row whose text [`write_values`] refuses as [`Error::CorruptRow`] is one JavaScript
+/// cannot parse (the caller then asks [`write_values`] for the error). A row that
+/// [`write_values`] refuses as [`Error::RowTooLarge`] is refused here too: text grows at most
+/// sixfold as JSON (`\u0001`), and the rest of a row is a few hundred bytes, so only a row near
+/// a sixth of the limit is rendered to measure it.
+pub fn cells<'r>(row: &'r Row<'_>, limit: usize) -> Result<[Cell<'r>; COLUMNS.len()]> {
+    let mut cells = [Cell::Null; COLUMNS.len()];
+    let mut bytes = 0usize;
+    for ((i, column), cell) in (0..).zip(JSON_COLUMNS).zip(cells.iter_mut()) {
+        let value = row.value(i)?;
+        *cell = match column {
+            None => plain(value),
+            Some((_, null)) => stored_json(value, null),
+        };
+        bytes += cell.text_len();
+    }
+    if bytes.saturating_mul(6).saturating_add(FRAMING) > limit {
+        write_values(&mut String::new(), row, limit)?;
+    }
+    Ok(cells)
+}
 
 /// The columns that hold JSON text, which a row carries as parsed values.
 pub fn json_columns() -> impl Iterator<Item = &'static str> {
@@ -57,20 +166,23 @@ pub fn write_values(out: &mut String, row: &impl Values, limit: usize) -> Result
             out.push(',');
         }
         let value = row.value(i)?;
-        match column {
-            None => write_value(out, value),
+        let cell = match column {
+            None => plain(value),
             Some((name, null)) => {
                 if outgrows(value, limit.saturating_sub(out.len() - start)) {
                     return Err(too_large()?);
                 }
-                write_json(out, value, null).map_err(|invalid| Error::CorruptRow {
-                    id: row.value(0).and_then(|id| Ok(id.as_i64()?)).unwrap_or_default(),
-                    column: name,
-                    at: invalid.at,
-                    what: invalid.what,
-                })?
+                match checked_json(value, null).map_err(|invalid| corrupt(row, name, invalid))? {
+                    (Cell::Json(text), true) => {
+                        // SAFETY: the scan found every byte ASCII, so valid UTF-8.
+                        out.push_str(unsafe { std::str::from_utf8_unchecked(text) });
+                        continue;
+                    }
+                    (cell, _) => cell,
+                }
             }
-        }
+        };
+        write_cell(out, cell);
     }
     if out.len() - start > limit {
         return Err(too_large()?);
@@ -89,39 +201,19 @@ fn outgrows(value: ValueRef<'_>, room: usize) -> bool {
     }
 }
 
-/// One column's value as JSON: text becomes a JSON string; numbers stay numbers.
-fn write_value(out: &mut String, value: ValueRef<'_>) {
-    match value {
-        ValueRef::Null => out.push_str("null"),
-        ValueRef::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
-        ValueRef::Real(f) => write_real(out, f),
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => write_text(out, bytes),
-    }
-}
-
-/// A JSON column's value: its text as it is, once checked to be one JSON value; a number as it
-/// is (a number stored by hand is JSON too); `null` for a NULL or text of only white space.
-/// Non-UTF-8 bytes (inside strings: anywhere else the scan refuses them) become U+FFFD, as
-/// every SQLite driver of JavaScript decodes them.
-fn write_json(out: &mut String, value: ValueRef<'_>, null: &str) -> std::result::Result<(), json::Invalid> {
-    let bytes = match value {
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
-        ValueRef::Null => {
-            out.push_str(null);
-            return Ok(());
-        }
-        other => {
-            write_value(out, other);
-            return Ok(());
-        }
-    };
-    match json::whole(bytes)? {
-        None => out.push_str(null),
+/// One value as JSON: text becomes a JSON string; numbers and JSON text stay as they are,
+/// with U+FFFD for bytes that are not UTF-8.
+#[inline(always)]
+fn write_cell(out: &mut String, cell: Cell<'_>) {
+    match cell {
+        Cell::Null => out.push_str("null"),
+        Cell::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),
+        Cell::Real(f) => out.push_str(ryu::Buffer::new().format_finite(f)),
+        Cell::Text(text) => write_text(out, text),
         // SAFETY: every byte is ASCII, so valid UTF-8.
-        Some(scanned) if scanned.ascii => out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) }),
-        Some(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+        Cell::Json(text) if text.is_ascii() => out.push_str(unsafe { std::str::from_utf8_unchecked(text) }),
+        Cell::Json(text) => out.push_str(&String::from_utf8_lossy(text)),
     }
-    Ok(())
 }
 
 /// Appends stored text as a JSON string literal. Most stored strings (commands, users, ids)
@@ -138,14 +230,6 @@ fn write_text(out: &mut String, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
         Ok(text) => write_string(out, text),
         Err(_) => write_string(out, &String::from_utf8_lossy(bytes)),
-    }
-}
-
-fn write_real(out: &mut String, f: f64) {
-    if f.is_finite() {
-        out.push_str(ryu::Buffer::new().format_finite(f));
-    } else {
-        out.push_str("null");
     }
 }
 
@@ -254,9 +338,30 @@ mod tests {
         let sql: &'static str = format!("SELECT {} FROM queue", select_list()).leak();
         let mut stmt = conn.cached(sql).unwrap();
         let mut rows = stmt.rows();
+        let row = rows.next().unwrap().unwrap();
         let mut flat = String::from("[");
-        write_values(&mut flat, &rows.next().unwrap().unwrap(), limit)?;
+        let as_text = write_values(&mut flat, &row, limit);
         flat.push(']');
+        // The same row handed over value by value, each value parsed as JavaScript parses it,
+        // reads the same; a row too large as text is too large this way too, and a row whose
+        // text is corrupt has a value that does not parse.
+        let as_values = cells(&row, limit).map(|cells| {
+            cells.map(|cell| {
+                let mut text = String::new();
+                write_cell(&mut text, cell);
+                serde_json::from_str::<serde_json::Value>(&text).ok()
+            })
+        });
+        match (&as_text, &as_values) {
+            (Ok(()), Ok(values)) => {
+                let values: Vec<_> = values.iter().map(|value| value.clone().expect("parses")).collect();
+                assert_eq!(serde_json::from_str::<Vec<serde_json::Value>>(&flat).unwrap(), values);
+            }
+            (Err(Error::CorruptRow { .. }), Ok(values)) => assert!(values.contains(&None), "{values:?}"),
+            (Err(text), Err(values)) => assert_eq!((text.code(), text.row_id()), (values.code(), values.row_id())),
+            _ => panic!("as text {as_text:?}, as values {as_values:?}"),
+        }
+        as_text?;
         Ok(serde_json::from_str(&flat).expect("whatever is stored, a rendered row is JSON"))
     }
 

@@ -26,6 +26,7 @@ use rusqlite::ffi;
 use rusqlite::types::ValueRef;
 
 use crate::error::Result;
+use crate::hash::FastHash;
 
 /// Where a `'static` SQL text lives and how long it is: equal keys are the same text.
 type SqlKey = (usize, usize);
@@ -33,7 +34,7 @@ type SqlKey = (usize, usize);
 /// One connection's prepared statements, looked up by the address of their `'static` SQL text:
 /// no hashing of the text on every call, as a cache keyed by text needs.
 #[derive(Default)]
-pub struct StatementCache(RefCell<HashMap<SqlKey, RawStatement>>);
+pub struct StatementCache(RefCell<HashMap<SqlKey, RawStatement, FastHash>>);
 
 impl StatementCache {
     /// The statement for `sql`, prepared on `db` on first use. It goes back to the cache when

@@ -208,7 +208,9 @@ proptest! {
             .unwrap();
         prop_assert_eq!(data_text, serde_json::to_string(&data).unwrap());
         prop_assert_eq!(metadata_text, serde_json::to_string(&metadata).unwrap());
-        let row = keyed(serde_json::from_str(&read::by_id(store.conn(), id).unwrap().unwrap()).unwrap());
+        let mut text = String::new();
+        prop_assert!(read::write_by_id(&mut text, store.conn(), id).unwrap());
+        let row = keyed(serde_json::from_str(&text).unwrap());
         prop_assert_eq!(&row["cmd"], &json!(cmd));
         prop_assert_eq!(&row["user"], &json!(user));
         prop_assert_eq!(&row["ip"], &json!(ip));
