@@ -16,7 +16,15 @@ const FIGURES = [
   { name: 'storeAsync_eps', unit: 'events/s', target: { ratio: 3 } },
   { name: 'replay_eps', unit: 'events/s', target: { ratio: 1.2 } },
   { name: 'stream_rss_mb', unit: 'MB', target: { max: 64 } },
+  // On PostgreSQL (bench/pg.js), against node-postgres: one INSERT per event, a multi-row
+  // INSERT per batch, a server-side cursor.
+  { name: 'pgWrite256_eps', unit: 'events/s', target: { ratio: 3 }, postgres: true },
+  { name: 'pgStoreBulk_eps', unit: 'events/s', target: { ratio: 1.5 }, postgres: true },
+  { name: 'pgStream_eps', unit: 'events/s', target: { ratio: 1 }, postgres: true },
 ]
+
+/** The figures that need a PostgreSQL server. */
+const POSTGRES_FIGURES = FIGURES.filter((f) => f.postgres).map((f) => f.name)
 
 /** The second table (store and storeBulk under each index set), selectable like a figure. */
 const INDEX_COST = 'indexCost'
@@ -55,4 +63,4 @@ function parseRounds(text, fallback) {
   return n
 }
 
-module.exports = { FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }
+module.exports = { FIGURES, POSTGRES_FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }

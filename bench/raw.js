@@ -55,6 +55,22 @@ function parseRow(row) {
   return row
 }
 
+/** The row an event becomes, with the queue's defaults, before the database gives it an id. */
+function newRow(event) {
+  return {
+    id: 0,
+    version: event.version ?? 1,
+    datetime: Date.now(),
+    user: event.user ?? '',
+    ip: event.ip ?? '',
+    cmd: event.cmd,
+    data: event.data ?? {},
+    correlation_id: event.correlationId ?? randomUUID(),
+    causation_id: event.causationId ?? null,
+    metadata: event.metadata ?? {},
+  }
+}
+
 class RawQueue {
   #db
   #insert
@@ -82,18 +98,7 @@ class RawQueue {
 
   /** Inserts one event and returns its row; the caller's transaction, if any, holds it. */
   #insertRow(event) {
-    const row = {
-      id: 0,
-      version: event.version ?? 1,
-      datetime: Date.now(),
-      user: event.user ?? '',
-      ip: event.ip ?? '',
-      cmd: event.cmd,
-      data: event.data ?? {},
-      correlation_id: event.correlationId ?? randomUUID(),
-      causation_id: event.causationId ?? null,
-      metadata: event.metadata ?? {},
-    }
+    const row = newRow(event)
     const { lastInsertRowid } = this.#insert.run(row.version, row.datetime, row.user, row.ip, row.cmd,
       JSON.stringify(row.data), row.correlation_id, row.causation_id, JSON.stringify(row.metadata))
     row.id = Number(lastInsertRowid)
@@ -185,4 +190,4 @@ class RawAsyncQueue {
   }
 }
 
-module.exports = { RawQueue, RawAsyncQueue, driverName }
+module.exports = { RawQueue, RawAsyncQueue, driverName, newRow, parseRow }

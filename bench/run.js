@@ -184,7 +184,7 @@ function main() {
         ...(result.asyncScaling ? { [ASYNC_SCALING]: result.asyncScaling } : {}),
         ...(result.streamCost ? { [STREAM_COST]: result.streamCost } : {}),
       }
-      output.machine.runtimes[runtime] = { version: result.version, rawDriver: result.driver }
+      output.machine.runtimes[runtime] = { version: result.version, rawDriver: result.driver, ...(result.pgDriver ? { pgDriver: result.pgDriver } : {}) }
     } catch (err) {
       console.error(`\n${err.message}`)
       failed = true
@@ -207,9 +207,9 @@ function report(output) {
   const misses = []
   const missing = []
   for (const runtime of Object.keys(RUNTIMES).filter((r) => output[r])) {
-    const { version, rawDriver } = m.runtimes[runtime]
+    const { version, rawDriver, pgDriver } = m.runtimes[runtime]
     const { [INDEX_COST]: indexCost, [ASYNC_SCALING]: scaling, [STREAM_COST]: streamCost, ...figures } = output[runtime]
-    console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}`)
+    console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}${pgDriver ? `; pg… figures vs ${pgDriver}` : ''}`)
     if (Object.keys(figures).length > 0) console.log(figureTable({ figures }))
     if (indexCost) {
       console.log(`\nIndex cost on ${RUNTIMES[runtime].label} (eventlite-native; % of the core set)`)
@@ -232,13 +232,13 @@ function report(output) {
         const got = figure.target.max !== undefined ? `${entry.ours.toFixed(1)} MB` : `${entry.ratio.toFixed(2)}×`
         misses.push(`${runtime} ${figure.name}: ${got}, target ${targetText(figure.target)}`)
       }
-      if (outcome === 'n/a') missing.push(`${runtime} ${figure.name}`)
+      if (outcome === 'n/a') missing.push(`${runtime} ${figure.name} (${entry.reason ?? 'the queue lacks the method'})`)
     }
   }
   console.log('')
   if (misses.length > 0) console.log(`TARGETS MISSED (${misses.length}):\n  ${misses.join('\n  ')}`)
   else console.log('Every measured target holds.')
-  if (missing.length > 0) console.log(`Not measured, the queue lacks the method: ${missing.join(', ')}`)
+  if (missing.length > 0) console.log(`Not measured:\n  ${missing.join('\n  ')}`)
 }
 
 try {

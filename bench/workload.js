@@ -10,7 +10,8 @@ const path = require('node:path')
 const { parseArgs } = require('node:util')
 const { initQueue, openQueue, eventCallbacks } = require('..')
 const { RawQueue, RawAsyncQueue, driverName } = require('./raw')
-const { INDEX_COST, ASYNC_SCALING, STREAM_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
+const pg = require('./pg')
+const { POSTGRES_FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, RSS_FIGURE, parseOnly, parseRounds } = require('./figures')
 
 const isBun = typeof Bun !== 'undefined'
 const RUNTIME = isBun ? 'bun' : 'node'
@@ -20,10 +21,12 @@ const SIZES = {
   full: {
     store: 20_000, bulk: 100_000, batch: 1_000, fixture: 100_000, byId: 50_000, cached: 200_000, warmIds: 1_000, pages: 2_000, rssEvents: 1_000_000,
     async: 100_000, scaling: 20_000, streamLengths: [0, 1_000, 100_000], streamStores: 5_000, streamBatches: 20,
+    pgWrite: 20_000, pgBulk: 100_000, pgFixture: 100_000,
   },
   smoke: {
     store: 300, bulk: 500, batch: 100, fixture: 500, byId: 300, cached: 500, warmIds: 50, pages: 20, rssEvents: 500,
     async: 500, scaling: 300, streamLengths: [0, 500], streamStores: 200, streamBatches: 2,
+    pgWrite: 300, pgBulk: 500, pgFixture: 500,
   },
 }
 /** The concurrent producers of storeAsync_eps, and the counts of the scaling table. */
@@ -81,7 +84,11 @@ async function produce(input, producers, write) {
   let next = 0
   let sum = 0
   const producer = async () => {
-    while (next < input.length) sum += await write(input[next++])
+    while (next < input.length) {
+      // Not `sum += await …`: that reads `sum` before the await, and loses what others added meanwhile.
+      const result = await write(input[next++])
+      sum += result
+    }
   }
   await Promise.all(Array.from({ length: producers }, producer))
   return sum
@@ -162,6 +169,36 @@ const WORK = {
       let rows = 0
       for await (const batch of q.streamEvents({ batchSize: 1000 })) rows += batch.length
       return rows
+    },
+  },
+  // On PostgreSQL: places and sides from bench/pg.js, every method a Promise on both sides.
+  pgWrite256_eps: {
+    from: 'empty',
+    needs: 'store',
+    units: (n) => n.pgWrite,
+    input: (n) => events(0, n.pgWrite),
+    run: (q, input) => produce(input, PRODUCERS, (e) => q.store(e, model, callbacks)),
+  },
+  pgStoreBulk_eps: {
+    from: 'empty',
+    needs: 'storeBulk',
+    units: (n) => n.pgBulk,
+    input: (n) => batches(events(0, n.pgBulk), n.batch),
+    async run(q, input) {
+      let sum = 0
+      for (const batch of input) sum += sumOf(await q.storeBulk(batch, model, callbacks), (r) => r.result)
+      return sum
+    },
+  },
+  pgStream_eps: {
+    from: 'fixture',
+    needs: 'streamEvents',
+    units: (n) => n.pgFixture,
+    input: () => null,
+    async run(q) {
+      let sum = 0
+      for await (const batch of q.streamEvents({ batchSize: 1000 })) sum += sumOf(batch, (row) => row.data.i)
+      return sum
     },
   },
 }
@@ -297,6 +334,7 @@ function files(dir, sizes) {
   }
   return {
     sizes,
+    remove: removeDb,
     fresh(from) {
       const file = next()
       if (from === 'fixture') {
@@ -311,19 +349,22 @@ function files(dir, sizes) {
   }
 }
 
-/** One timed run of a figure on one side: `{ rate, check }`, or null when ours lacks the API. */
+/**
+ * One timed run of a figure on one side: `{ rate, check }`, or null when ours lacks the API.
+ * `disk`: files (files()) or PostgreSQL schemas (bench/pg.js), with how to open each side there.
+ */
 async function measure(name, side, disk, options = {}) {
   const work = WORK[name]
   const input = work.input(disk.sizes)
-  const file = disk.fresh(work.from)
-  const q = await (work.async ? ASYNC_SIDES : SIDES)[side](file, { cache: work.cache, ...options })
+  const file = await disk.fresh(work.from, side)
+  const q = await (disk.sides ?? (work.async ? ASYNC_SIDES : SIDES))[side](file, { cache: work.cache, ...options })
   try {
     if (work.needs && typeof q[work.needs] !== 'function') return null
     if (work.warm) work.warm(q, input)
     return await timed(work.units(disk.sizes), () => work.run(q, input))
   } finally {
     await q.close()
-    removeDb(file)
+    await disk.remove(file)
   }
 }
 
@@ -365,6 +406,38 @@ async function compare(names, disk, rounds, label = 'round') {
     const range = ratio.includes(null) ? null : [Math.min(...ratio), Math.max(...ratio)]
     return [name, { ours: median(ours), raw: median(raw), ratio: median(ratio), ratioRange: range }]
   }))
+}
+
+/** A figure that did not run, and why. */
+const notRun = (reason) => ({ ours: null, raw: null, ratio: null, ratioRange: null, reason })
+
+/**
+ * The PostgreSQL figures, on a server started for them (bench/pg.js), after a warm-up at smoke
+ * sizes, and the raw driver's name; each not run, with the reason, when no server can start;
+ * ours n/a, with the reason, while openQueue has no PostgreSQL backend (raw is still measured).
+ */
+async function pgFigures(names, sizes, rounds) {
+  const server = pg.startServer()
+  if (server.reason) return { figures: Object.fromEntries(names.map((name) => [name, notRun(server.reason)])), driver: null }
+  try {
+    const missing = await pg.oursMissing(server.url)
+    const fill = (n) => async (q) => {
+      for (const batch of batches(events(0, n.pgFixture), n.batch)) await q.storeBulk(batch, model, callbacks)
+    }
+    const figures = {}
+    for (const [label, n, times] of [['warm-up', SIZES.smoke, 1], ['round', sizes, rounds]]) {
+      const place = pg.pgPlace(server.url, n, missing, fill(n))
+      try {
+        Object.assign(figures, await compare(names, place, times, label))
+      } finally {
+        await place.close()
+      }
+    }
+    if (missing) for (const entry of Object.values(figures)) entry.reason = missing
+    return { figures, driver: await pg.driverName(server.url) }
+  } finally {
+    server.stop()
+  }
 }
 
 /** The index-cost table: ours alone, the sets interleaved within each round, then medians. */
@@ -480,10 +553,16 @@ async function main() {
   const result = { runtime: RUNTIME, version: isBun ? Bun.version : process.versions.node, driver: driverName(), figures: {} }
   try {
     const disk = files(dir, smoke ? SIZES.smoke : SIZES.full)
-    const compared = names.filter((name) => name in WORK)
+    const compared = names.filter((name) => name in WORK && !POSTGRES_FIGURES.includes(name))
+    const onPostgres = names.filter((name) => POSTGRES_FIGURES.includes(name))
     const warmUp = [...new Set([...compared, ...(names.includes(INDEX_COST) ? INDEX_COST_FIGURES : [])])]
     if (warmUp.length > 0) await compare(warmUp, files(dir, SIZES.smoke), 1, 'warm-up')
     if (compared.length > 0) Object.assign(result.figures, await compare(compared, disk, rounds))
+    if (onPostgres.length > 0) {
+      const { figures, driver } = await pgFigures(onPostgres, disk.sizes, rounds)
+      Object.assign(result.figures, figures)
+      result.pgDriver = driver
+    }
     if (names.includes(INDEX_COST)) result.indexCost = await indexCost(disk, rounds)
     if (names.includes(ASYNC_SCALING)) result.asyncScaling = await asyncScaling(disk, rounds)
     if (names.includes(STREAM_COST)) result.streamCost = await streamCost(dir, disk.sizes, rounds)
