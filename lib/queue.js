@@ -500,4 +500,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue, NATIVE, WAKE_STREAMS, REPLAY_BATCH, cycleRange, toId, toCorrelationId, parseRow }
+module.exports = { EventQueue, NATIVE, WAKE_STREAMS, REPLAY_BATCH, cycleRange, toId, toCorrelationId, parseRow, pageId, pageText, pageTime }
