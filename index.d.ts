@@ -57,6 +57,33 @@ export interface QueueOptions {
 }
 
 /**
+ * `openQueue`'s options for PostgreSQL 13 or newer (see docs/postgres.md). The SQLite-only
+ * options (`dbName`, `WAL`, `synchronous`, `busyTimeout`, `reset`, `risky`) are refused with
+ * `ERR_INVALID_OPTION`.
+ */
+export interface PostgresQueueOptions {
+  /** `postgres://user:pass@host:port/db`, or a libpq key=value connection string; `sslmode` is honoured (TLS by rustls). */
+  url: string
+  /** The schema of the queue's tables, created when missing; 1 to 63 bytes. Default `'public'`. */
+  schema?: string
+  /** Connections open at once, the writer's included; 1 to 1000. Default `10`. */
+  poolSize?: number
+  /** Milliseconds connecting (TCP, TLS, authentication) may take before `ERR_CONNECTION`. Default `10000`. */
+  connectTimeout?: number
+  indexes?: IndexOptions
+  cache?: CacheOptions
+  /** As `QueueOptions.datetime`. */
+  datetime?: () => number
+}
+
+/** A connection that could not be made or was lost (`ERR_CONNECTION`), or a statement the server refused (`ERR_POSTGRES`). */
+export interface PostgresError extends Error {
+  code: 'ERR_CONNECTION' | 'ERR_POSTGRES'
+  /** The SQLSTATE, when the server sent one (`'28P01'` for a wrong password). */
+  pgCode?: string
+}
+
+/**
  * An event id as the reads take it: an integer, or a string of digits (SQLite compares the two
  * alike). Anything else matches no event: a read by id answers `null` or `[]`.
  */
@@ -722,9 +749,11 @@ export interface AsyncEventQueue {
 
 /**
  * Opens (creating if needed) an async event queue on the SQLite file: the options of
- * `initQueue` (`risky` adds no `reset()` here). A bad option rejects.
+ * `initQueue` (`risky` adds no `reset()` here). A bad option rejects. Given a `url`, the queue
+ * lives on PostgreSQL instead (`PostgresQueueOptions`); a connection that cannot be made
+ * rejects with `ERR_CONNECTION`.
  */
-export declare function openQueue(options?: QueueOptions): Promise<AsyncEventQueue>
+export declare function openQueue(options?: QueueOptions | PostgresQueueOptions): Promise<AsyncEventQueue>
 
 /**
  * EventLite's stock callbacks: `void` swallows everything, `error` logs errors, `stub` logs both
@@ -748,4 +777,6 @@ export type ErrorCode =
   | 'ERR_ROW_TOO_LARGE'
   | 'ERR_VERSION_CONFLICT'
   | 'ERR_CONSUMER_BUSY'
+  | 'ERR_CONNECTION'
+  | 'ERR_POSTGRES'
   | `SQLITE_${string}`

@@ -19,11 +19,17 @@ const { isPostgres, resolvePgOptions } = require('./pg-options')
 const { metricsText } = require('./prometheus')
 const { oneRow } = require('./rows')
 const { storeInput, reportMissingCmd, bulkInput, withContext, storeResult, bulkResults } = require('./write')
+const { conflictError } = require('./event')
 
 /** A reply of the writer that reports a failure: `{ error: code, message, ...fields }`. */
 const isFailure = (reply) => reply !== null && typeof reply === 'object' && typeof reply.error === 'string'
 
-function failure({ error, message, ...fields }) {
+/**
+ * The error of a failed reply; `batch` says whether the call was a storeBulk. A version conflict
+ * is worded as the synchronous queue words it, from its fields.
+ */
+function failure({ error, message, ...fields }, batch) {
+  if (error === 'ERR_VERSION_CONFLICT') return conflictError(fields, batch)
   return coded(Error, error, message, fields)
 }
 
@@ -96,7 +102,7 @@ class Replies {
       const request = group[i]
       const reply = replies[i]
       if (isFailure(reply)) {
-        request.reject(failure(reply))
+        request.reject(failure(reply, request.batch === true))
         continue
       }
       try {
@@ -131,7 +137,7 @@ class AsyncEventQueue {
    * Submits a request to the writer (`submit(backend)`); the Promise settles with
    * `settle(reply)` when the writer answers.
    */
-  #request(submit, settle) {
+  #request(submit, settle, batch = false) {
     if (this.#closed) return Promise.reject(closedError())
     // Held before the submit: closing the writer lets go of what holding needs.
     const first = this.#replies.idle
@@ -143,7 +149,7 @@ class AsyncEventQueue {
         if (first) this.#replies.release()
         throw err
       }
-      this.#replies.add({ resolve, reject, settle })
+      this.#replies.add({ resolve, reject, settle, batch })
     })
   }
 
@@ -207,6 +213,7 @@ class AsyncEventQueue {
       (stored) => typeof stored === 'number'
         ? bulkResults(input.records, stored, correlationOf, model, callbacks)
         : bulkResults(input.records, stored.firstId, correlationOf, model, callbacks, repeatsOf(stored)),
+      true,
     )
   }
 

@@ -80,14 +80,19 @@ pub fn is_current(conn: &Connection, wanted: &HashMap<String, bool>) -> Result<b
     if table == 0 {
         return Ok(false);
     }
-    let present = present_indexes(conn)?;
-    Ok(INDEXES.iter().all(|def| {
+    Ok(indexes_current(&present_indexes(conn)?, wanted))
+}
+
+/// Whether the optional indexes `present` (by name) already match `wanted`: applying
+/// [`apply_indexes`] would change nothing.
+pub fn indexes_current(present: &[String], wanted: &HashMap<String, bool>) -> bool {
+    INDEXES.iter().all(|def| {
         let exists = present.iter().any(|n| n == def.name);
         match wanted.get(def.key).copied() {
             Some(want) => want == exists,
             None => exists || !def.default,
         }
-    }))
+    })
 }
 
 /// The keys given in `wanted` that the file does not match: an index to create or to drop.

@@ -1,6 +1,6 @@
 // Compiled (never run) by `npm run test:types`: the public types must describe every call
 // docs/api.md shows, under --strict, with neither the DOM library nor @types/node.
-import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode, type AsyncEventQueue, type Consumer, type ConsumerInfo, type VersionConflictError } from '../..'
+import { initQueue, openQueue, eventCallbacks, type EventRow, type Page, type CacheStats, type WriteMetrics, type PendingEventRow, type PendingStatus, type ErrorCode, type AsyncEventQueue, type Consumer, type ConsumerInfo, type VersionConflictError, type PostgresError } from '../..'
 const q = initQueue({ dbName: ':memory:', cache: { maxSize: 10 }, indexes: { cmd: true }, synchronous: 'normal' })
 const row = q.store({ cmd: 'x', data: { a: 1 } }) as EventRow | undefined
 const out = q.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d }, eventCallbacks.void)
@@ -62,6 +62,11 @@ const cancelled: boolean = q.cancelPendingEvent(1)
 const byCorrelation = q.getPendingEventsByCorrelation('o').map((r) => JSON.parse(r.event_data) as unknown)
 async function runAsync() {
   const aq: AsyncEventQueue = await openQueue({ dbName: ':memory:', busyTimeout: 100 })
+  const pq: AsyncEventQueue = await openQueue({ url: 'postgres://app@db/events', schema: 'billing', poolSize: 4, connectTimeout: 5000 }).catch((err: PostgresError) => {
+    const state: string | undefined = err.pgCode
+    throw new Error(`${err.code} ${state}`)
+  })
+  void pq
   const storedAsync: EventRow | undefined = await aq.store({ cmd: 'x' })
   const deposited: unknown = await aq.store({ cmd: 'deposit', data: { amount: 5 } }, account)
   const bulk = await aq.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d })

@@ -108,7 +108,7 @@ impl Pool {
         let connecting = runtime()?.spawn(async move {
             let connect = inner.driver.connect(inner.tls.clone());
             let (client, connection) = match tokio::time::timeout(inner.connect_timeout, connect).await {
-                Ok(connected) => connected?,
+                Ok(connected) => connected.map_err(refused)?,
                 Err(_) => {
                     return Err(Error::Connection {
                         message: format!(
@@ -129,6 +129,14 @@ impl Pool {
             pg_code: None,
         })??;
         Ok(Conn { client, statements: HashMap::new() })
+    }
+}
+
+/// Whatever fails while connecting (a TLS handshake included) fails the connection.
+fn refused(err: tokio_postgres::Error) -> Error {
+    match Error::from(err) {
+        Error::Postgres { message, pg_code } => Error::Connection { message, pg_code },
+        other => other,
     }
 }
 

@@ -126,7 +126,7 @@ pub async fn lineage(conn: &mut Conn, sql: &ReadSql, id: i64) -> Result<Option<V
     let Some(event) = event.first() else { return Ok(None) };
     let mut pieces = Pieces::new(String::with_capacity(1024) + "[");
     pieces.row(&PgRow(event))?;
-    let parent_id: Option<i64> = event.try_get(8).ok().flatten();
+    let parent_id: Option<i64> = event.try_get("causation_id").ok().flatten();
     let parent = match parent_id {
         Some(parent_id) => query(conn, &sql.by_id, &[&parent_id]).await?,
         None => Vec::new(),

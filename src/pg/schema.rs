@@ -105,6 +105,9 @@ fn index_statement(names: &Names, def: &IndexDef, wanted: &HashMap<String, bool>
 /// the table is a queue.
 pub async fn ensure(conn: &mut Conn, names: &Names, wanted: &HashMap<String, bool>) -> Result<()> {
     crate::schema::check_index_keys(wanted)?;
+    if is_current(conn, names, wanted).await? {
+        return check_table(conn, names).await;
+    }
     let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock({}); {}", names.create_key, create_tables(names));
     for def in &INDEXES {
         if let Some(statement) = index_statement(names, def, wanted) {
@@ -119,6 +122,20 @@ pub async fn ensure(conn: &mut Conn, names: &Names, wanted: &HashMap<String, boo
         return Err(err.into());
     }
     check_table(conn, names).await
+}
+
+/// Whether the tables exist and the indexes already match `wanted`, so that opening changes
+/// nothing: then it needs no right to create (a role that may only read and write the tables
+/// opens them; `CREATE … IF NOT EXISTS` checks the right even when there is nothing to create).
+async fn is_current(conn: &mut Conn, names: &Names, wanted: &HashMap<String, bool>) -> Result<bool> {
+    let statement = conn
+        .statement(
+            "SELECT count(*) FROM information_schema.tables
+             WHERE table_schema = $1 AND table_name IN ('queue', 'eventlite_idempotency_keys')",
+        )
+        .await?;
+    let tables: i64 = conn.client.query_one(&statement, &[&unquote(&names.schema)]).await?.get(0);
+    Ok(tables == 2 && crate::schema::indexes_current(&present_indexes(conn, names).await?, wanted))
 }
 
 /// Refuses a `queue` table of the schema that lacks a column this library reads or writes.

@@ -63,16 +63,20 @@ struct WriteSql {
 
 impl WriteSql {
     fn new(names: &Names) -> WriteSql {
+        let sequence = format!("pg_get_serial_sequence('{}', 'id')::regclass", names.queue.replace('\'', "''"));
         WriteSql {
+            // The newest id ever handed out: the table's, or the sequence's when higher (the
+            // newest events were deleted, or a program inserted through the sequence), so that
+            // no id is used twice.
             begin: format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({}); SELECT COALESCE(max(id), 0) FROM {}",
-                names.write_key, names.queue
+                "BEGIN; SELECT pg_advisory_xact_lock({key});
+                 SELECT GREATEST(COALESCE(max(id), 0), COALESCE(pg_sequence_last_value({sequence}), 0)) FROM {queue}",
+                key = names.write_key,
+                sequence = sequence,
+                queue = names.queue
             ),
             commit: format!("SELECT pg_notify('{}', ''); COMMIT", names.channel),
-            follow_sequence: format!(
-                "SELECT setval(pg_get_serial_sequence('{}', 'id'), ",
-                names.queue.replace('\'', "''")
-            ),
+            follow_sequence: format!("SELECT setval({sequence}, "),
             insert: format!(
                 "INSERT INTO {} (id, version, datetime, \"user\", ip, cmd, data, correlation_id, causation_id, metadata)
                  SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[],
