@@ -1465,6 +1465,82 @@ impl NativePg {
     }
 }
 
+/// The consumers of a PostgreSQL queue (`src/pg/consumer.rs`): the methods of
+/// [`NativeQueue`]'s of the same names, each a Promise.
+#[napi]
+impl NativePg {
+    #[napi(ts_return_type = "Promise<number | string>")]
+    pub async fn consumer_acquire(
+        &self,
+        name: String,
+        member: u32,
+        size: u32,
+        token: String,
+        dead: Vec<String>,
+    ) -> napi::Result<Either<f64, String>> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let at = Member { name: &name, member };
+        let acquired = pg::consumer::acquire(&mut conn, &self.names, &at, size, &token, now_ms(), &dead).await;
+        Ok(match acquired.map_err(to_js_async)? {
+            Acquired::Position(position) => Either::A(position as f64),
+            Acquired::Busy(owner) => Either::B(owner),
+        })
+    }
+
+    #[napi]
+    pub async fn consumer_commit(&self, name: String, member: u32, token: String, position: f64) -> napi::Result<()> {
+        let position = to_id(position).map_err(to_js_async)?;
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let at = Member { name: &name, member };
+        pg::consumer::commit(&mut conn, &self.names, &at, &token, position, now_ms()).await.map_err(to_js_async)
+    }
+
+    #[napi]
+    pub async fn consumer_renew(&self, name: String, member: u32, token: String) -> napi::Result<bool> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let at = Member { name: &name, member };
+        pg::consumer::renew(&mut conn, &self.names, &at, &token, now_ms()).await.map_err(to_js_async)
+    }
+
+    #[napi]
+    pub async fn consumer_release(&self, name: String, member: u32, token: String) -> napi::Result<()> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let at = Member { name: &name, member };
+        pg::consumer::release(&mut conn, &self.names, &at, &token).await.map_err(to_js_async)
+    }
+
+    #[napi]
+    pub async fn consumer_position(&self, name: String, member: u32) -> napi::Result<Option<f64>> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let at = Member { name: &name, member };
+        let position = pg::consumer::position(&mut conn, &self.names, &at).await.map_err(to_js_async)?;
+        Ok(position.map(|p| p as f64))
+    }
+
+    /// `getConsumers()` as JSON text.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub async fn consumers(&self) -> napi::Result<Json> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let list = pg::consumer::list(&mut conn, &self.names).await.map_err(to_js_async)?;
+        // Serializing strings and integers cannot fail.
+        Ok(Json(serde_json::to_string(&list).unwrap_or_default()))
+    }
+
+    #[napi]
+    pub async fn reset_consumer(&self, name: String, position: f64, dead: Vec<String>) -> napi::Result<Option<String>> {
+        let position = to_id(position).map_err(to_js_async)?;
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        pg::consumer::reset(&mut conn, &self.names, &name, position, now_ms(), &dead).await.map_err(to_js_async)
+    }
+
+    #[napi]
+    pub async fn stream_version(&self, correlation_id: String) -> napi::Result<f64> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let version = pg::consumer::stream_version(&mut conn, &self.names, &correlation_id).await;
+        Ok(version.map_err(to_js_async)? as f64)
+    }
+}
+
 /// A stream's reader on PostgreSQL: `next()` resolves to a batch's text, `''` when caught up,
 /// `null` when nothing more can come (or once closed). It holds no connection between batches.
 #[napi]

@@ -25,6 +25,7 @@
 //! re-reads by position, so a lost notification delays an event and never loses it.
 
 pub mod config;
+pub mod consumer;
 pub mod listen;
 pub mod page;
 pub mod pool;
