@@ -198,12 +198,17 @@ pgDescribe('openQueue({ url }): ordered reads', () => {
     assert.ok(stored.id > openId, 'the committed event has the larger id')
     const seen = []
     const reader = follow(q, {}, seen)
+    const consumed = []
+    const consumer = await q.consume('gap', { batchSize: 1 })
+    const consuming = (async () => {
+      for await (const rows of consumer) consumed.push(...rows.map((row) => row.id))
+    })()
     const streamed = async () => {
       const ids = []
       for await (const batch of q.streamEvents({})) ids.push(...batch.map((row) => row.id))
       return ids
     }
-    await until(() => seen.length === 1, 'the event before the open transaction is read')
+    await until(() => seen.length === 1 && consumed.length === 1, 'the event before the open transaction is read')
     // Every ordered read stops before the open transaction's event: a stream, a page, a replay.
     assert.deepEqual(await streamed(), [1])
     assert.deepEqual((await q.getEventsByCmdPaginated('after')).events, [])
@@ -212,12 +217,16 @@ pgDescribe('openQueue({ url }): ordered reads', () => {
     const page = await q.getEventsInTimeRangePaginated(-Infinity, Infinity, { limit: 1 })
     assert.equal(page.totalCount, 1)
     assert.deepEqual(seen, [1])
+    assert.deepEqual(consumed, [1])
     await raw.query('COMMIT')
-    await until(() => seen.length === 4, 'every event is read once the transaction commits')
+    await until(() => seen.length === 4 && consumed.length === 4, 'every event is read once the transaction commits')
     assert.deepEqual(seen, [1, openId, stored.id, stored.id + 1])
+    assert.deepEqual(consumed, seen)
     assert.deepEqual(await streamed(), [1, openId, stored.id, stored.id + 1])
     reader.stop()
     await reader.done
+    await q.close()
+    await consuming
   })
 
   pgTest('a follower whose LISTEN connection is terminated listens again, and misses nothing stored meanwhile', async () => {
@@ -244,5 +253,89 @@ pgDescribe('openQueue({ url }): ordered reads', () => {
     assert.deepEqual(seen, [1, 2, 3])
     reader.stop()
     await reader.done
+  })
+
+  pgTest('a consumer commits the batch in hand when the next is asked for, and a new queue resumes after the last commit', async () => {
+    const schema = freshSchema('read')
+    const q = await open({ schema })
+    for (let i = 1; i <= 5; i++) await q.store({ cmd: 'n', data: { i } })
+    const first = await q.consume('projection', { batchSize: 2, follow: false })
+    assert.equal(first.position, 0)
+    const batches = []
+    for await (const rows of first) {
+      batches.push(rows.map((row) => row.id))
+      if (batches.length === 2) break // [3, 4] in hand, not committed
+    }
+    assert.deepEqual(batches, [[1, 2], [3, 4]])
+    assert.equal(first.position, 2)
+    assert.deepEqual(await q.getConsumers(), [{ name: 'projection', member: 0, size: 1, position: 2, lag: 3 }])
+    await q.close()
+
+    const again = await open({ schema })
+    const resumed = await again.consume('projection', { batchSize: 2, follow: false })
+    assert.equal(resumed.position, 2)
+    const rest = []
+    for await (const rows of resumed) {
+      rest.push(rows.map((row) => row.id))
+      await resumed.commit() // committing the batch in hand at once: the same as on the next step
+      assert.equal(resumed.position, rows.at(-1).id)
+    }
+    assert.deepEqual(rest, [[3, 4], [5]])
+    assert.deepEqual(await again.getConsumers(), [{ name: 'projection', member: 0, size: 1, position: 5, lag: 0 }])
+    // Back to the start: the consumer reads everything again.
+    await again.resetConsumer('projection', 0)
+    const replayed = []
+    for await (const rows of await again.consume('projection', { follow: false })) replayed.push(...rows.map((row) => row.id))
+    assert.deepEqual(replayed, [1, 2, 3, 4, 5])
+  })
+
+  pgTest('one reader per consumer: a second is refused with ERR_CONSUMER_BUSY while the first reads, and so is resetConsumer', async () => {
+    const q = await open()
+    await q.store({ cmd: 'n' })
+    const reading = await q.consume('solo', { follow: true })
+    const step = await reading.next()
+    assert.equal(step.value.length, 1)
+    const second = await q.consume('solo', { follow: false })
+    await assert.rejects(second.next(), { code: 'ERR_CONSUMER_BUSY' })
+    await assert.rejects(q.resetConsumer('solo', 0), { code: 'ERR_CONSUMER_BUSY' })
+    await reading.return()
+    // Released: now both succeed.
+    await q.resetConsumer('solo', 0)
+    const third = await q.consume('solo', { follow: false })
+    assert.deepEqual((await third.next()).value.map((row) => row.id), [1])
+    await third.return()
+    await assert.rejects(q.consume('', {}), { code: 'ERR_INVALID_ARG' })
+    await assert.rejects(q.consume('x', { group: { member: 3, size: 3 } }), { code: 'ERR_INVALID_OPTION' })
+  })
+
+  pgTest('a group of three: each member sees its partition exactly once, each correlation id whole and in id order', async () => {
+    const schema = freshSchema('read')
+    const q = await open({ schema })
+    const events = Array.from({ length: 60 }, (_, i) => ({ cmd: 'n', correlationId: `k${i % 10}`, data: { i } }))
+    await q.storeBulk(events.slice(0, 30))
+    for (const event of events.slice(30)) await q.store(event)
+    // Each member in a queue (a connection pool) of its own, reading at the same time.
+    const members = await Promise.all([0, 1, 2].map(async (member) => {
+      const queue = member === 0 ? q : await open({ schema })
+      const rows = []
+      for await (const batch of await queue.consume('group', { batchSize: 7, follow: false, group: { member, size: 3 } })) rows.push(...batch)
+      return rows
+    }))
+    const all = members.flat().map((row) => row.id).sort((a, b) => a - b)
+    assert.deepEqual(all, Array.from({ length: 60 }, (_, i) => i + 1), 'every event exactly once')
+    const owner = new Map()
+    for (const [member, rows] of members.entries()) {
+      assert.ok(rows.length > 0, `member ${member} has a share`)
+      const ids = rows.map((row) => row.id)
+      assert.deepEqual(ids, [...ids].sort((a, b) => a - b), `member ${member} reads in id order`)
+      for (const row of rows) {
+        assert.equal(owner.get(row.correlation_id) ?? member, member, `${row.correlation_id} is one member's`)
+        owner.set(row.correlation_id, member)
+      }
+    }
+    const positions = (await q.getConsumers()).map(({ member, size, lag }) => [member, size, lag])
+    assert.deepEqual(positions, [[0, 3, 0], [1, 3, 0], [2, 3, 0]])
+    assert.equal(await q.getStreamVersion('k3'), 6)
+    assert.equal(await q.getStreamVersion('nobody'), 0)
   })
 })

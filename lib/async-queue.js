@@ -396,6 +396,26 @@ class AsyncEventQueue {
   //   failed reply (src/writer.rs `Replies::error`), a duplicate as a reply `settle` turns
   //   into the first row.
 
+  // Until the integration above lands, the reader's own: PostgreSQL's commit on the pool
+  // (src/pg/consumer.rs), SQLite's through the synchronous queue.
+
+  getStreamVersion(correlationId) {
+    return this.#read((reader) => reader.getStreamVersion(correlationId))
+  }
+
+  /** Resolves to the consumer, an async iterable of row batches. */
+  consume(name, options) {
+    return this.#read((reader) => reader.consume(name, options))
+  }
+
+  getConsumers() {
+    return this.#read((reader) => reader.getConsumers())
+  }
+
+  resetConsumer(name, position) {
+    return this.#read((reader) => reader.resetConsumer(name, position))
+  }
+
   /**
    * Resolves once the writes issued before it are committed (and settled) and the file is
    * closed; every later call rejects with ERR_QUEUE_CLOSED. Idempotent.

@@ -31,6 +31,12 @@ const OWNER = /^(\d+)@(.*)\/[0-9a-f-]{36}$/
 const newOwner = () => `${process.pid}@${HOST}/${randomUUID()}`
 
 /**
+ * `then(value)` of a native call's result: at once for a value (SQLite's calls), after it for a
+ * Promise (PostgreSQL's), whose result is then a Promise too.
+ */
+const after = (value, then) => (value instanceof Promise ? value.then(then) : then(value))
+
+/**
  * Whether the reader that owns a lease is known to be gone, so that its lease is free before
  * it expires: a process of this host that no longer exists, or a reader of this process that
  * holds the lease no more. An owner on another host, or a process id that the system gave to
@@ -107,13 +113,14 @@ class Consumer {
   #lost = false
   #generator = null
 
-  constructor(db, streams, live, name, options) {
+  /** `position`: the consumer's stored position, when the caller read it already (an async backend). */
+  constructor(db, streams, live, name, options, position = db().consumerPosition(name, options.member)) {
     this.#db = db
     this.#streams = streams
     this.#live = live
     this.#name = name
     this.#options = options
-    this.#position = db().consumerPosition(name, options.member) ?? 0
+    this.#position = position ?? 0
   }
 
   get name() {
@@ -154,27 +161,35 @@ class Consumer {
     return this.#generator
   }
 
-  /** Commits the batch yielded last, if it is not committed yet. */
+  /** Commits the batch yielded last, if it is not committed yet (a Promise on an async backend). */
   commit() {
-    if (this.#inHand === null) return
-    this.#store(this.#inHand)
+    if (this.#inHand === null) return undefined
+    const position = this.#inHand
     this.#inHand = null
+    return this.#store(position)
   }
 
   #store(position) {
     const { member } = this.#options
-    try {
-      this.#db().consumerCommit(this.#name, member, this.#owner, position)
-    } catch (err) {
+    const lost = (err) => {
       if (err.code === 'ERR_CONSUMER_BUSY') this.#lost = true
       throw err
     }
-    this.#position = position
+    let stored
+    try {
+      stored = this.#db().consumerCommit(this.#name, member, this.#owner, position)
+    } catch (err) {
+      lost(err)
+    }
+    const done = () => {
+      this.#position = position
+    }
+    return stored instanceof Promise ? stored.then(done, lost) : done()
   }
 
   async * #batches() {
     const { batchSize, follow, signal, correlationId, user, cmd, member, size } = this.#options
-    this.#acquire()
+    await this.#acquire()
     let state = null
     let timer = null
     try {
@@ -188,7 +203,7 @@ class Consumer {
         // The loop asked for the next batch: the one in hand is done. Unless the queue closed
         // meanwhile: then the consumer ends as a stream does, the batch uncommitted.
         try {
-          this.commit()
+          await this.commit()
         } catch (err) {
           if (err.code === 'ERR_QUEUE_CLOSED') return
           throw err
@@ -200,7 +215,7 @@ class Consumer {
           // Nothing in hand, and every event up to the reader's position was seen or not
           // meant for this consumer: moving the position there costs nothing to redo.
           const passed = state.position()
-          if (passed > this.#position) this.#store(passed)
+          if (passed > this.#position) await this.#store(passed)
           if (!follow) return
           await state.idle()
           this.#checkLease()
@@ -222,23 +237,23 @@ class Consumer {
     }
   }
 
+  /** Takes the lease (a Promise on an async backend). */
   #acquire() {
     const db = this.#db()
     const owner = newOwner()
     const { member, size } = this.#options
-    let gone = []
-    for (;;) {
-      const got = db.consumerAcquire(this.#name, member, size, owner, gone)
+    const attempt = (gone) => after(db.consumerAcquire(this.#name, member, size, owner, gone), (got) => {
       if (typeof got === 'number') {
         this.#owner = owner
         this.#position = got
         held.add(owner)
         this.#live.add(this)
-        return
+        return undefined
       }
       if (gone.length > 0 || !isGone(got)) throw busyError(this.#name, member, got)
-      gone = [got]
-    }
+      return attempt([got])
+    })
+    return attempt([])
   }
 
   #checkLease() {
@@ -247,14 +262,20 @@ class Consumer {
 
   #renew(state) {
     if (this.#owner === null) return
-    try {
-      if (!this.#db().consumerRenew(this.#name, this.#options.member, this.#owner)) {
+    const renewed = (held) => {
+      if (!held) {
         this.#lost = true
         state.wake()
       }
+    }
+    // The file was busy, or the queue closed: the lease outlives two more attempts, and
+    // close() releases it.
+    const ignore = () => {}
+    try {
+      const pending = after(this.#db().consumerRenew(this.#name, this.#options.member, this.#owner), renewed)
+      if (pending instanceof Promise) pending.catch(ignore)
     } catch {
-      // The file was busy, or the queue closed: the lease outlives two more attempts, and
-      // close() releases it.
+      ignore()
     }
   }
 
@@ -265,12 +286,15 @@ class Consumer {
     this.#owner = null
     held.delete(owner)
     this.#live.delete(this)
+    // A lease that cannot be released (the queue closed under a read, the file busy) expires
+    // on its own; no reader of this process holds it any more, so another reader of this
+    // process takes it at once.
+    const ignore = () => {}
     try {
-      this.#db().consumerRelease(this.#name, this.#options.member, owner)
+      const released = this.#db().consumerRelease(this.#name, this.#options.member, owner)
+      if (released instanceof Promise) released.catch(ignore)
     } catch {
-      // A lease that cannot be released (the queue closed under a read, the file busy)
-      // expires on its own; no reader of this process holds it any more, so another reader
-      // of this process takes it at once.
+      ignore()
     }
   }
 }
@@ -279,8 +303,15 @@ class Consumer {
 class Consumers {
   #live = new Set()
 
-  open(db, streams, name, options) {
-    return new Consumer(db, streams, this.#live, checkName('consume', name), consumeOptions(options))
+  /** `position`: see Consumer's constructor. */
+  open(db, streams, name, options, position) {
+    return new Consumer(db, streams, this.#live, checkName('consume', name), consumeOptions(options), position)
+  }
+
+  /** Validates consume's arguments, for a caller that reads the position before `open`: the member's number. */
+  static member(name, options) {
+    checkName('consume', name)
+    return consumeOptions(options).member
   }
 
   /** Releases every lease; called by the queue's close() before the file closes. */
@@ -289,19 +320,20 @@ class Consumers {
   }
 }
 
-/** `resetConsumer`: every member at `position`, unless a live reader holds one. */
+/** `resetConsumer`: every member at `position`, unless a live reader holds one (a Promise on an async backend). */
 function resetConsumer(db, name, position = 0) {
   checkName('resetConsumer', name)
   if (!Number.isSafeInteger(position) || position < 0) {
     throw coded(RangeError, 'ERR_INVALID_ARG', `resetConsumer: position must be an integer id >= 0, got ${describe(position)}`)
   }
   const gone = []
-  for (;;) {
-    const owner = db.resetConsumer(name, position, gone)
-    if (owner === null || owner === undefined) return
+  const attempt = () => after(db.resetConsumer(name, position, gone), (owner) => {
+    if (owner === null || owner === undefined) return undefined
     if (gone.includes(owner) || !isGone(owner)) throw busyError(name, undefined, owner)
     gone.push(owner)
-  }
+    return attempt()
+  })
+  return attempt()
 }
 
 module.exports = { Consumers, resetConsumer }

@@ -4,7 +4,8 @@
 // thread; writes go to the writer thread (lib/writer-backend.js), whose backend commits each
 // group in one transaction on the same pool (src/pg/write.rs).
 const { NativeWriter, pgOpen } = require('./native')
-const { coded } = require('./errors')
+const { closedError, coded } = require('./errors')
+const { Consumers, resetConsumer } = require('./consumer')
 const { toId, toCorrelationId, parseRow, pageId, pageText, pageTime } = require('./queue')
 const { pageOptions, readPageAsync } = require('./page')
 const { Streams, streamOptions } = require('./stream')
@@ -49,10 +50,24 @@ class PgReader {
   #streams = new Streams({ pollMs: FALLBACK_POLL_MS })
   /** The NativePgListener, started by the first reader that follows. */
   #listener = null
+  #consumers = new Consumers()
+  /** What lib/consumer.js calls, as NativeQueue's methods of the same names, each a Promise. */
+  #consumerDb
+  #closed = false
 
   constructor(pg, cache) {
     this.#native = pg
     this.#cache = new PgCache(cache)
+    const call = (method) => (...args) => native(pg[method](...args))
+    this.#consumerDb = {
+      consumerPosition: call('consumerPosition'),
+      consumerAcquire: call('consumerAcquire'),
+      consumerCommit: call('consumerCommit'),
+      consumerRenew: call('consumerRenew'),
+      consumerRelease: call('consumerRelease'),
+      resetConsumer: call('resetConsumer'),
+      stream: (options) => nativeReader(pg.stream(options)),
+    }
   }
 
   /** Wakes the following readers: the server notified a commit, or this queue committed. */
@@ -126,6 +141,34 @@ class PgReader {
     return this.#streams.open(() => nativeReader(this.#native.stream(o.native)), o)
   }
 
+  async getStreamVersion(correlationId) {
+    return native(this.#native.streamVersion(pageText('getStreamVersion', 'correlationId', correlationId, true)))
+  }
+
+  /**
+   * A consumer (lib/consumer.js) once its stored position is read: an async iterable of row
+   * batches whose `commit()` returns a Promise.
+   */
+  async consume(name, options) {
+    const member = Consumers.member(name, options)
+    const position = await this.#consumerDb.consumerPosition(name, member)
+    const db = () => {
+      if (this.#closed) throw closedError()
+      return this.#consumerDb
+    }
+    const consumer = this.#consumers.open(db, this.#streams, name, options, position)
+    this.#listen()
+    return consumer
+  }
+
+  async getConsumers() {
+    return JSON.parse(await native(this.#native.consumers()))
+  }
+
+  async resetConsumer(name, position = 0) {
+    await resetConsumer(this.#consumerDb, name, position)
+  }
+
   async retrieveByIDCached(id) {
     const key = toId(id)
     return key === null ? null : this.#cache.byId(key, () => this.retrieveByID(key))
@@ -151,6 +194,8 @@ class PgReader {
 
   close() {
     this.#cache.clear()
+    this.#consumers.close()
+    this.#closed = true
     this.#streams.close()
     this.#listener?.close()
     this.#native.close()

@@ -22,6 +22,9 @@ use crate::pieces::Limits;
 use crate::schema::COLUMNS;
 use crate::stream::{Batch, Filter, Next};
 
+/// The position of `correlation_id` in [`COLUMNS`], which a group member's partition reads.
+const CORRELATION_ID: usize = 7;
+
 /// A stream's reader: its filters, and how far it has read.
 pub struct PgStream {
     pool: Pool,
@@ -120,7 +123,7 @@ impl PgStream {
             horizon = row.get::<_, Option<i64>>(COLUMNS.len());
             let Some(id) = row.get::<_, Option<i64>>(0) else { break };
             let mine = part.is_none_or(|Partition { member, size }| {
-                partition(row.get::<_, Option<&str>>(5).map(str::as_bytes), size) == member
+                partition(row.get::<_, Option<&str>>(CORRELATION_ID).map(str::as_bytes), size) == member
             });
             if mine && !batch.push(&PgRow(&row), &self.limits)? {
                 break;
@@ -130,5 +133,15 @@ impl PgStream {
         }
         let stopped = batch.cut || read == self.batch_size;
         Ok((batch.close(), last.filter(|_| stopped), horizon))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partition_reads_the_correlation_id_column() {
+        assert_eq!(COLUMNS[CORRELATION_ID], "correlation_id");
     }
 }
