@@ -389,6 +389,12 @@ export interface Consumer extends AsyncIterableIterator<EventRow[]> {
   commit(): void
 }
 
+/** A consumer of the async queue: a `Consumer` whose `commit()` may be a Promise (on PostgreSQL). */
+export interface AsyncConsumer extends Omit<Consumer, 'commit'> {
+  /** Commits the batch yielded last, now. */
+  commit(): void | Promise<void>
+}
+
 /** One row of `getConsumers()`. */
 export interface ConsumerInfo {
   name: string
@@ -719,6 +725,17 @@ export interface AsyncEventQueue {
 
   /** As `EventQueue.streamEvents`; a bad option, or a closed queue, rejects the first step. */
   streamEvents(options?: StreamOptions): AsyncGenerator<EventRow[], void, undefined>
+
+  /** As `EventQueue.getStreamVersion`. */
+  getStreamVersion(correlationId: CorrelationKey): Promise<number>
+  /**
+   * As `EventQueue.consume`, resolving once the consumer's stored position is read. Its
+   * `commit()` returns a Promise on PostgreSQL: await it.
+   */
+  consume(name: string, options?: ConsumeOptions): Promise<AsyncConsumer>
+  getConsumers(): Promise<ConsumerInfo[]>
+  /** As `EventQueue.resetConsumer`; rejects with `ERR_CONSUMER_BUSY` while a reader holds it. */
+  resetConsumer(name: string, position?: number): Promise<void>
 
   retrieveByIDCached(id: EventId): Promise<EventRow | null>
   getTransactionCached(correlationId: CorrelationKey): Promise<EventRow[]>
