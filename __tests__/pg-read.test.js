@@ -173,7 +173,7 @@ pgDescribe('openQueue({ url }): ordered reads', () => {
     await q.store({ cmd: 'first' })
     const seen = []
     const reader = follow(q, {}, seen)
-    await until(() => seen.length === 1, 'the stored event is read')
+    await until(() => seen.length >= 1, 'the stored event is read')
     const child = spawn(process.execPath, [OPENER, pgUrl().url, schema], { stdio: ['pipe', 'pipe', 'inherit'] })
     let out = ''
     child.stdout.on('data', (chunk) => { out += chunk })
@@ -181,7 +181,7 @@ pgDescribe('openQueue({ url }): ordered reads', () => {
     child.stdin.write('go\n')
     assert.equal(await exited, 0)
     assert.match(out, /^stored 2$/m)
-    await until(() => seen.length === 2, 'the other process\'s event is read')
+    await until(() => seen.length >= 2, 'the other process\'s event is read')
     assert.deepEqual(seen, [1, 2])
     await q.close()
     await reader.done
@@ -211,7 +211,7 @@ pgDescribe('openQueue({ url }): ordered reads', () => {
       for await (const batch of q.streamEvents({})) ids.push(...batch.map((row) => row.id))
       return ids
     }
-    await until(() => seen.length === 1 && consumed.length === 1, 'the event before the open transaction is read')
+    await until(() => seen.length >= 1 && consumed.length >= 1, 'the event before the open transaction is read')
     // Every ordered read stops before the open transaction's event: a stream, a page, a replay.
     assert.deepEqual(await streamed(), [1])
     assert.deepEqual((await q.getEventsByCmdPaginated('after')).events, [])
@@ -224,7 +224,7 @@ pgDescribe('openQueue({ url }): ordered reads', () => {
     // Its commit notifies nobody: the readers find its event on their slow re-read, and the one
     // after it with it.
     await raw.query('COMMIT')
-    await until(() => seen.length === 4 && consumed.length === 4, 'every event is read once the transaction commits')
+    await until(() => seen.length >= 4 && consumed.length >= 4, 'every event is read once the transaction commits')
     assert.deepEqual(seen, [1, openId, stored.id, stored.id + 1])
     assert.deepEqual(consumed, seen)
     assert.deepEqual(await streamed(), [1, openId, stored.id, stored.id + 1])
@@ -248,13 +248,13 @@ pgDescribe('openQueue({ url }): ordered reads', () => {
     const ours = async (not) => (await listeners()).find((pid) => !others.has(pid) && pid !== not)
     const first = await until(() => ours(), 'the listener connects')
     await other.store({ cmd: 'one' })
-    await until(() => seen.length === 1, 'the first event is read')
+    await until(() => seen.length >= 1, 'the first event is read')
     await admin.query('SELECT pg_terminate_backend($1)', [first])
     await other.store({ cmd: 'two' })
-    await until(() => seen.length === 2, 'the event stored while the listener was down is read')
+    await until(() => seen.length >= 2, 'the event stored while the listener was down is read')
     await until(() => ours(first), 'the listener connects again')
     await other.store({ cmd: 'three' })
-    await until(() => seen.length === 3, 'the event stored after it reconnected is read')
+    await until(() => seen.length >= 3, 'the event stored after it reconnected is read')
     assert.deepEqual(seen, [1, 2, 3])
     reader.stop()
     await reader.done
