@@ -138,10 +138,72 @@ impl PgStream {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::pg::config::PgConfig;
+    use crate::pg::runtime;
+    use crate::pg::schema;
+    use crate::pg::tests::server_url;
 
     #[test]
     fn the_partition_reads_the_correlation_id_column() {
         assert_eq!(COLUMNS[CORRELATION_ID], "correlation_id");
+    }
+
+    fn ids(next: &Next) -> Vec<i64> {
+        match next {
+            Next::Rows(text) => {
+                let rows: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
+                rows.chunks(COLUMNS.len()).map(|row| row[0].as_i64().unwrap()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_stream_stops_before_an_open_transactions_event_and_a_member_passes_the_others() {
+        let Some(url) = server_url() else { return };
+        let config = PgConfig {
+            url,
+            schema: format!("rust_stream_{}", std::process::id()),
+            pool_size: 3,
+            connect_timeout: std::time::Duration::from_secs(10),
+            indexes: HashMap::new(),
+        };
+        let pool = Pool::new(&config).unwrap();
+        let names = Names::new(&config.schema);
+        runtime().unwrap().block_on(async {
+            let mut conn = pool.get().await.unwrap();
+            conn.client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", names.schema)).await.unwrap();
+            schema::ensure(&mut conn, &names, &HashMap::new()).await.unwrap();
+            let insert = |key: &str| {
+                format!("INSERT INTO {} (datetime, cmd, correlation_id) VALUES (0, 'n', '{key}')", names.queue)
+            };
+            for key in ["k0", "k1", "k2"] {
+                conn.client.batch_execute(&insert(key)).await.unwrap();
+            }
+            let mut open = pool.get().await.unwrap();
+            open.client.batch_execute(&format!("BEGIN; {}", insert("k0"))).await.unwrap();
+            conn.client.batch_execute(&insert("k1")).await.unwrap();
+
+            let mut stream = PgStream::new(pool.clone(), &names, Filter::default(), 0, None, 2);
+            assert_eq!(ids(&stream.read().await.unwrap()), [1, 2]);
+            assert_eq!(ids(&stream.read().await.unwrap()), [3]);
+            assert_eq!(stream.read().await.unwrap(), Next::CaughtUp, "event 4 is still being written");
+            assert_eq!(stream.position(), 3);
+            open.client.batch_execute("COMMIT").await.unwrap();
+            assert_eq!(ids(&stream.read().await.unwrap()), [4, 5]);
+
+            // k1 is member 1's of two (FNV-1a): member 0 passes over it, a batch at a time.
+            let partition = Some(Partition { member: 0, size: 2 });
+            let mut member =
+                PgStream::new(pool.clone(), &names, Filter { partition, ..Filter::default() }, 2, Some(5), 1);
+            let kept: Vec<i64> =
+                [member.read().await.unwrap(), member.read().await.unwrap()].iter().flat_map(ids).collect();
+            assert_eq!(kept, [3, 4]);
+            assert_eq!(member.read().await.unwrap(), Next::Finished);
+            assert_eq!(member.position(), 5);
+        });
     }
 }
