@@ -183,7 +183,7 @@ mod tests {
             for key in ["k0", "k1", "k2"] {
                 conn.client.batch_execute(&insert(key)).await.unwrap();
             }
-            let mut open = pool.get().await.unwrap();
+            let open = pool.get().await.unwrap();
             open.client.batch_execute(&format!("BEGIN; {}", insert("k0"))).await.unwrap();
             conn.client.batch_execute(&insert("k1")).await.unwrap();
 
