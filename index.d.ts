@@ -739,7 +739,7 @@ export interface AsyncEventQueue {
   getIndexes(): Promise<string[]>
 
   /** As `EventQueue.getStreamVersion`. */
-  getStreamVersion(correlationId: string | number): Promise<number>
+  getStreamVersion(correlationId: CorrelationKey): Promise<number>
   /**
    * As `EventQueue.consume`; its leases and positions are written by the writer thread. A bad
    * option, or a closed queue, rejects the first step.

@@ -243,14 +243,8 @@ class Consumer {
       timer = setInterval(() => this.#renew(state), RENEW_MS)
       if (typeof timer.unref === 'function') timer.unref()
       for (;;) {
-        // The loop asked for the next batch: the one in hand is done. Unless the queue closed
-        // meanwhile: then the consumer ends as a stream does, the batch uncommitted.
-        try {
-          await this.commit()
-        } catch (err) {
-          if (err.code === 'ERR_QUEUE_CLOSED') return
-          throw err
-        }
+        // The loop asked for the next batch: the one in hand is done.
+        await this.commit()
         const text = await state.read()
         this.#checkLease()
         if (text === null || state.ended) return
@@ -268,6 +262,10 @@ class Consumer {
         this.#inHand = state.position()
         yield toRows(JSON.parse(text))
       }
+    } catch (err) {
+      // The queue closed under the consumer (a commit, or a read in flight): it ends as a
+      // stream does, the batch in hand uncommitted.
+      if (err.code !== 'ERR_QUEUE_CLOSED') throw err
     } finally {
       // Leaving the loop early lands here too: the batch in hand stays uncommitted.
       this.#inHand = null

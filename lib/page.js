@@ -38,20 +38,38 @@ function pageOptions(given) {
 }
 
 /**
- * Runs one native page read and returns `{ events, totalCount, hasMore, nextOffset, nextCursor }`.
  * The core refuses a malformed cursor, or one returned by another query, with ERR_INVALID_OPTION:
  * to the caller that is a value out of range, so it becomes a RangeError.
  */
-function readPage(read) {
-  let text
-  try {
-    text = read()
-  } catch (err) {
-    throw err.code === 'ERR_INVALID_OPTION' ? optionError(RangeError, err.message) : err
-  }
+const pageError = (err) => (err.code === 'ERR_INVALID_OPTION' ? optionError(RangeError, err.message) : err)
+
+/** `{ events, totalCount, hasMore, nextOffset, nextCursor }` of a page's native text. */
+function pageOf(text) {
   const page = JSON.parse(firstPiece(text))
   page.events = appendPieces(toRows(page.events), text)
   return page
 }
 
-module.exports = { pageOptions, readPage }
+/** Runs one native page read and returns its page (see `pageOf`). */
+function readPage(read) {
+  let text
+  try {
+    text = read()
+  } catch (err) {
+    throw pageError(err)
+  }
+  return pageOf(text)
+}
+
+/** As readPage, for a native read that is a Promise of its text (PostgreSQL's). */
+async function readPageAsync(pending) {
+  let text
+  try {
+    text = await pending
+  } catch (err) {
+    throw pageError(err)
+  }
+  return pageOf(text)
+}
+
+module.exports = { pageOptions, readPage, readPageAsync }

@@ -5,7 +5,9 @@
 // group in one transaction on the same pool (src/pg/write.rs).
 const { NativeWriter, pgOpen } = require('./native')
 const { coded } = require('./errors')
-const { toId, toCorrelationId, parseRow } = require('./queue')
+const { toId, toCorrelationId, parseRow, pageId, pageText, pageTime } = require('./queue')
+const { pageOptions, readPageAsync } = require('./page')
+const { Streams, streamOptions } = require('./stream')
 const { rowsOf } = require('./rows')
 const { PgCache } = require('./pg-cache')
 const { WriterBackend } = require('./writer-backend')
@@ -27,14 +29,40 @@ function fromNative(err) {
 /** A native Promise, rejecting with `fromNative`'s error. */
 const native = (promise) => promise.catch((err) => Promise.reject(fromNative(err)))
 
+/**
+ * How long a following stream waits before it reads again unwoken: the server wakes it on every
+ * commit (LISTEN, src/pg/listen.rs), so this only bounds the delay of a lost notification.
+ */
+const FALLBACK_POLL_MS = 1000
+
+/** A stream's native reader, its reads' errors coded as the other reads' are. */
+const nativeReader = (reader) => ({
+  next: () => native(reader.next()),
+  position: () => reader.position(),
+  close: () => reader.close(),
+})
+
 /** The reads, with the synchronous queue's argument rules (lib/queue.js), each a Promise. */
 class PgReader {
   #native
   #cache
+  #streams = new Streams({ pollMs: FALLBACK_POLL_MS })
+  /** The NativePgListener, started by the first reader that follows. */
+  #listener = null
 
   constructor(pg, cache) {
     this.#native = pg
     this.#cache = new PgCache(cache)
+  }
+
+  /** Wakes the following readers: the server notified a commit, or this queue committed. */
+  wake() {
+    this.#streams.wake()
+  }
+
+  /** Starts listening for commits, once: only a queue with followers keeps a connection for it. */
+  #listen() {
+    this.#listener ??= this.#native.listen(() => this.wake())
   }
 
   async retrieveByID(id) {
@@ -65,6 +93,58 @@ class PgReader {
     return { event: rows[0], parent: rows[1].id === null ? null : rows[1], children: rows.slice(2) }
   }
 
+  async getByCorrelationIdPaginated(correlationId, options) {
+    const key = pageText('getByCorrelationIdPaginated', 'correlationId', correlationId, true)
+    return readPageAsync(native(this.#native.pageByCorrelation(key, pageOptions(options))))
+  }
+
+  async getChildEventsPaginated(eventId, options) {
+    const key = pageId('getChildEventsPaginated', eventId)
+    return readPageAsync(native(this.#native.pageOfChildren(key, pageOptions(options))))
+  }
+
+  async getEventsByUserPaginated(user, options) {
+    const key = pageText('getEventsByUserPaginated', 'user', user)
+    return readPageAsync(native(this.#native.pageByUser(key, pageOptions(options))))
+  }
+
+  async getEventsByCmdPaginated(cmd, options) {
+    const key = pageText('getEventsByCmdPaginated', 'cmd', cmd)
+    return readPageAsync(native(this.#native.pageByCmd(key, pageOptions(options))))
+  }
+
+  async getEventsInTimeRangePaginated(startTime, endTime, options) {
+    const start = pageTime('getEventsInTimeRangePaginated', 'startTime', startTime)
+    const end = pageTime('getEventsInTimeRangePaginated', 'endTime', endTime)
+    return readPageAsync(native(this.#native.pageInTimeRange(start, end, pageOptions(options))))
+  }
+
+  /** An async iterable of row batches (lib/stream.js), read a batch ahead; a bad option throws. */
+  streamEvents(options) {
+    const o = streamOptions(options)
+    if (o.follow) this.#listen()
+    return this.#streams.open(() => nativeReader(this.#native.stream(o.native)), o)
+  }
+
+  async getStreamVersion(correlationId) {
+    return native(this.#native.streamVersion(pageText('getStreamVersion', 'correlationId', correlationId, true)))
+  }
+
+  /** A consumer's reads (lib/consumer.js): its stored position, and a stream state on its events. */
+  consumerReads() {
+    return {
+      position: (name, member) => native(this.#native.consumerPosition(name, member)),
+      attach: (options, signal) => {
+        this.#listen()
+        return this.#streams.attach(() => nativeReader(this.#native.stream(options)), signal)
+      },
+    }
+  }
+
+  async getConsumers() {
+    return JSON.parse(await native(this.#native.consumers()))
+  }
+
   async retrieveByIDCached(id) {
     const key = toId(id)
     return key === null ? null : this.#cache.byId(key, () => this.retrieveByID(key))
@@ -90,12 +170,15 @@ class PgReader {
 
   close() {
     this.#cache.clear()
+    this.#streams.close()
+    this.#listener?.close()
     this.#native.close()
   }
 }
 
 class PgBackend extends WriterBackend {
   reader
+  consumerReads
 
   /** `pg`: the NativePg that `openPostgres` resolved to. */
   constructor(pg, settings, replies) {
@@ -106,12 +189,15 @@ class PgBackend extends WriterBackend {
       pg.close()
       throw err
     }
+    const reader = new PgReader(pg, settings.cache)
     super(writer, replies, {
       correlationOf: (id) => pg.correlationId(id),
-      // Followers learn of new events from the server (LISTEN), whichever process wrote them.
-      appended: () => {},
+      // Followers learn of new events from the server (LISTEN), whichever process wrote them;
+      // this queue's own wake them without the round trip.
+      appended: () => reader.wake(),
     })
-    this.reader = new PgReader(pg, settings.cache)
+    this.reader = reader
+    this.consumerReads = reader.consumerReads()
   }
 }
 

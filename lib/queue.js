@@ -499,4 +499,4 @@ class EventQueue {
   }
 }
 
-module.exports = { EventQueue, NATIVE, WAKE_STREAMS, CONSUMER_OPERATIONS, REPLAY_BATCH, cycleRange, toId, toCorrelationId, parseRow }
+module.exports = { EventQueue, NATIVE, WAKE_STREAMS, CONSUMER_OPERATIONS, REPLAY_BATCH, cycleRange, toId, toCorrelationId, parseRow, pageId, pageText, pageTime }

@@ -68,10 +68,12 @@ class StreamState {
   /** Set by a wake() that found no waiter: an append during a read, which may not have seen it. */
   #woken = false
   #onEnd
+  #pollMs
 
-  constructor(native, onEnd) {
+  constructor(native, onEnd, pollMs) {
     this.#native = native
     this.#onEnd = onEnd
+    this.#pollMs = pollMs
   }
 
   /** Starts reading the next batch: its text, '' when caught up, null when nothing more can come. */
@@ -90,11 +92,11 @@ class StreamState {
     return this.#native.position()
   }
 
-  /** Resolves after POLL_MS, or sooner when this queue appends (`wake`) or the stream ends. */
+  /** Resolves after the poll interval, or sooner when this queue appends (`wake`) or the stream ends. */
   idle() {
     if (this.#woken) return Promise.resolve()
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, POLL_MS)
+      const timer = setTimeout(resolve, this.#pollMs)
       this.#waiter = () => {
         clearTimeout(timer)
         resolve()
@@ -173,6 +175,16 @@ class Streams {
     listener?.stop()
   })
   #closed = false
+  #pollMs
+
+  /**
+   * `pollMs`: how long a following stream waits before it reads again unwoken. Short where only
+   * polling tells of other processes' appends (SQLite), long where the server wakes the streams
+   * and polling only covers a lost notification (PostgreSQL).
+   */
+  constructor({ pollMs = POLL_MS } = {}) {
+    this.#pollMs = pollMs
+  }
 
   /**
    * An async iterable of row batches. `openNative()` makes the native reader on the first
@@ -196,7 +208,7 @@ class Streams {
       this.#live.delete(ref)
       this.#collected.unregister(ref)
       listener?.stop()
-    })
+    }, this.#pollMs)
     const ref = new WeakRef(state)
     listener = signal ? new AbortListener(signal, ref) : null
     this.#live.add(ref)

@@ -93,18 +93,19 @@ pub enum Acquired {
     Busy(String),
 }
 
-struct Row {
-    member: u32,
-    size: u32,
-    position: i64,
-    owner: Option<String>,
-    lease_until: i64,
+/// A consumer's row as stored (on SQLite or PostgreSQL).
+pub(crate) struct Row {
+    pub(crate) member: u32,
+    pub(crate) size: u32,
+    pub(crate) position: i64,
+    pub(crate) owner: Option<String>,
+    pub(crate) lease_until: i64,
 }
 
 impl Row {
     /// Whether another reader holds this row's lease now. `dead`: owners the caller knows to be
     /// gone (a process that no longer exists), whose leases are free before they expire.
-    fn held_by_another(&self, token: &str, now: i64, dead: &[String]) -> Option<&str> {
+    pub(crate) fn held_by_another(&self, token: &str, now: i64, dead: &[String]) -> Option<&str> {
         let owner = self.owner.as_deref()?;
         (owner != token && self.lease_until > now && !dead.iter().any(|d| d == owner)).then_some(owner)
     }
@@ -131,7 +132,7 @@ fn create_group(conn: &Connection, name: &str, size: u32, position: i64) -> Resu
     Ok(())
 }
 
-fn check(at: &Member<'_>, size: u32) -> Result<()> {
+pub(crate) fn check(at: &Member<'_>, size: u32) -> Result<()> {
     if at.name.is_empty() {
         return Err(Error::InvalidOption("a consumer's name must not be empty".into()));
     }
@@ -162,33 +163,66 @@ pub fn acquire(
     check(at, size)?;
     let txn = WriteTxn::begin(conn)?;
     let mut rows = rows(conn, at.name)?;
-    let same_size = rows.len() == size as usize && rows.iter().all(|r| r.size == size);
-    if !same_size {
-        let clean_cut = rows.windows(2).all(|pair| pair[0].position == pair[1].position)
-            && rows.iter().all(|r| r.held_by_another(token, now, dead).is_none());
-        if !clean_cut {
-            return Err(Error::InvalidOption(format!(
-                "consumer {:?} is a group of {}, with members at different positions or reading now; \
-                 its size can change only after resetConsumer() puts every member at one position",
-                at.name,
-                rows.first().map_or(0, |r| r.size)
-            )));
-        }
-        create_group(conn, at.name, size, rows.first().map_or(0, |r| r.position))?;
+    if let Some(position) = regroup(at, &rows, size, token, now, dead)? {
+        create_group(conn, at.name, size, position)?;
         rows = self::rows(conn, at.name)?;
     }
-    let row = rows.iter().find(|r| r.member == at.member).ok_or_else(|| Error::Sqlite {
-        code: "SQLITE_INTERNAL",
-        message: format!("consumer {:?} has no row for member {}", at.name, at.member),
-    })?;
-    if let Some(owner) = row.held_by_another(token, now, dead) {
-        return Ok(Acquired::Busy(owner.to_string()));
-    }
+    let row = match member_row(at, &rows, token, now, dead)? {
+        Ok(row) => row,
+        Err(busy) => return Ok(busy),
+    };
     conn.prepare_cached("UPDATE eventlite_consumers SET owner = ?1, lease_until = ?2 WHERE name = ?3 AND member = ?4")?
         .execute(rusqlite::params![token, now + LEASE_MS, at.name, at.member])?;
     let position = row.position;
     txn.commit()?;
     Ok(Acquired::Position(position))
+}
+
+/// Whether `acquire` must make the group's rows anew (for a consumer used the first time, or
+/// a group of another size): the position every member starts at. Refused where the members
+/// stand at different positions or another reader holds one (see [`acquire`]).
+pub(crate) fn regroup(
+    at: &Member<'_>,
+    rows: &[Row],
+    size: u32,
+    token: &str,
+    now: i64,
+    dead: &[String],
+) -> Result<Option<i64>> {
+    let same_size = rows.len() == size as usize && rows.iter().all(|r| r.size == size);
+    if same_size {
+        return Ok(None);
+    }
+    let clean_cut = rows.windows(2).all(|pair| pair[0].position == pair[1].position)
+        && rows.iter().all(|r| r.held_by_another(token, now, dead).is_none());
+    if !clean_cut {
+        return Err(Error::InvalidOption(format!(
+            "consumer {:?} is a group of {}, with members at different positions or reading now; \
+             its size can change only after resetConsumer() puts every member at one position",
+            at.name,
+            rows.first().map_or(0, |r| r.size)
+        )));
+    }
+    Ok(Some(rows.first().map_or(0, |r| r.position)))
+}
+
+/// The row of `at` among its group's, free for `token`; or what `acquire` answers when another
+/// reader holds it.
+pub(crate) fn member_row<'r>(
+    at: &Member<'_>,
+    rows: &'r [Row],
+    token: &str,
+    now: i64,
+    dead: &[String],
+) -> Result<std::result::Result<&'r Row, Acquired>> {
+    let row = rows.iter().find(|r| r.member == at.member).ok_or_else(|| Error::Sqlite {
+        code: "SQLITE_INTERNAL",
+        message: format!("consumer {:?} has no row for member {}", at.name, at.member),
+    })?;
+    Ok(match row.held_by_another(token, now, dead) {
+        Some(owner) => Err(Acquired::Busy(owner.to_string())),
+        None => Ok(row),
+    })
 }
 
 /// Stores `position` as the consumer's, and renews the lease, if `token` still holds it;
@@ -205,7 +239,7 @@ pub fn commit(conn: &Connection, at: &Member<'_>, token: &str, position: i64, no
     Ok(())
 }
 
-fn lost(at: &Member<'_>) -> Error {
+pub(crate) fn lost(at: &Member<'_>) -> Error {
     Error::ConsumerBusy(format!(
         "consumer {:?} (member {}) lost its lease to another reader (or to resetConsumer) after it expired; \
          the batch in hand was not committed",
@@ -236,10 +270,7 @@ pub fn release(conn: &Connection, at: &Member<'_>, token: &str) -> Result<()> {
 /// reader) if its name was never used. While another reader holds a lease of it, nothing
 /// changes and that reader's owner token is returned (owners in `dead` do not count).
 pub fn reset(conn: &Connection, name: &str, position: i64, now: i64, dead: &[String]) -> Result<Option<String>> {
-    check(&Member { name, member: 0 }, 1)?;
-    if position < 0 {
-        return Err(Error::InvalidOption(format!("position must be an integer >= 0, got {position}")));
-    }
+    check_reset(name, position)?;
     let txn = WriteTxn::begin(conn)?;
     let rows = rows(conn, name)?;
     if let Some(owner) = rows.iter().find_map(|r| r.held_by_another("", now, dead)) {
@@ -255,6 +286,15 @@ pub fn reset(conn: &Connection, name: &str, position: i64, now: i64, dead: &[Str
     }
     txn.commit()?;
     Ok(None)
+}
+
+/// Refuses what `reset` cannot do: an empty name, a negative position.
+pub(crate) fn check_reset(name: &str, position: i64) -> Result<()> {
+    check(&Member { name, member: 0 }, 1)?;
+    if position < 0 {
+        return Err(Error::InvalidOption(format!("position must be an integer >= 0, got {position}")));
+    }
+    Ok(())
 }
 
 /// Puts every consumer back at the start of the log: the log was reset, and positions in the

@@ -43,6 +43,7 @@ pub(crate) mod writer;
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::ptr;
+use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +54,7 @@ use napi::bindgen_prelude::{
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{check_status, sys, Env, JsError, Status, Task};
 use napi_derive::napi;
+use tokio::sync::Mutex as AsyncMutex;
 
 use crate::backup::Backup;
 use crate::cache::{CacheConfig, Lookup};
@@ -61,9 +63,11 @@ use crate::error::Error;
 use crate::metrics::WriteKind;
 use crate::page::{PageOptions, Query};
 use crate::pg::config::PgConfig;
+use crate::pg::listen::Listener;
 use crate::pg::pool::Pool;
 use crate::pg::read::ReadSql;
 use crate::pg::schema::Names;
+use crate::pg::stream::PgStream;
 use crate::pg::write::{Inherited, PgBackend};
 use crate::store::{Config, Store, MEMORY};
 use crate::stream::{Filter, Next, Stream};
@@ -1495,5 +1499,164 @@ impl NativePg {
     #[napi]
     pub fn close(&self) {
         self.pool.close();
+    }
+}
+
+/// The ordered reads of a PostgreSQL queue: pages, streams, and the listener that wakes
+/// followers (`src/pg/page.rs`, `src/pg/stream.rs`, `src/pg/listen.rs`).
+#[napi]
+impl NativePg {
+    async fn page(&self, query: Query<'_>, options: PageArgs) -> napi::Result<Either<Json, Vec<Json>>> {
+        let offset = to_id(options.offset).map_err(to_js_async)?;
+        let cursor = options.cursor.as_deref();
+        let options = PageOptions { limit: i64::from(options.limit), offset, cursor, with_count: options.with_count };
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        pg::page::read(&mut conn, &self.names, query, &options).await.map(to_text).map_err(to_js_async)
+    }
+
+    #[napi(ts_return_type = "Promise<string | string[]>")]
+    pub async fn page_by_correlation(
+        &self,
+        correlation_id: String,
+        options: PageArgs,
+    ) -> napi::Result<Either<Json, Vec<Json>>> {
+        self.page(Query::Correlation(&correlation_id), options).await
+    }
+
+    #[napi(ts_return_type = "Promise<string | string[]>")]
+    pub async fn page_of_children(&self, id: f64, options: PageArgs) -> napi::Result<Either<Json, Vec<Json>>> {
+        self.page(Query::Children(to_id(id).map_err(to_js_async)?), options).await
+    }
+
+    #[napi(ts_return_type = "Promise<string | string[]>")]
+    pub async fn page_by_user(&self, user: String, options: PageArgs) -> napi::Result<Either<Json, Vec<Json>>> {
+        self.page(Query::User(&user), options).await
+    }
+
+    #[napi(ts_return_type = "Promise<string | string[]>")]
+    pub async fn page_by_cmd(&self, cmd: String, options: PageArgs) -> napi::Result<Either<Json, Vec<Json>>> {
+        self.page(Query::Cmd(&cmd), options).await
+    }
+
+    #[napi(ts_return_type = "Promise<string | string[]>")]
+    pub async fn page_in_time_range(
+        &self,
+        start: f64,
+        end: f64,
+        options: PageArgs,
+    ) -> napi::Result<Either<Json, Vec<Json>>> {
+        self.page(Query::TimeRange(start, end), options).await
+    }
+
+    /// A reader of this queue's events; see [`NativePgStream`].
+    #[napi]
+    pub fn stream(&self, options: StreamOptions) -> Result<NativePgStream> {
+        let start = to_id(options.start_id).map_err(to_js)?;
+        let end = options.end_id.map(to_id).transpose().map_err(to_js)?;
+        let partition = options.group_size.map(|size| Partition { member: options.group_member.unwrap_or(0), size });
+        let filter = Filter { correlation_id: options.correlation_id, user: options.user, cmd: options.cmd, partition };
+        let batch_size = to_id(options.batch_size).map_err(to_js)?;
+        let stream = PgStream::new(self.pool.clone(), &self.names, filter, start, end, batch_size);
+        Ok(NativePgStream {
+            position: Arc::new(AtomicI64::new(stream.position())),
+            stream: Arc::new(AsyncMutex::new(Some(stream))),
+        })
+    }
+
+    /// Listens for the commits of every process on this queue's schema: `onWake` is called
+    /// after them (see `src/pg/listen.rs`), without keeping the event loop alive.
+    #[napi(ts_args_type = "onWake: (nothing: string) => void")]
+    pub fn listen(&self, on_wake: RepliesFn) -> Result<NativePgListener> {
+        let listener = Listener::start(&self.pool, &self.names, move || {
+            // Refused only while the environment shuts down, when nobody follows.
+            on_wake.call(Json(String::new()), ThreadsafeFunctionCallMode::NonBlocking);
+        })
+        .map_err(to_js)?;
+        Ok(NativePgListener { listener })
+    }
+}
+
+/// The consumers' reads of a PostgreSQL queue (`src/pg/consumer.rs`), each a Promise; their
+/// writes go through the writer (`NativeWriter`), as on SQLite.
+#[napi]
+impl NativePg {
+    #[napi]
+    pub async fn consumer_position(&self, name: String, member: u32) -> napi::Result<Option<f64>> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let at = Member { name: &name, member };
+        let position = pg::consumer::position(&mut conn, &self.names, &at).await.map_err(to_js_async)?;
+        Ok(position.map(|p| p as f64))
+    }
+
+    /// `getConsumers()` as JSON text.
+    #[napi(ts_return_type = "Promise<string>")]
+    pub async fn consumers(&self) -> napi::Result<Json> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let list = pg::consumer::list(&mut conn, &self.names).await.map_err(to_js_async)?;
+        // Serializing strings and integers cannot fail.
+        Ok(Json(serde_json::to_string(&list).unwrap_or_default()))
+    }
+
+    #[napi]
+    pub async fn stream_version(&self, correlation_id: String) -> napi::Result<f64> {
+        let mut conn = self.pool.get().await.map_err(to_js_async)?;
+        let version = pg::consumer::stream_version(&mut conn, &self.names, &correlation_id).await;
+        Ok(version.map_err(to_js_async)? as f64)
+    }
+}
+
+/// A stream's reader on PostgreSQL: `next()` resolves to a batch's text, `''` when caught up,
+/// `null` when nothing more can come (or once closed). It holds no connection between batches.
+#[napi]
+pub struct NativePgStream {
+    /// `None` once closed.
+    stream: Arc<AsyncMutex<Option<PgStream>>>,
+    /// The stream's position after its last read, readable while a read is in flight.
+    position: Arc<AtomicI64>,
+}
+
+#[napi]
+impl NativePgStream {
+    #[napi(ts_return_type = "Promise<string | null>")]
+    pub async fn next(&self) -> napi::Result<Option<Json>> {
+        let mut guard = self.stream.lock().await;
+        let Some(stream) = guard.as_mut() else { return Ok(None) };
+        let next = stream.read().await;
+        self.position.store(stream.position(), AtomicOrdering::Release);
+        Ok(match next.map_err(to_js_async)? {
+            Next::Rows(text) => Some(Json(text)),
+            Next::CaughtUp => Some(Json(String::new())),
+            Next::Finished => None,
+        })
+    }
+
+    /// The id the stream has read past (see [`PgStream::position`]).
+    #[napi]
+    pub fn position(&self) -> f64 {
+        self.position.load(AtomicOrdering::Acquire) as f64
+    }
+
+    /// Ends the stream: a read in flight finishes, and every later one resolves to `null`.
+    #[napi]
+    pub fn close(&self) {
+        let stream = Arc::clone(&self.stream);
+        if let Ok(runtime) = pg::runtime() {
+            runtime.spawn(async move { stream.lock().await.take() });
+        }
+    }
+}
+
+/// A running listener (see [`NativePg::listen`]).
+#[napi]
+pub struct NativePgListener {
+    listener: Listener,
+}
+
+#[napi]
+impl NativePgListener {
+    /// Stops listening and closes its connection. Idempotent.
+    #[napi]
+    pub fn close(&self) {
+        self.listener.stop();
     }
 }

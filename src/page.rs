@@ -17,8 +17,8 @@ use rusqlite::types::ValueRef;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::pieces::Pieces;
-use crate::row::select_list;
-use crate::statement::{Row, Statement};
+use crate::row::{select_list, Values};
+use crate::statement::Statement;
 
 /// The largest `limit` a page accepts.
 pub const MAX_LIMIT: i64 = 10_000;
@@ -56,7 +56,7 @@ pub struct PageOptions<'a> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Order {
+pub(crate) enum Order {
     IdAscending,
     /// `datetime` descending, then `id` descending.
     NewestFirst,
@@ -115,7 +115,7 @@ static SQL: Lazy<Vec<Sql>> = Lazy::new(|| {
 });
 
 impl Query<'_> {
-    fn index(&self) -> usize {
+    pub(crate) fn index(&self) -> usize {
         match self {
             Query::Correlation(_) => 0,
             Query::Children(_) => 1,
@@ -125,7 +125,7 @@ impl Query<'_> {
         }
     }
 
-    fn order(&self) -> Order {
+    pub(crate) fn order(&self) -> Order {
         SHAPES[self.index()].order
     }
 
@@ -188,11 +188,11 @@ impl Fnv {
 /// Where a page ends: the sort key of its last row, and how many rows of the result come
 /// before the next page (so that `nextOffset` stays meaningful along a walk by cursor).
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Cursor {
-    passed: i64,
+pub(crate) struct Cursor {
+    pub(crate) passed: i64,
     /// Unused (0) in id order.
-    datetime: f64,
-    id: i64,
+    pub(crate) datetime: f64,
+    pub(crate) id: i64,
 }
 
 impl Cursor {
@@ -208,7 +208,7 @@ impl Cursor {
         text
     }
 
-    fn decode(text: &str, query: &Query<'_>) -> Result<Cursor> {
+    pub(crate) fn decode(text: &str, query: &Query<'_>) -> Result<Cursor> {
         let malformed = || {
             let shown: String = text.chars().take(40).collect();
             Error::InvalidOption(format!("malformed cursor {shown:?}: pass back a page's nextCursor unchanged"))
@@ -265,7 +265,7 @@ impl Cursor {
     }
 
     /// The key of a row selected with `select_list`; `passed` is the page's to fill in.
-    fn at(row: &Row<'_>) -> Result<Cursor> {
+    fn at(row: &impl Values) -> Result<Cursor> {
         let id = row.value(0)?.as_i64()?;
         let datetime = match row.value(2)? {
             ValueRef::Integer(n) => n as f64,
@@ -280,7 +280,7 @@ impl Cursor {
     }
 }
 
-fn check(options: &PageOptions<'_>) -> Result<()> {
+pub(crate) fn check(options: &PageOptions<'_>) -> Result<()> {
     if !(1..=MAX_LIMIT).contains(&options.limit) {
         return Err(Error::InvalidOption(format!(
             "limit must be an integer from 1 to {MAX_LIMIT}, got {}",
@@ -316,26 +316,38 @@ fn render(
     options: &PageOptions<'_>,
     after: Option<Cursor>,
 ) -> Result<Vec<String>> {
-    let passed = after.map_or(options.offset, |c| c.passed);
+    let mut pieces = Pieces::new(head(options));
+    let events = write_events(&mut pieces, conn, query, options, after)?;
+    let total = match options.with_count {
+        true => Some(events.known_total(options, after).map_or_else(|| count(conn, query), Ok)?),
+        false => None,
+    };
+    Ok(finish(pieces, &query, options, after, &events, total))
+}
+
+/// The start of a page's text, its rows to follow.
+pub(crate) fn head(options: &PageOptions<'_>) -> String {
     let mut head = String::with_capacity(256 * options.limit.min(1000) as usize);
     head.push_str("{\"events\":[");
-    let mut pieces = Pieces::new(head);
-    let events = write_events(&mut pieces, conn, query, options, after)?;
+    head
+}
+
+/// Closes a page's rows and writes the rest: `total` is the query's count when the page
+/// reports one (`withCount`), `after` the cursor it started from.
+pub(crate) fn finish(
+    mut pieces: Pieces,
+    query: &Query<'_>,
+    options: &PageOptions<'_>,
+    after: Option<Cursor>,
+    events: &Events,
+    total: Option<i64>,
+) -> Vec<String> {
+    let passed = after.map_or(options.offset, |c| c.passed);
     let out = &mut pieces.first;
     out.push_str("],\"totalCount\":");
-    if options.with_count {
-        // A last page reached by offset holds the rest of the result, so it gives the total
-        // without counting. Not one after a cursor: rows can appear before a cursor (an event
-        // stored with an older datetime), so the rows it has passed are no exact count.
-        let total = match events {
-            Events { more: false, rows, .. } if after.is_none() && (rows > 0 || options.offset == 0) => {
-                options.offset + rows
-            }
-            _ => count(conn, query)?,
-        };
-        out.push_str(itoa::Buffer::new().format(total));
-    } else {
-        out.push_str("null");
+    match total {
+        Some(total) => out.push_str(itoa::Buffer::new().format(total)),
+        None => out.push_str("null"),
     }
     match events.last.filter(|_| events.more) {
         Some(last) => {
@@ -343,22 +355,47 @@ fn render(
             out.push_str(",\"hasMore\":true,\"nextOffset\":");
             out.push_str(itoa::Buffer::new().format(next));
             out.push_str(",\"nextCursor\":\"");
-            out.push_str(&Cursor { passed: next, ..last }.encode(&query));
+            out.push_str(&Cursor { passed: next, ..last }.encode(query));
             out.push_str("\"}");
         }
         None => out.push_str(",\"hasMore\":false,\"nextOffset\":null,\"nextCursor\":null}"),
     }
-    Ok(pieces.finish())
+    pieces.finish()
 }
 
-/// What [`write_events`] wrote.
-#[derive(Clone, Copy)]
-struct Events {
+/// The rows of a page, as its read takes them (`limit + 1` at most, see the module).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Events {
     rows: i64,
     /// Whether a further row exists.
     more: bool,
     /// The key of the last row written, when the page is full.
     last: Option<Cursor>,
+}
+
+impl Events {
+    /// Writes `row` into the page, unless the page is full: then it only says that more rows
+    /// follow, and false tells the read to stop.
+    pub(crate) fn take(&mut self, pieces: &mut Pieces, row: &impl Values, limit: i64) -> Result<bool> {
+        if self.rows == limit {
+            self.more = true;
+            return Ok(false);
+        }
+        pieces.row(row)?;
+        self.rows += 1;
+        if self.rows == limit {
+            self.last = Some(Cursor::at(row)?);
+        }
+        Ok(true)
+    }
+
+    /// The query's total when the page tells it without counting: a last page reached by
+    /// offset holds the rest of the result. Not one after a cursor: rows can appear before a
+    /// cursor (an event stored with an older datetime), so the rows it has passed are no exact
+    /// count.
+    pub(crate) fn known_total(&self, options: &PageOptions<'_>, after: Option<Cursor>) -> Option<i64> {
+        (!self.more && after.is_none() && (self.rows > 0 || options.offset == 0)).then_some(options.offset + self.rows)
+    }
 }
 
 /// Writes up to `limit` rows.
@@ -381,16 +418,10 @@ fn write_events(
     }
     stmt.bind(5, options.limit + 1)?;
     let mut rows = stmt.rows();
-    let mut events = Events { rows: 0, more: false, last: None };
+    let mut events = Events::default();
     while let Some(row) = rows.next()? {
-        if events.rows == options.limit {
-            events.more = true;
+        if !events.take(pieces, &row, options.limit)? {
             break;
-        }
-        pieces.row(&row)?;
-        events.rows += 1;
-        if events.rows == options.limit {
-            events.last = Some(Cursor::at(&row)?);
         }
     }
     Ok(events)

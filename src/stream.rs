@@ -15,7 +15,7 @@ use crate::connection::Connection;
 use crate::consumer::{Partition, PARTITION_FUNCTION};
 use crate::error::Result;
 use crate::pieces::{write_row, Limits};
-use crate::row::select_list;
+use crate::row::{select_list, Values};
 use crate::store::{self, Store, MEMORY};
 
 /// The rows a stream reads at a time when not told otherwise.
@@ -98,35 +98,58 @@ impl Filter {
             stmt.bind(8, i64::from(member))?;
         }
         let mut rows = stmt.rows();
+        let mut batch = Batch::new(limit, limits);
+        while !batch.full(limits) {
+            let Some(row) = rows.next()? else { break };
+            if !batch.push(&row, limits)? {
+                break;
+            }
+        }
+        Ok(batch.close())
+    }
+}
+
+impl Batch {
+    /// An empty batch of up to `limit` rows, to [`push`](Batch::push) rows into.
+    pub(crate) fn new(limit: i64, limits: &Limits) -> Batch {
         let capacity = (256 * limit.min(1000) as usize).min(limits.batch);
         let mut batch = Batch { text: String::with_capacity(capacity), rows: 0, last_id: None, cut: false };
         batch.text.push('[');
-        loop {
-            if batch.rows > 0 && batch.text.len() >= limits.batch {
-                batch.cut = true;
-                break;
-            }
-            let Some(row) = rows.next()? else { break };
-            let start = batch.text.len();
-            if batch.rows > 0 {
-                batch.text.push(',');
-            }
-            let written = write_row(&mut batch.text, &row, limits);
-            // Past what a string may hold, the row goes to the next batch, on its own.
-            let overfull = batch.rows > 0 && batch.text.len() > limits.row;
-            if written.is_err() || overfull {
-                batch.text.truncate(start);
-                if batch.rows == 0 {
-                    written?;
-                }
-                batch.cut = true;
-                break;
-            }
-            batch.rows += 1;
-            batch.last_id = row.value(0)?.as_i64().ok();
+        batch
+    }
+
+    /// Whether the batch reached its byte budget (then it is cut: more may follow).
+    pub(crate) fn full(&mut self, limits: &Limits) -> bool {
+        self.cut = self.rows > 0 && self.text.len() >= limits.batch;
+        self.cut
+    }
+
+    /// Adds a row; false when it did not fit (the batch is cut, the row left for the next).
+    pub(crate) fn push(&mut self, row: &impl Values, limits: &Limits) -> Result<bool> {
+        let start = self.text.len();
+        if self.rows > 0 {
+            self.text.push(',');
         }
-        batch.text.push(']');
-        Ok(batch)
+        let written = write_row(&mut self.text, row, limits);
+        // Past what a string may hold, the row goes to the next batch, on its own.
+        let overfull = self.rows > 0 && self.text.len() > limits.row;
+        if written.is_err() || overfull {
+            self.text.truncate(start);
+            if self.rows == 0 {
+                written?;
+            }
+            self.cut = true;
+            return Ok(false);
+        }
+        self.rows += 1;
+        self.last_id = row.value(0)?.as_i64().ok();
+        Ok(true)
+    }
+
+    /// The finished batch.
+    pub(crate) fn close(mut self) -> Batch {
+        self.text.push(']');
+        self
     }
 }
 

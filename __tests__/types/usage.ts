@@ -66,7 +66,12 @@ async function runAsync() {
     const state: string | undefined = err.pgCode
     throw new Error(`${err.code} ${state}`)
   })
-  void pq
+  for await (const batch of await pq.consume('projection', { group: { member: 0, size: 3 } })) void batch.length
+  const lagging: number[] = (await pq.getConsumers()).map((c) => c.lag)
+  await pq.resetConsumer('projection', 0)
+  const pgVersion: number = await pq.getStreamVersion('order-1')
+  const pgPage: Page = await pq.getEventsInTimeRangePaginated(0, new Date(), { cursor: 'c', withCount: false })
+  void [pq, lagging, pgVersion, pgPage]
   const storedAsync: EventRow | undefined = await aq.store({ cmd: 'x' })
   const deposited: unknown = await aq.store({ cmd: 'deposit', data: { amount: 5 } }, account)
   const bulk = await aq.storeBulk([{ cmd: 'y' }], { y: (d: unknown) => d })

@@ -25,9 +25,13 @@
 //! re-reads by position, so a lost notification delays an event and never loses it.
 
 pub mod config;
+pub mod consumer;
+pub mod listen;
+pub mod page;
 pub mod pool;
 pub mod read;
 pub mod schema;
+pub mod stream;
 pub mod write;
 
 use once_cell::sync::Lazy;

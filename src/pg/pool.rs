@@ -85,6 +85,12 @@ impl Pool {
         Ok(self.pooled(conn, permit))
     }
 
+    /// What a connection outside the pool is opened with: the driver's settings, TLS and the
+    /// connect timeout. `LISTEN` keeps one of its own (see [`super::listen`]).
+    pub fn settings(&self) -> (tokio_postgres::Config, MakeRustlsConnect, Duration) {
+        (self.inner.driver.clone(), self.inner.tls.clone(), self.inner.connect_timeout)
+    }
+
     /// Closes the idle connections, and every other one as it is given back.
     pub fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);

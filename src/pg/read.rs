@@ -41,7 +41,7 @@ impl ReadSql {
 }
 
 /// A row PostgreSQL returned, as the renderer reads it: integers and text by the column's type.
-struct PgRow<'r>(&'r Row);
+pub(crate) struct PgRow<'r>(pub(crate) &'r Row);
 
 impl Values for PgRow<'_> {
     fn value(&self, index: usize) -> Result<ValueRef<'_>> {

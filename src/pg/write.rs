@@ -18,8 +18,8 @@ use tokio_postgres::SimpleQueryMessage;
 
 use super::pool::{Conn, Pool, Pooled};
 use super::read::{self, ReadSql};
-use super::runtime;
 use super::schema::Names;
+use super::{consumer, runtime};
 use crate::consumer::{Acquired, Member};
 use crate::error::{Error, Result};
 use crate::event::{parse_batch, NewEvent};
@@ -117,6 +117,7 @@ struct Done {
 
 pub struct PgBackend {
     pool: Pool,
+    names: Names,
     sql: WriteSql,
     metrics: Metrics,
     inherited: Arc<Inherited>,
@@ -135,7 +136,7 @@ struct Txn<'c> {
 
 impl PgBackend {
     pub fn new(pool: Pool, names: &Names, inherited: Arc<Inherited>) -> PgBackend {
-        PgBackend { pool, sql: WriteSql::new(names), metrics: Metrics::default(), inherited }
+        PgBackend { pool, names: names.clone(), sql: WriteSql::new(names), metrics: Metrics::default(), inherited }
     }
 
     /// The group in one transaction: `Err` when the transaction failed (none of it is stored).
@@ -408,10 +409,6 @@ fn inherits(e: &&NewEvent<'_>) -> bool {
 /// `synchronous_commit`'s settings, for the `synchronous` field of `getMetrics()`.
 const SYNCHRONOUS_COMMIT: [&str; 5] = ["OFF", "LOCAL", "REMOTE_WRITE", "ON", "REMOTE_APPLY"];
 
-fn no_consumers() -> Error {
-    Error::Postgres { message: "consumers are not available on PostgreSQL yet".into(), pg_code: None }
-}
-
 impl Backend for PgBackend {
     fn commit_group(&mut self, writes: &[Write]) -> Result<Vec<Result<Stored>>> {
         let started = Instant::now();
@@ -454,26 +451,48 @@ impl Backend for PgBackend {
             .collect())
     }
 
-    // Consumers on PostgreSQL are being built on another branch; until they land, each
-    // consumer write is refused with a coded error.
-    fn consumer_acquire(&mut self, _: &Member<'_>, _: u32, _: &str, _: i64, _: &[String]) -> Result<Acquired> {
-        Err(no_consumers())
+    // A consumer's writes, on a connection of the pool (see `crate::pg::consumer`).
+
+    fn consumer_acquire(
+        &mut self,
+        at: &Member<'_>,
+        size: u32,
+        token: &str,
+        now: i64,
+        dead: &[String],
+    ) -> Result<Acquired> {
+        runtime()?.block_on(async {
+            let mut conn = self.pool.get().await?;
+            consumer::acquire(&mut conn, &self.names, at, size, token, now, dead).await
+        })
     }
 
-    fn consumer_commit(&mut self, _: &Member<'_>, _: &str, _: i64, _: i64) -> Result<()> {
-        Err(no_consumers())
+    fn consumer_commit(&mut self, at: &Member<'_>, token: &str, position: i64, now: i64) -> Result<()> {
+        runtime()?.block_on(async {
+            let mut conn = self.pool.get().await?;
+            consumer::commit(&mut conn, &self.names, at, token, position, now).await
+        })
     }
 
-    fn consumer_renew(&mut self, _: &Member<'_>, _: &str, _: i64) -> Result<bool> {
-        Err(no_consumers())
+    fn consumer_renew(&mut self, at: &Member<'_>, token: &str, now: i64) -> Result<bool> {
+        runtime()?.block_on(async {
+            let mut conn = self.pool.get().await?;
+            consumer::renew(&mut conn, &self.names, at, token, now).await
+        })
     }
 
-    fn consumer_release(&mut self, _: &Member<'_>, _: &str) -> Result<()> {
-        Err(no_consumers())
+    fn consumer_release(&mut self, at: &Member<'_>, token: &str) -> Result<()> {
+        runtime()?.block_on(async {
+            let mut conn = self.pool.get().await?;
+            consumer::release(&mut conn, &self.names, at, token).await
+        })
     }
 
-    fn reset_consumer(&mut self, _: &str, _: i64, _: i64, _: &[String]) -> Result<Option<String>> {
-        Err(no_consumers())
+    fn reset_consumer(&mut self, name: &str, position: i64, now: i64, dead: &[String]) -> Result<Option<String>> {
+        runtime()?.block_on(async {
+            let mut conn = self.pool.get().await?;
+            consumer::reset(&mut conn, &self.names, name, position, now, dead).await
+        })
     }
 
     fn metrics(&mut self) -> Result<MetricsSnapshot> {
