@@ -191,8 +191,11 @@ impl PgBackend {
         };
         let mut commit = String::new();
         if txn.next_id > newest + 1 {
-            // The sequence follows, for programs that insert without an id.
-            commit = format!("{}{}, true); ", self.sql.follow_sequence, txn.next_id - 1);
+            // The sequence follows, for programs that insert without an id. A sequence is not
+            // transactional: a commit that fails after it would leave the next group a gap.
+            // So the checks deferred to the commit run first, and what is left to fail then
+            // is the connection, whose calls reject with ERR_CONNECTION either way.
+            commit = format!("SET CONSTRAINTS ALL IMMEDIATE; {}{}, true); ", self.sql.follow_sequence, txn.next_id - 1);
         }
         commit.push_str(&self.sql.commit);
         txn.conn.client.batch_execute(&commit).await?;
