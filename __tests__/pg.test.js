@@ -333,6 +333,28 @@ describe('openQueue on PostgreSQL', () => {
     for (const id of resolved) assert.ok(ids.includes(id), `event ${id} resolved and must be stored`)
   })
 
+  pgTest('the methods of a SQLite file reject with ERR_NOT_SUPPORTED, saying what to use instead, and store nothing', async () => {
+    const schema = freshSchema()
+    const q = await openQueue({ url: URL, schema })
+    after(() => q.close())
+    await q.store({ cmd: 'kept' })
+    const calls = {
+      backup: () => q.backup('/tmp/never-written.sqlite'),
+      exportEvents: () => q.exportEvents()[Symbol.asyncIterator]().next(),
+      importEvents: () => q.importEvents(['{"cmd":"x"}']),
+      checkpoint: () => q.checkpoint(),
+      optimize: () => q.optimize(),
+      vacuum: () => q.vacuum(),
+      integrityCheck: () => q.integrityCheck(),
+    }
+    for (const [method, call] of Object.entries(calls)) {
+      const err = await rejectsCode(call(), Error, 'ERR_NOT_SUPPORTED')
+      assert.match(err.message, new RegExp(`^${method}\\(\\) works on a SQLite file, not on PostgreSQL: .+`))
+    }
+    assert.deepEqual((await stored(schema)).map((r) => r.cmd), ['kept'])
+    assert.equal((await q.store({ cmd: 'still works' })).id, 2)
+  })
+
   test('options that mean nothing on PostgreSQL, and bad PostgreSQL options, reject with ERR_INVALID_OPTION before connecting', async () => {
     // Nothing listens here: an option error must come before any connection attempt.
     const url = 'postgres://nobody@127.0.0.1:1/none'
