@@ -27,13 +27,15 @@ async function rejectsCode(promise, code) {
 
 /**
  * Writes of `PRODUCERS` producers, each awaiting its call before the next, until `stop()`:
- * store, or storeBulk of two events, each event tagged with its call. `resolved` gets
- * `{ tag, ids }`, `rejected` `{ tag, size, error }`; `until(condition)` resolves once
- * `condition()` holds, looked at after every settled call.
+ * store, or storeBulk of two events, each event tagged with its call, then a getLastRow().
+ * `resolved` gets `{ tag, ids }`, `rejected` `{ tag, size, error }`, `reads` `{ row }` or
+ * `{ error }`; `until(condition)` resolves once `condition()` holds, looked at after every
+ * settled call.
  */
 function producers(queue) {
   const resolved = []
   const rejected = []
+  const reads = []
   const waiting = new Set()
   let stopped = false
   const settled = () => {
@@ -55,6 +57,13 @@ function producers(queue) {
       } catch (error) {
         rejected.push({ tag, size, error })
       }
+      // A read of the newest event on a connection of the pool (not the writer's): the row,
+      // or ERR_CONNECTION.
+      try {
+        reads.push({ row: await queue.getLastRow() })
+      } catch (error) {
+        reads.push({ error })
+      }
       settled()
     }
   }
@@ -62,6 +71,7 @@ function producers(queue) {
   return {
     resolved,
     rejected,
+    reads,
     until: (condition) => new Promise((resolve) => {
       if (condition()) return resolve()
       waiting.add({ condition, resolve })
@@ -120,6 +130,10 @@ describe('openQueue on PostgreSQL when the server goes away', () => {
         } else {
           assert.equal(error.code, 'ERR_CONNECTION', `${tag} rejected: ${error.message}`)
         }
+      }
+      for (const { row, error } of writes.reads) {
+        if (error) assert.equal(error.code, 'ERR_CONNECTION', `a read rejected: ${error.message}`)
+        else if (row !== null) assert.ok(byTag.get(row.data.tag)?.some((r) => r.id === row.id), `the row read, ${row.id}, is stored`)
       }
       const written = new Set([...writes.resolved, ...writes.rejected].map((call) => call.tag))
       for (const tag of byTag.keys()) assert.ok(written.has(tag), `${tag} is stored, and no call wrote it`)

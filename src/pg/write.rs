@@ -570,6 +570,30 @@ mod tests {
     }
 
     #[test]
+    fn a_group_whose_commit_fails_leaves_no_gap_in_the_ids() {
+        let Some(url) = server_url() else { return };
+        let (mut backend, pool, names) = backend(url, "commit");
+        runtime().unwrap().block_on(async {
+            let conn = pool.get().await.unwrap();
+            conn.client
+                .batch_execute(&format!(
+                    "CREATE FUNCTION {s}.at_commit() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
+                     CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON {q} DEFERRABLE INITIALLY DEFERRED
+                     FOR EACH ROW WHEN (NEW.cmd = 'late') EXECUTE FUNCTION {s}.at_commit();",
+                    s = names.schema,
+                    q = names.queue
+                ))
+                .await
+                .unwrap();
+        });
+        // A check deferred to the commit belongs to no call: the group fails whole.
+        let failed = backend.commit_group(&[write("a", ""), write("late", "")]).err().map(|err| err.code());
+        assert_eq!(failed, Some("ERR_POSTGRES"));
+        assert_eq!(ids(&backend.commit_group(&[write("b", "")]).unwrap()), [Ok(1)]);
+    }
+
+    #[test]
     fn conditions_are_checked_in_the_calls_savepoint() {
         let Some(url) = server_url() else { return };
         let (mut backend, _pool, _names) = backend(url, "conditions");
