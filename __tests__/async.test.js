@@ -417,7 +417,7 @@ for (const backend of BACKENDS) {
     })
 
     describe('close', () => {
-      test('waits for the writes in flight; later calls reject with ERR_QUEUE_CLOSED', async () => {
+      test('waits for the writes in flight; later calls reject with ERR_QUEUE_CLOSED; a SQLite file is released', async () => {
         const place = backend.place()
         const q = await openQueue(place)
         const settled = []
