@@ -773,7 +773,9 @@ export interface AsyncEventQueue {
  * Opens (creating if needed) an async event queue on the SQLite file: the options of
  * `initQueue` (`risky` adds no `reset()` here). A bad option rejects. Given a `url`, the queue
  * lives on PostgreSQL instead (`PostgresQueueOptions`); a connection that cannot be made
- * rejects with `ERR_CONNECTION`.
+ * rejects with `ERR_CONNECTION`. There, the methods of a SQLite file (`backup`, `exportEvents`,
+ * `importEvents`, `checkpoint`, `optimize`, `vacuum`, `integrityCheck`) reject with
+ * `ERR_NOT_SUPPORTED`.
  */
 export declare function openQueue(options?: QueueOptions | PostgresQueueOptions): Promise<AsyncEventQueue>
 
@@ -801,4 +803,5 @@ export type ErrorCode =
   | 'ERR_CONSUMER_BUSY'
   | 'ERR_CONNECTION'
   | 'ERR_POSTGRES'
+  | 'ERR_NOT_SUPPORTED'
   | `SQLITE_${string}`

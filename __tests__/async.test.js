@@ -1,13 +1,15 @@
 'use strict'
-// openQueue: the async queue over SQLite, its group commit, its ordering, and its durability.
+// openQueue: the async queue, its group commit, its ordering, and its durability. The tests of the
+// queue's behaviour run on every backend (__tests__/backends.js); those about SQLite files (options,
+// :memory:, sharing a file with initQueue, SIGKILL of a writer, dropped queues) on SQLite only.
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const {
-  describe, test, after, tempDb, tempDir, recordingModel, recordingCallbacks, sqlElsewhere, holdWriteLock, holdReadLock,
-  startAcking, storedEvents, assertAcknowledged,
+  describe, test, after, tempDb, tempDir, recordingModel, recordingCallbacks, startAcking, storedEvents, assertAcknowledged,
 } = require('./helpers')
+const { BACKENDS } = require('./backends')
 const { openQueue, initQueue, eventCallbacks } = require('..')
 
 const PACKAGE = path.join(__dirname, '..')
@@ -17,6 +19,7 @@ const WRITERS = {
   async: path.join(__dirname, 'fixtures', 'async-append-loop.js'),
 }
 
+/** A queue on a new SQLite file, for the tests about SQLite files. */
 async function open(options = {}) {
   const q = await openQueue({ dbName: tempDb(), ...options })
   after(() => q.close())
@@ -71,21 +74,389 @@ function seeded(seed) {
   return () => ((state = (state * 1664525 + 1013904223) >>> 0) / 2 ** 32)
 }
 
-const REFUSE_BOOM = "CREATE TRIGGER refuse_boom BEFORE INSERT ON queue WHEN NEW.cmd = 'boom' BEGIN SELECT RAISE(ABORT, 'boom refused'); END"
+for (const backend of BACKENDS) {
+  /** A new queue on a log of its own of this backend; `place` to share one. */
+  async function open(options = {}, place = backend.place()) {
+    const q = await openQueue({ ...place, ...options })
+    after(() => q.close())
+    return q
+  }
 
-describe('openQueue', () => {
-  test('resolves to a queue whose methods return Promises', async () => {
-    const q = await open()
-    const stored = q.store({ cmd: 'go', data: { a: 1 } })
-    assert.ok(stored instanceof Promise)
-    const row = await stored
-    assert.deepEqual({ ...row, datetime: 0, correlation_id: '' }, {
-      id: 1, version: 1, datetime: 0, user: '', ip: '', cmd: 'go', data: { a: 1 }, correlation_id: '', causation_id: null, metadata: {},
+  backend.describe(`openQueue on ${backend.name}`, () => {
+    describe('opening', () => {
+      test('resolves to a queue whose methods return Promises', async () => {
+        const q = await open()
+        const stored = q.store({ cmd: 'go', data: { a: 1 } })
+        assert.ok(stored instanceof Promise)
+        const row = await stored
+        assert.deepEqual({ ...row, datetime: 0, correlation_id: '' }, {
+          id: 1, version: 1, datetime: 0, user: '', ip: '', cmd: 'go', data: { a: 1 }, correlation_id: '', causation_id: null, metadata: {},
+        })
+        assert.match(row.correlation_id, /^[0-9a-f-]{36}$/)
+        assert.deepEqual(await q.retrieveByID(1), row)
+      })
     })
-    assert.match(row.correlation_id, /^[0-9a-f-]{36}$/)
-    assert.deepEqual(await q.retrieveByID(1), row)
-  })
 
+    describe('writes', () => {
+      test('store runs the model after the commit and resolves with its result; storeBulk gives consecutive ids', async () => {
+        const place = backend.place()
+        const q = await open({}, place)
+        const other = await backend.other(place)
+        // What another connection read when each model ran: committed by then.
+        const seenByAnotherConnection = []
+        const model = {
+          add(data, meta) {
+            seenByAnotherConnection.push(other.retrieveByID(meta.id))
+            return data.a + data.b
+          },
+        }
+        assert.equal(await q.store({ cmd: 'add', data: { a: 2, b: 3 } }, model), 5)
+        const results = await q.storeBulk([{ cmd: 'add', data: { a: 1, b: 1 } }, { cmd: 'add', data: { a: 4, b: 4 } }], model)
+        assert.deepEqual(results.map((r) => [r.row.id, r.result]), [[2, 2], [3, 8]])
+        const seen = (await Promise.all(seenByAnotherConnection)).map((row) => row?.cmd)
+        assert.deepEqual(seen, ['add', 'add', 'add'], 'each event was committed before its model ran')
+        assert.deepEqual((await q.storeBulk([{ cmd: 'x' }])).map((r) => r.result), [null], 'no model: null results')
+      })
+
+      test('invalid input rejects, never throws, and stores nothing; errorsTotal counts it', async () => {
+        const q = await open()
+        const cycle = {}
+        cycle.self = cycle
+        const bad = [{ cmd: 42 }, { cmd: 'x', version: 0 }, { cmd: 'x', data: cycle }, { cmd: 'x', data: { n: 1n } }, { cmd: 'x', causationId: 'a' }, null, 'cmd']
+        for (const event of bad) await rejectsCode(q.store(event), TypeError, 'ERR_INVALID_EVENT')
+        const atTwo = await rejectsCode(q.storeBulk([{ cmd: 'a' }, { cmd: 'b' }, { cmd: 'c', user: 5 }]), TypeError, 'ERR_INVALID_EVENT')
+        assert.equal(atTwo.index, 2)
+        assert.equal((await rejectsCode(q.storeBulk([{ cmd: 'a' }, {}]), Error, 'ERR_INVALID_EVENT')).index, 1)
+        await rejectsCode(q.storeBulk('nope'), TypeError, 'ERR_INVALID_EVENT')
+        await rejectsCode(q.storeBulk([]), TypeError, 'ERR_INVALID_EVENT')
+        const throwing = { get correlationId() { throw new Error('getter') } }
+        await rejectsCode(q.storeWithContext({ cmd: 'x' }, throwing), TypeError, 'ERR_INVALID_EVENT')
+        assert.equal(await q.getLastRow(), null)
+        assert.equal((await q.getMetrics()).errorsTotal, bad.length + 5)
+        assert.equal((await q.store({ cmd: 'fine' })).id, 1, 'the queue still works')
+      })
+
+      test('a missing cmd is reported to callbacks._error and resolves undefined; with nobody to tell, it rejects', async () => {
+        const q = await open()
+        const { callbacks, calls } = recordingCallbacks()
+        assert.equal(await q.store({ data: { x: 1 }, user: 'bob' }, undefined, callbacks), undefined)
+        assert.equal(calls.length, 1)
+        assert.deepEqual([calls[0][1].msg, calls[0][1].priority, calls[0][1].user], ['No command given; aborting', 2, 'bob'])
+        await rejectsCode(q.store({ data: { x: 1 } }), TypeError, 'ERR_INVALID_EVENT')
+        assert.equal(await q.getLastRow(), null)
+        assert.equal((await q.getMetrics()).errorsTotal, 2)
+      })
+
+      test('the queue\'s _model and _cb stand in for a model and callbacks not given', async () => {
+        const q = await open()
+        const { callbacks, calls } = recordingCallbacks()
+        q._model = { double: (data) => data.n * 2 }
+        q._cb = callbacks
+        assert.equal(await q.store({ cmd: 'double', data: { n: 4 } }), 8)
+        assert.deepEqual((await q.storeBulk([{ cmd: 'double', data: { n: 1 } }])).map((r) => r.result), [2])
+        assert.deepEqual(calls.map(([kind, result]) => [kind, result]), [['_default', 8], ['_default', 2]])
+        assert.equal(await q.store({}), undefined, 'a missing cmd goes to _cb._error')
+        assert.equal(calls.at(-1)[0], '_error')
+      })
+
+      test('storeWithContext: the context wins, parentEventId is causationId, metadata merges; children inherit', async () => {
+        const q = await open()
+        const parent = await q.store({ cmd: 'parent', correlationId: 'flow' })
+        const child = await q.storeWithContext({ cmd: 'child', metadata: { a: 1 }, correlationId: 'lost' }, { correlationId: 'ctx', parentEventId: parent.id, metadata: { b: 2 } })
+        assert.deepEqual([child.correlation_id, child.causation_id, child.metadata], ['ctx', parent.id, { a: 1, b: 2 }])
+        const [inherited] = await q.storeBulk([{ cmd: 'grandchild', causationId: parent.id }])
+        assert.equal(inherited.row.correlation_id, 'flow', 'the correlation id of the parent, read after the commit')
+        assert.equal((await q.store({ cmd: 'orphan', causationId: 404 })).correlation_id, null)
+      })
+
+      test('execute is synchronous, as it runs user code only', async () => {
+        const q = await open()
+        const row = await q.store({ cmd: 'go', data: { n: 2 } })
+        assert.equal(q.execute(row, { go: (data) => data.n * 10 }), 20)
+      })
+    })
+
+    describe('group commit', () => {
+      test('writes issued before awaiting share one commit', async () => {
+        const q = await open()
+        const calls = Array.from({ length: 256 }, (_, i) => (i % 4 === 3 ? q.storeBulk([{ cmd: 'b', data: { i } }, { cmd: 'b', data: { i } }]) : q.store({ cmd: 's', data: { i } })))
+        const results = await Promise.all(calls)
+        const firstIds = results.map((r) => (Array.isArray(r) ? r[0].row.id : r.id))
+        assert.ok(firstIds.every((id, i) => i === 0 || id > firstIds[i - 1]), 'ids follow the order of the calls')
+        const metrics = await q.getMetrics()
+        assert.equal(metrics.writesTotal, 256 + 64)
+        // The 256 calls reach the writer in one piece (one turn of the event loop), so one group.
+        assert.ok(metrics.commitsTotal <= 2, `${metrics.commitsTotal} commits for 256 writes`)
+        assert.equal(metrics.eventCount, 320)
+      })
+
+      test('a call that fails in the middle of a group fails alone, and leaves no gap in the ids', async () => {
+        const place = backend.place()
+        const q = await open({}, place)
+        await backend.refuse(place, 'boom')
+        const calls = Array.from({ length: 200 }, (_, i) => {
+          if (i === 100) return q.storeBulk([{ cmd: 'fine', data: { i } }, { cmd: 'boom' }, { cmd: 'fine', data: { i } }])
+          if (i === 150) return q.store({ cmd: 'boom' })
+          return q.store({ cmd: 'fine', data: { i } })
+        })
+        const settled = await Promise.allSettled(calls)
+        const failed = settled.flatMap((s, i) => (s.status === 'rejected' ? [[i, s.reason.code]] : []))
+        assert.deepEqual(failed, [[100, backend.refusedCode], [150, backend.refusedCode]])
+        for (const [i] of failed) assert.match(settled[i].reason.message, /boom refused/)
+        const ids = settled.filter((s) => s.status === 'fulfilled').map((s) => s.value.id)
+        assert.deepEqual(ids, Array.from({ length: 198 }, (_, k) => k + 1), 'the others stored, ids in call order without a gap')
+        const rows = []
+        for await (const batch of q.streamEvents()) rows.push(...batch)
+        assert.deepEqual(rows.map((r) => r.data.i), Array.from({ length: 200 }, (_, i) => i).filter((i) => i !== 100 && i !== 150))
+        const metrics = await q.getMetrics()
+        assert.equal(metrics.errorsTotal, 2)
+        assert.ok(metrics.commitsTotal <= 2, `${metrics.commitsTotal} commits`)
+      })
+
+      test('a commit that fails rejects every call of its group and stores none of them', async () => {
+        const place = backend.place()
+        const { options, code } = backend.commitFailure
+        const q = await open(options, place)
+        await q.store({ cmd: 'before' })
+        const release = await backend.failCommits(place)
+        let settled
+        try {
+          const calls = [q.store({ cmd: 'a' }), q.storeBulk([{ cmd: 'b' }, { cmd: 'c' }]), q.store({ cmd: 'd' })]
+          settled = await Promise.allSettled(calls)
+        } finally {
+          await release()
+        }
+        assert.deepEqual(settled.map((s) => [s.status, s.reason && s.reason.code]), Array(3).fill(['rejected', code]))
+        assert.deepEqual((await q.store({ cmd: 'after' })).id, 2, 'nothing of the group was stored')
+        assert.deepEqual((await q.getTransaction((await q.retrieveByID(2)).correlation_id)).map((r) => r.cmd), ['after'])
+        assert.equal((await q.getMetrics()).errorsTotal, 3)
+      })
+
+      test('the event loop turns and reads answer while a commit waits for a lock', async () => {
+        const place = backend.place()
+        const q = await open(backend.lockWaitOptions, place)
+        await q.store({ cmd: 'first' })
+        const release = await backend.holdWriteLock(place)
+        let written = false
+        const write = q.store({ cmd: 'second' }).then((row) => { written = true; return row })
+        try {
+          await turn()
+          assert.equal((await q.getLastRow()).cmd, 'first', 'the read did not wait for the write')
+          assert.equal((await q.retrieveByID(1)).cmd, 'first')
+          assert.equal(written, false, 'the write is still waiting for the lock')
+        } finally {
+          await release()
+        }
+        assert.equal((await write).id, 2)
+      })
+    })
+
+    describe('ordering', () => {
+      test('Promises resolve in call order, ids follow it, and models run in id order, across groups', async () => {
+        const q = await open()
+        const executed = []
+        const model = { _default: (data, meta) => { executed.push(meta.id); return meta.id } }
+        const resolved = []
+        const calls = []
+        for (let round = 0; round < 4; round++) {
+          for (let i = 0; i < 25; i++) {
+            const call = calls.length
+            const pending = call % 3 === 0
+              ? q.storeBulk(Array.from({ length: 1 + (call % 5) }, () => ({ cmd: 'bulk' })), model).then((results) => results.map((r) => r.result))
+              : q.store({ cmd: 'one' }, model).then((id) => [id])
+            calls.push(pending.then((ids) => { resolved.push(call); return ids }))
+          }
+          await turn()
+        }
+        const ids = (await Promise.all(calls)).flat()
+        assert.deepEqual(resolved, calls.map((_, i) => i), 'resolved in call order')
+        assert.deepEqual(ids, Array.from({ length: ids.length }, (_, k) => k + 1), 'ids in call order')
+        assert.deepEqual(executed, ids, 'every event ran through the model once, in id order')
+      })
+    })
+
+    describe('reads', () => {
+      test('the plain reads answer as another program reading the same log does', async () => {
+        const place = backend.place()
+        const q = await open({}, place)
+        const other = await backend.other(place)
+        const root = await q.store({ cmd: 'root', correlationId: 'c' })
+        const kids = await q.storeBulk([{ cmd: 'kid', causationId: root.id }, { cmd: 'kid', causationId: root.id }])
+        assert.deepEqual(await q.retrieveByID(2), kids[0].row)
+        assert.deepEqual(await q.retrieveByID(2), await other.retrieveByID(2))
+        assert.equal(await q.retrieveByID('nope'), null)
+        assert.deepEqual(await q.getLastRow(), kids[1].row)
+        assert.deepEqual(await q.getLastRow(), await other.getLastRow())
+        assert.deepEqual(await q.getTransaction('c'), [root, ...kids.map((k) => k.row)])
+        assert.deepEqual(await q.getTransaction('c'), await other.getTransaction('c'))
+        assert.deepEqual(await q.getChildEvents(1), await other.getChildEvents(1))
+        assert.deepEqual(await q.getEventLineage(2), { event: kids[0].row, parent: root, children: [] })
+        assert.deepEqual(await q.getEventLineage(2), await other.getEventLineage(2))
+        assert.equal(await q.getEventLineage(99), null)
+        assert.deepEqual(await q.getIndexes(), ['idx_causation_id', 'idx_correlation_id'])
+      })
+
+      test('the five paginated reads, with cursors; bad arguments reject', async () => {
+        const q = await open({ datetime: (() => { let t = 0; return () => ++t })() })
+        await q.storeBulk(Array.from({ length: 25 }, (_, i) => ({ cmd: i % 2 ? 'odd' : 'even', user: 'u', correlationId: 'c', causationId: i ? 1 : null })))
+        const walk = async (read) => {
+          const ids = []
+          let page = await read({ limit: 10 })
+          ids.push(...page.events.map((r) => r.id))
+          while (page.nextCursor) {
+            page = await read({ limit: 10, cursor: page.nextCursor })
+            ids.push(...page.events.map((r) => r.id))
+          }
+          return ids
+        }
+        const up = (from, to) => Array.from({ length: to - from + 1 }, (_, k) => from + k)
+        assert.deepEqual(await walk((o) => q.getByCorrelationIdPaginated('c', o)), up(1, 25))
+        assert.deepEqual(await walk((o) => q.getChildEventsPaginated(1, o)), up(2, 25))
+        assert.deepEqual(await walk((o) => q.getEventsByUserPaginated('u', o)), up(1, 25).reverse())
+        assert.deepEqual(await walk((o) => q.getEventsByCmdPaginated('odd', o)), up(1, 25).filter((id) => id % 2 === 0).reverse())
+        assert.deepEqual(await walk((o) => q.getEventsInTimeRangePaginated(5, 7, o)), [7, 6, 5])
+        const first = await q.getByCorrelationIdPaginated('c', { limit: 10 })
+        assert.deepEqual([first.totalCount, first.hasMore, first.nextOffset], [25, true, 10])
+        await rejectsCode(q.getByCorrelationIdPaginated('c', { limit: 0 }), RangeError, 'ERR_INVALID_OPTION')
+        await rejectsCode(q.getEventsByUserPaginated('u', { cursor: 'garbage' }), RangeError, 'ERR_INVALID_OPTION')
+        await rejectsCode(q.getChildEventsPaginated('x'), TypeError, 'ERR_INVALID_ARG')
+      })
+
+      test('cached reads return what the uncached ones do, refreshed by writes of this queue and of another', async () => {
+        const place = backend.place()
+        const q = await open({}, place)
+        const other = await backend.other(place)
+        await q.store({ cmd: 'a', correlationId: 't' })
+        assert.deepEqual((await q.getTransactionCached('t')).map((r) => r.cmd), ['a'])
+        await q.store({ cmd: 'b', correlationId: 't' })
+        assert.deepEqual((await q.getTransactionCached('t')).map((r) => r.cmd), ['a', 'b'])
+        await other.store({ cmd: 'c', correlationId: 't' })
+        assert.deepEqual((await q.getTransactionCached('t')).map((r) => r.cmd), ['a', 'b', 'c'])
+        assert.deepEqual(await q.retrieveByIDCached(1), await q.retrieveByID(1))
+        const mutated = await q.retrieveByIDCached(1)
+        mutated.data.changed = true
+        assert.deepEqual((await q.retrieveByIDCached(1)).data, {})
+        const stats = await q.getCacheStats()
+        assert.ok(stats.hits >= 2 && stats.enabled, JSON.stringify(stats))
+        assert.equal(await q.clearCache(), undefined)
+        assert.equal((await q.getCacheStats()).size, 0)
+      })
+
+      test('getMetrics counts the writes, the refused ones and the commits', async () => {
+        const q = await open()
+        await q.store({ cmd: 'a' })
+        await q.storeBulk([{ cmd: 'b' }, { cmd: 'c' }])
+        await q.store({ cmd: 5 }).catch(() => {})
+        const m = await q.getMetrics()
+        assert.deepEqual([m.writesTotal, m.batchWritesTotal, m.batchEventsTotal, m.errorsTotal, m.commitsTotal], [3, 1, 2, 1, 2])
+        assert.deepEqual([m.journalMode, m.synchronous, m.eventCount], ['WAL', backend.synchronous, 3])
+      })
+    })
+
+    describe('streams and replay', () => {
+      test('streamEvents yields batches; a bad option rejects its first step', async () => {
+        const q = await open()
+        await q.storeBulk(Array.from({ length: 7 }, (_, i) => ({ cmd: 'e', data: { i } })))
+        const batches = []
+        for await (const batch of q.streamEvents({ batchSize: 3, startId: 2 })) batches.push(batch.map((r) => r.id))
+        assert.deepEqual(batches, [[2, 3, 4], [5, 6, 7]])
+        await rejectsCode(firstStep(q.streamEvents({ batchSize: 0 })), RangeError, 'ERR_INVALID_OPTION')
+        await rejectsCode(firstStep(q.streamEvents({ colour: 'red' })), TypeError, 'ERR_INVALID_OPTION')
+      })
+
+      test('a following stream sees this queue\'s writes and another queue\'s; close() ends it', async () => {
+        const place = backend.place()
+        const q = await openQueue(place)
+        const other = await backend.other(place)
+        const seen = []
+        const following = (async () => {
+          for await (const batch of q.streamEvents({ follow: true })) {
+            seen.push(...batch.map((r) => r.cmd))
+            if (seen.length === 1) await other.store({ cmd: 'from-other' })
+            if (seen.length === 2) await q.close()
+          }
+        })()
+        await q.store({ cmd: 'from-this' })
+        await following
+        assert.deepEqual(seen, ['from-this', 'from-other'])
+      })
+
+      test('cycleThrough replays a range in id order, resolves after doneCB, and lets the event loop turn between batches', async () => {
+        const q = await open()
+        await q.storeBulk(Array.from({ length: 5000 }, (_, i) => ({ cmd: 'e', data: { i } })))
+        let turned = false
+        setImmediate(() => { turned = true })
+        const ids = []
+        let turnedAt = null
+        const { model } = recordingModel({ e: (data, meta) => { ids.push(meta.id); if (turned && turnedAt === null) turnedAt = meta.id } })
+        let done = false
+        await q.cycleThrough(model, () => { done = true }, eventCallbacks.void)
+        assert.equal(done, true)
+        assert.deepEqual(ids, Array.from({ length: 5000 }, (_, k) => k + 1))
+        assert.ok(turnedAt !== null && turnedAt < 5000, `the event loop turned during the replay (first seen at id ${turnedAt})`)
+        const ranged = []
+        await q.cycleThrough({ e: (data, meta) => ranged.push(meta.id) }, undefined, undefined, { start: 4998, stop: 5000 })
+        assert.deepEqual(ranged, [4998, 4999])
+        const none = []
+        await q.cycleThrough({ e: (data, meta) => none.push(meta.id) }, undefined, undefined, { start: 10, stop: 3 })
+        assert.deepEqual(none, [])
+        await rejectsCode(q.cycleThrough({}, undefined, undefined, { start: 1.5 }), TypeError, 'ERR_INVALID_ARG')
+      })
+
+      test('cycleThrough replays the events that existed when it started, even when the model stores one per event', async () => {
+        const q = await open()
+        await q.storeBulk(Array.from({ length: 2500 }, (_, i) => ({ cmd: 'e', data: { i } })))
+        const handled = []
+        const stored = []
+        // Every event replayed, echoes included, stores another: only a replay bounded at its start ends.
+        await q.cycleThrough({ _default: (data, meta) => { handled.push(meta.id); stored.push(q.store({ cmd: 'echo', data: { of: meta.id } })) } })
+        await Promise.all(stored)
+        assert.deepEqual(handled, Array.from({ length: 2500 }, (_, k) => k + 1))
+        assert.equal((await q.getLastRow()).id, 5000)
+      })
+    })
+
+    describe('close', () => {
+      test('waits for the writes in flight; later calls reject with ERR_QUEUE_CLOSED; a SQLite file is released', async () => {
+        const place = backend.place()
+        const q = await openQueue(place)
+        const settled = []
+        const writes = Array.from({ length: 300 }, (_, i) => {
+          const call = i % 10 === 0 ? q.storeBulk([{ cmd: 'b' }, { cmd: 'b' }]) : q.store({ cmd: 's' })
+          return call.then(() => settled.push(i))
+        })
+        const closing = q.close()
+        assert.equal(q.close(), closing, 'idempotent')
+        await closing
+        assert.equal(settled.length, 300, 'every write was settled before close() resolved')
+        await Promise.all(writes)
+        if (backend.sqlite) assert.equal(fs.existsSync(`${place.dbName}-wal`), false, 'no connection holds the file: the last one removed the WAL')
+        await rejectsCode(q.store({ cmd: 'late' }), Error, 'ERR_QUEUE_CLOSED')
+        await rejectsCode(q.storeBulk([{ cmd: 'late' }]), Error, 'ERR_QUEUE_CLOSED')
+        await rejectsCode(q.retrieveByID(1), Error, 'ERR_QUEUE_CLOSED')
+        await rejectsCode(q.getMetrics(), Error, 'ERR_QUEUE_CLOSED')
+        await rejectsCode(firstStep(q.streamEvents()), Error, 'ERR_QUEUE_CLOSED')
+        const other = await backend.other(place)
+        assert.equal((await other.getMetrics()).eventCount, 330)
+      })
+
+      test('a program that never closes its queue exits by itself, and a write it did not await is stored', async () => {
+        const place = backend.place()
+        const code = await runChild(`
+          openQueue(${JSON.stringify(place)}).then(async (q) => {
+            await q.store({ cmd: 'awaited' })
+            q.store({ cmd: 'not-awaited' })
+          })
+        `)
+        assert.equal(code, 0)
+        const other = await backend.other(place)
+        assert.deepEqual([(await other.retrieveByID(1)).cmd, (await other.retrieveByID(2)).cmd], ['awaited', 'not-awaited'])
+      })
+    })
+  })
+}
+
+describe('openQueue on SQLite files', () => {
   test('a bad option rejects, never throws; a file that is not SQLite rejects with SQLITE_NOTADB', async () => {
     await rejectsCode(openQueue({ dbName: tempDb(), colour: 'red' }), TypeError, 'ERR_INVALID_OPTION')
     await rejectsCode(openQueue({ dbName: tempDb(), busyTimeout: -1 }), RangeError, 'ERR_INVALID_OPTION')
@@ -108,363 +479,6 @@ describe('openQueue', () => {
   })
 })
 
-describe('writes', () => {
-  test('store runs the model after the commit and resolves with its result; storeBulk gives consecutive ids', async () => {
-    const dbName = tempDb()
-    const q = await open({ dbName })
-    const other = initQueue({ dbName })
-    after(() => other.close())
-    const seenByAnotherConnection = []
-    const model = {
-      add(data, meta) {
-        seenByAnotherConnection.push(other.retrieveByID(meta.id)?.cmd)
-        return data.a + data.b
-      },
-    }
-    assert.equal(await q.store({ cmd: 'add', data: { a: 2, b: 3 } }, model), 5)
-    const results = await q.storeBulk([{ cmd: 'add', data: { a: 1, b: 1 } }, { cmd: 'add', data: { a: 4, b: 4 } }], model)
-    assert.deepEqual(results.map((r) => [r.row.id, r.result]), [[2, 2], [3, 8]])
-    assert.deepEqual(seenByAnotherConnection, ['add', 'add', 'add'], 'each event was committed before its model ran')
-    assert.deepEqual((await q.storeBulk([{ cmd: 'x' }])).map((r) => r.result), [null], 'no model: null results')
-  })
-
-  test('invalid input rejects, never throws, and stores nothing; errorsTotal counts it', async () => {
-    const q = await open()
-    const cycle = {}
-    cycle.self = cycle
-    const bad = [{ cmd: 42 }, { cmd: 'x', version: 0 }, { cmd: 'x', data: cycle }, { cmd: 'x', data: { n: 1n } }, { cmd: 'x', causationId: 'a' }, null, 'cmd']
-    for (const event of bad) await rejectsCode(q.store(event), TypeError, 'ERR_INVALID_EVENT')
-    const atTwo = await rejectsCode(q.storeBulk([{ cmd: 'a' }, { cmd: 'b' }, { cmd: 'c', user: 5 }]), TypeError, 'ERR_INVALID_EVENT')
-    assert.equal(atTwo.index, 2)
-    assert.equal((await rejectsCode(q.storeBulk([{ cmd: 'a' }, {}]), Error, 'ERR_INVALID_EVENT')).index, 1)
-    await rejectsCode(q.storeBulk('nope'), TypeError, 'ERR_INVALID_EVENT')
-    await rejectsCode(q.storeBulk([]), TypeError, 'ERR_INVALID_EVENT')
-    const throwing = { get correlationId() { throw new Error('getter') } }
-    await rejectsCode(q.storeWithContext({ cmd: 'x' }, throwing), TypeError, 'ERR_INVALID_EVENT')
-    assert.equal(await q.getLastRow(), null)
-    assert.equal((await q.getMetrics()).errorsTotal, bad.length + 5)
-    assert.equal((await q.store({ cmd: 'fine' })).id, 1, 'the queue still works')
-  })
-
-  test('a missing cmd is reported to callbacks._error and resolves undefined; with nobody to tell, it rejects', async () => {
-    const q = await open()
-    const { callbacks, calls } = recordingCallbacks()
-    assert.equal(await q.store({ data: { x: 1 }, user: 'bob' }, undefined, callbacks), undefined)
-    assert.equal(calls.length, 1)
-    assert.deepEqual([calls[0][1].msg, calls[0][1].priority, calls[0][1].user], ['No command given; aborting', 2, 'bob'])
-    await rejectsCode(q.store({ data: { x: 1 } }), TypeError, 'ERR_INVALID_EVENT')
-    assert.equal(await q.getLastRow(), null)
-    assert.equal((await q.getMetrics()).errorsTotal, 2)
-  })
-
-  test('the queue\'s _model and _cb stand in for a model and callbacks not given', async () => {
-    const q = await open()
-    const { callbacks, calls } = recordingCallbacks()
-    q._model = { double: (data) => data.n * 2 }
-    q._cb = callbacks
-    assert.equal(await q.store({ cmd: 'double', data: { n: 4 } }), 8)
-    assert.deepEqual((await q.storeBulk([{ cmd: 'double', data: { n: 1 } }])).map((r) => r.result), [2])
-    assert.deepEqual(calls.map(([kind, result]) => [kind, result]), [['_default', 8], ['_default', 2]])
-    assert.equal(await q.store({}), undefined, 'a missing cmd goes to _cb._error')
-    assert.equal(calls.at(-1)[0], '_error')
-  })
-
-  test('storeWithContext: the context wins, parentEventId is causationId, metadata merges; children inherit', async () => {
-    const q = await open()
-    const parent = await q.store({ cmd: 'parent', correlationId: 'flow' })
-    const child = await q.storeWithContext({ cmd: 'child', metadata: { a: 1 }, correlationId: 'lost' }, { correlationId: 'ctx', parentEventId: parent.id, metadata: { b: 2 } })
-    assert.deepEqual([child.correlation_id, child.causation_id, child.metadata], ['ctx', parent.id, { a: 1, b: 2 }])
-    const [inherited] = await q.storeBulk([{ cmd: 'grandchild', causationId: parent.id }])
-    assert.equal(inherited.row.correlation_id, 'flow', 'the correlation id of the parent, read after the commit')
-    assert.equal((await q.store({ cmd: 'orphan', causationId: 404 })).correlation_id, null)
-  })
-
-  test('execute is synchronous, as it runs user code only', async () => {
-    const q = await open()
-    const row = await q.store({ cmd: 'go', data: { n: 2 } })
-    assert.equal(q.execute(row, { go: (data) => data.n * 10 }), 20)
-  })
-})
-
-describe('group commit', () => {
-  test('writes issued before awaiting share one commit', async () => {
-    const q = await open()
-    const calls = Array.from({ length: 256 }, (_, i) => (i % 4 === 3 ? q.storeBulk([{ cmd: 'b', data: { i } }, { cmd: 'b', data: { i } }]) : q.store({ cmd: 's', data: { i } })))
-    const results = await Promise.all(calls)
-    const firstIds = results.map((r) => (Array.isArray(r) ? r[0].row.id : r.id))
-    assert.ok(firstIds.every((id, i) => i === 0 || id > firstIds[i - 1]), 'ids follow the order of the calls')
-    const metrics = await q.getMetrics()
-    assert.equal(metrics.writesTotal, 256 + 64)
-    // The 256 calls reach the writer in one piece (one turn of the event loop), so one group.
-    assert.ok(metrics.commitsTotal <= 2, `${metrics.commitsTotal} commits for 256 writes`)
-    assert.equal(metrics.eventCount, 320)
-  })
-
-  test('a call that fails in the middle of a group fails alone, and leaves no gap in the ids', async () => {
-    const dbName = tempDb()
-    initQueue({ dbName }).close()
-    sqlElsewhere(dbName, REFUSE_BOOM)
-    const q = await open({ dbName })
-    const calls = Array.from({ length: 200 }, (_, i) => {
-      if (i === 100) return q.storeBulk([{ cmd: 'fine', data: { i } }, { cmd: 'boom' }, { cmd: 'fine', data: { i } }])
-      if (i === 150) return q.store({ cmd: 'boom' })
-      return q.store({ cmd: 'fine', data: { i } })
-    })
-    const settled = await Promise.allSettled(calls)
-    const failed = settled.flatMap((s, i) => (s.status === 'rejected' ? [[i, s.reason.code, s.reason.message]] : []))
-    assert.deepEqual(failed, [[100, 'SQLITE_CONSTRAINT', 'boom refused'], [150, 'SQLITE_CONSTRAINT', 'boom refused']])
-    const ids = settled.filter((s) => s.status === 'fulfilled').map((s) => s.value.id)
-    assert.deepEqual(ids, Array.from({ length: 198 }, (_, k) => k + 1), 'the others stored, ids in call order without a gap')
-    const rows = []
-    for await (const batch of q.streamEvents()) rows.push(...batch)
-    assert.deepEqual(rows.map((r) => r.data.i), Array.from({ length: 200 }, (_, i) => i).filter((i) => i !== 100 && i !== 150))
-    const metrics = await q.getMetrics()
-    assert.equal(metrics.errorsTotal, 2)
-    assert.ok(metrics.commitsTotal <= 2, `${metrics.commitsTotal} commits`)
-  })
-
-  test('a commit that fails rejects every call of its group and stores none of them', async () => {
-    const dbName = tempDb()
-    // With the rollback journal a reader's SHARED lock lets the writer begin and insert, but
-    // not commit: the COMMIT itself fails, with SQLITE_BUSY once the busy timeout runs out.
-    const q = await open({ dbName, WAL: false, busyTimeout: 50 })
-    await q.store({ cmd: 'before' })
-    const release = await holdReadLock(dbName)
-    let settled
-    try {
-      const calls = [q.store({ cmd: 'a' }), q.storeBulk([{ cmd: 'b' }, { cmd: 'c' }]), q.store({ cmd: 'd' })]
-      settled = await Promise.allSettled(calls)
-    } finally {
-      await release()
-    }
-    assert.deepEqual(settled.map((s) => [s.status, s.reason && s.reason.code]), Array(3).fill(['rejected', 'SQLITE_BUSY']))
-    assert.deepEqual((await q.store({ cmd: 'after' })).id, 2, 'nothing of the group was stored')
-    assert.deepEqual((await q.getTransaction((await q.retrieveByID(2)).correlation_id)).map((r) => r.cmd), ['after'])
-    assert.equal((await q.getMetrics()).errorsTotal, 3)
-  })
-
-  test('the event loop turns and reads answer while a commit waits for a lock', async () => {
-    const dbName = tempDb()
-    const q = await open({ dbName, busyTimeout: 60000 })
-    await q.store({ cmd: 'first' })
-    const release = await holdWriteLock(dbName)
-    let written = false
-    const write = q.store({ cmd: 'second' }).then((row) => { written = true; return row })
-    try {
-      await turn()
-      assert.equal((await q.getLastRow()).cmd, 'first', 'the read did not wait for the write')
-      assert.equal((await q.retrieveByID(1)).cmd, 'first')
-      assert.equal(written, false, 'the write is still waiting for the lock')
-    } finally {
-      await release()
-    }
-    assert.equal((await write).id, 2)
-  })
-})
-
-describe('ordering', () => {
-  test('Promises resolve in call order, ids follow it, and models run in id order, across groups', async () => {
-    const q = await open()
-    const executed = []
-    const model = { _default: (data, meta) => { executed.push(meta.id); return meta.id } }
-    const resolved = []
-    const calls = []
-    for (let round = 0; round < 4; round++) {
-      for (let i = 0; i < 25; i++) {
-        const call = calls.length
-        const pending = call % 3 === 0
-          ? q.storeBulk(Array.from({ length: 1 + (call % 5) }, () => ({ cmd: 'bulk' })), model).then((results) => results.map((r) => r.result))
-          : q.store({ cmd: 'one' }, model).then((id) => [id])
-        calls.push(pending.then((ids) => { resolved.push(call); return ids }))
-      }
-      await turn()
-    }
-    const ids = (await Promise.all(calls)).flat()
-    assert.deepEqual(resolved, calls.map((_, i) => i), 'resolved in call order')
-    assert.deepEqual(ids, Array.from({ length: ids.length }, (_, k) => k + 1), 'ids in call order')
-    assert.deepEqual(executed, ids, 'every event ran through the model once, in id order')
-  })
-})
-
-describe('reads', () => {
-  test('the plain reads answer as the synchronous queue does on the same file', async () => {
-    const dbName = tempDb()
-    const q = await open({ dbName })
-    const sync = initQueue({ dbName })
-    after(() => sync.close())
-    const root = await q.store({ cmd: 'root', correlationId: 'c' })
-    await q.storeBulk([{ cmd: 'kid', causationId: root.id }, { cmd: 'kid', causationId: root.id }])
-    assert.deepEqual(await q.retrieveByID(2), sync.retrieveByID(2))
-    assert.equal(await q.retrieveByID('nope'), null)
-    assert.deepEqual(await q.getLastRow(), sync.getLastRow())
-    assert.deepEqual(await q.getTransaction('c'), sync.getTransaction('c'))
-    assert.deepEqual(await q.getChildEvents(1), sync.getChildEvents(1))
-    assert.deepEqual(await q.getEventLineage(2), sync.getEventLineage(2))
-    assert.equal(await q.getEventLineage(99), null)
-    assert.deepEqual(await q.getIndexes(), ['idx_causation_id', 'idx_correlation_id'])
-  })
-
-  test('the five paginated reads, with cursors; bad arguments reject', async () => {
-    const q = await open({ datetime: (() => { let t = 0; return () => ++t })() })
-    await q.storeBulk(Array.from({ length: 25 }, (_, i) => ({ cmd: i % 2 ? 'odd' : 'even', user: 'u', correlationId: 'c', causationId: i ? 1 : null })))
-    const walk = async (read) => {
-      const ids = []
-      let page = await read({ limit: 10 })
-      ids.push(...page.events.map((r) => r.id))
-      while (page.nextCursor) {
-        page = await read({ limit: 10, cursor: page.nextCursor })
-        ids.push(...page.events.map((r) => r.id))
-      }
-      return ids
-    }
-    const up = (from, to) => Array.from({ length: to - from + 1 }, (_, k) => from + k)
-    assert.deepEqual(await walk((o) => q.getByCorrelationIdPaginated('c', o)), up(1, 25))
-    assert.deepEqual(await walk((o) => q.getChildEventsPaginated(1, o)), up(2, 25))
-    assert.deepEqual(await walk((o) => q.getEventsByUserPaginated('u', o)), up(1, 25).reverse())
-    assert.deepEqual(await walk((o) => q.getEventsByCmdPaginated('odd', o)), up(1, 25).filter((id) => id % 2 === 0).reverse())
-    assert.deepEqual(await walk((o) => q.getEventsInTimeRangePaginated(5, 7, o)), [7, 6, 5])
-    const first = await q.getByCorrelationIdPaginated('c', { limit: 10 })
-    assert.deepEqual([first.totalCount, first.hasMore, first.nextOffset], [25, true, 10])
-    await rejectsCode(q.getByCorrelationIdPaginated('c', { limit: 0 }), RangeError, 'ERR_INVALID_OPTION')
-    await rejectsCode(q.getEventsByUserPaginated('u', { cursor: 'garbage' }), RangeError, 'ERR_INVALID_OPTION')
-    await rejectsCode(q.getChildEventsPaginated('x'), TypeError, 'ERR_INVALID_ARG')
-  })
-
-  test('cached reads return what the uncached ones do, refreshed by writes of this queue and of another', async () => {
-    const dbName = tempDb()
-    const q = await open({ dbName })
-    const sync = initQueue({ dbName })
-    after(() => sync.close())
-    await q.store({ cmd: 'a', correlationId: 't' })
-    assert.deepEqual((await q.getTransactionCached('t')).map((r) => r.cmd), ['a'])
-    await q.store({ cmd: 'b', correlationId: 't' })
-    assert.deepEqual((await q.getTransactionCached('t')).map((r) => r.cmd), ['a', 'b'])
-    sync.store({ cmd: 'c', correlationId: 't' })
-    assert.deepEqual((await q.getTransactionCached('t')).map((r) => r.cmd), ['a', 'b', 'c'])
-    assert.deepEqual(await q.retrieveByIDCached(1), await q.retrieveByID(1))
-    const mutated = await q.retrieveByIDCached(1)
-    mutated.data.changed = true
-    assert.deepEqual((await q.retrieveByIDCached(1)).data, {})
-    const stats = await q.getCacheStats()
-    assert.ok(stats.hits >= 2 && stats.enabled, JSON.stringify(stats))
-    assert.equal(await q.clearCache(), undefined)
-    assert.equal((await q.getCacheStats()).size, 0)
-  })
-
-  test('getMetrics counts the writes, the refused ones and the commits', async () => {
-    const q = await open()
-    await q.store({ cmd: 'a' })
-    await q.storeBulk([{ cmd: 'b' }, { cmd: 'c' }])
-    await q.store({ cmd: 5 }).catch(() => {})
-    const m = await q.getMetrics()
-    assert.deepEqual([m.writesTotal, m.batchWritesTotal, m.batchEventsTotal, m.errorsTotal, m.commitsTotal], [3, 1, 2, 1, 2])
-    assert.deepEqual([m.journalMode, m.synchronous, m.eventCount], ['WAL', 'NORMAL', 3])
-  })
-})
-
-describe('streams and replay', () => {
-  test('streamEvents yields batches; a bad option rejects its first step', async () => {
-    const q = await open()
-    await q.storeBulk(Array.from({ length: 7 }, (_, i) => ({ cmd: 'e', data: { i } })))
-    const batches = []
-    for await (const batch of q.streamEvents({ batchSize: 3, startId: 2 })) batches.push(batch.map((r) => r.id))
-    assert.deepEqual(batches, [[2, 3, 4], [5, 6, 7]])
-    await rejectsCode(firstStep(q.streamEvents({ batchSize: 0 })), RangeError, 'ERR_INVALID_OPTION')
-    await rejectsCode(firstStep(q.streamEvents({ colour: 'red' })), TypeError, 'ERR_INVALID_OPTION')
-  })
-
-  test('a following stream sees this queue\'s writes and another queue\'s; close() ends it', async () => {
-    const dbName = tempDb()
-    const q = await openQueue({ dbName })
-    const sync = initQueue({ dbName })
-    after(() => sync.close())
-    const seen = []
-    const following = (async () => {
-      for await (const batch of q.streamEvents({ follow: true })) {
-        seen.push(...batch.map((r) => r.cmd))
-        if (seen.length === 1) sync.store({ cmd: 'from-sync' })
-        if (seen.length === 2) await q.close()
-      }
-    })()
-    await q.store({ cmd: 'from-async' })
-    await following
-    assert.deepEqual(seen, ['from-async', 'from-sync'])
-  })
-
-  test('cycleThrough replays a range in id order, resolves after doneCB, and lets the event loop turn between batches', async () => {
-    const q = await open()
-    await q.storeBulk(Array.from({ length: 5000 }, (_, i) => ({ cmd: 'e', data: { i } })))
-    let turned = false
-    setImmediate(() => { turned = true })
-    const ids = []
-    let turnedAt = null
-    const { model } = recordingModel({ e: (data, meta) => { ids.push(meta.id); if (turned && turnedAt === null) turnedAt = meta.id } })
-    let done = false
-    await q.cycleThrough(model, () => { done = true }, eventCallbacks.void)
-    assert.equal(done, true)
-    assert.deepEqual(ids, Array.from({ length: 5000 }, (_, k) => k + 1))
-    assert.ok(turnedAt !== null && turnedAt < 5000, `the event loop turned during the replay (first seen at id ${turnedAt})`)
-    const ranged = []
-    await q.cycleThrough({ e: (data, meta) => ranged.push(meta.id) }, undefined, undefined, { start: 4998, stop: 5000 })
-    assert.deepEqual(ranged, [4998, 4999])
-    const none = []
-    await q.cycleThrough({ e: (data, meta) => none.push(meta.id) }, undefined, undefined, { start: 10, stop: 3 })
-    assert.deepEqual(none, [])
-    await rejectsCode(q.cycleThrough({}, undefined, undefined, { start: 1.5 }), TypeError, 'ERR_INVALID_ARG')
-  })
-
-  test('cycleThrough replays the events that existed when it started, even when the model stores one per event', async () => {
-    const q = await open()
-    await q.storeBulk(Array.from({ length: 2500 }, (_, i) => ({ cmd: 'e', data: { i } })))
-    const handled = []
-    const stored = []
-    // Every event replayed, echoes included, stores another: only a replay bounded at its start ends.
-    await q.cycleThrough({ _default: (data, meta) => { handled.push(meta.id); stored.push(q.store({ cmd: 'echo', data: { of: meta.id } })) } })
-    await Promise.all(stored)
-    assert.deepEqual(handled, Array.from({ length: 2500 }, (_, k) => k + 1))
-    assert.equal((await q.getLastRow()).id, 5000)
-  })
-})
-
-describe('close', () => {
-  test('waits for the writes in flight; later calls reject with ERR_QUEUE_CLOSED; the file is released', async () => {
-    const dbName = tempDb()
-    const q = await openQueue({ dbName })
-    const settled = []
-    const writes = Array.from({ length: 300 }, (_, i) => {
-      const call = i % 10 === 0 ? q.storeBulk([{ cmd: 'b' }, { cmd: 'b' }]) : q.store({ cmd: 's' })
-      return call.then(() => settled.push(i))
-    })
-    const closing = q.close()
-    assert.equal(q.close(), closing, 'idempotent')
-    await closing
-    assert.equal(settled.length, 300, 'every write was settled before close() resolved')
-    await Promise.all(writes)
-    assert.equal(fs.existsSync(`${dbName}-wal`), false, 'no connection holds the file: the last one removed the WAL')
-    await rejectsCode(q.store({ cmd: 'late' }), Error, 'ERR_QUEUE_CLOSED')
-    await rejectsCode(q.storeBulk([{ cmd: 'late' }]), Error, 'ERR_QUEUE_CLOSED')
-    await rejectsCode(q.retrieveByID(1), Error, 'ERR_QUEUE_CLOSED')
-    await rejectsCode(q.getMetrics(), Error, 'ERR_QUEUE_CLOSED')
-    await rejectsCode(firstStep(q.streamEvents()), Error, 'ERR_QUEUE_CLOSED')
-    const sync = initQueue({ dbName })
-    assert.equal(sync.getMetrics().eventCount, 330)
-    sync.close()
-  })
-
-  test('a program that never closes its queue exits by itself, and a write it did not await is stored', async () => {
-    const dbName = tempDb()
-    const code = await runChild(`
-      openQueue({ dbName: ${JSON.stringify(dbName)} }).then(async (q) => {
-        await q.store({ cmd: 'awaited' })
-        q.store({ cmd: 'not-awaited' })
-      })
-    `)
-    assert.equal(code, 0)
-    const q = initQueue({ dbName })
-    assert.deepEqual([q.retrieveByID(1).cmd, q.retrieveByID(2).cmd], ['awaited', 'not-awaited'])
-    q.close()
-  })
-})
 
 describe('resources', () => {
   test('queues dropped without close() release their files and writer threads as the program runs on', async () => {

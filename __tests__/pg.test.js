@@ -1,18 +1,18 @@
 'use strict'
 // openQueue({ url }): the async queue on PostgreSQL: opening, every write path, the point reads,
 // the rows read back byte for byte, the connection errors and the options. Runs against the
-// server of EVENTLITE_TEST_PG_URL (a superuser's URL: the tests create schemas and a role), and
-// is reported as skipped without it. Each test has a schema of its own.
+// test server of __tests__/pg-server.js (a superuser's URL: the tests create schemas and a
+// role), and is reported as skipped, with the reason, when no server can run. Each test has a
+// schema of its own.
 const assert = require('node:assert/strict')
 const net = require('node:net')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { describe, test, after } = require('./helpers')
+const { pgUrl, pgTest, freshSchema: schemaName } = require('./pg-server')
 const { openQueue } = require('..')
 
-const URL = process.env.EVENTLITE_TEST_PG_URL || ''
-const SKIP = 'EVENTLITE_TEST_PG_URL is not set: no PostgreSQL server to test against'
-const pgTest = URL ? test : (name, fn) => test.skip(`${name} (skipped: ${SKIP})`, fn)
+const URL = pgUrl().url ?? ''
 const OPENER = path.join(__dirname, 'fixtures', 'pg-open.js')
 
 /** A superuser connection of node-postgres, for what the tests look at or set up behind the queue. */
@@ -26,10 +26,9 @@ async function admin() {
   return adminClient
 }
 
-let schemas = 0
-/** A schema name no other test (nor an earlier run) uses, dropped when the suite ends. */
+/** A schema name no other test (nor another run) uses, dropped when the suite ends. */
 function freshSchema() {
-  const schema = `eventlite_test_${process.pid}_${Date.now()}_${++schemas}`
+  const schema = schemaName('eventlite_test')
   after(async () => (await admin()).query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`))
   return schema
 }
@@ -332,6 +331,28 @@ describe('openQueue on PostgreSQL', () => {
     assert.equal((await q.retrieveByID(1)).cmd, 'before')
     const ids = (await stored(schema)).map((r) => r.id)
     for (const id of resolved) assert.ok(ids.includes(id), `event ${id} resolved and must be stored`)
+  })
+
+  pgTest('the methods of a SQLite file reject with ERR_NOT_SUPPORTED, saying what to use instead, and store nothing', async () => {
+    const schema = freshSchema()
+    const q = await openQueue({ url: URL, schema })
+    after(() => q.close())
+    await q.store({ cmd: 'kept' })
+    const calls = {
+      backup: () => q.backup('/tmp/never-written.sqlite'),
+      exportEvents: () => q.exportEvents()[Symbol.asyncIterator]().next(),
+      importEvents: () => q.importEvents(['{"cmd":"x"}']),
+      checkpoint: () => q.checkpoint(),
+      optimize: () => q.optimize(),
+      vacuum: () => q.vacuum(),
+      integrityCheck: () => q.integrityCheck(),
+    }
+    for (const [method, call] of Object.entries(calls)) {
+      const err = await rejectsCode(call(), Error, 'ERR_NOT_SUPPORTED')
+      assert.match(err.message, new RegExp(`^${method}\\(\\) works on a SQLite file, not on PostgreSQL: .+`))
+    }
+    assert.deepEqual((await stored(schema)).map((r) => r.cmd), ['kept'])
+    assert.equal((await q.store({ cmd: 'still works' })).id, 2)
   })
 
   test('options that mean nothing on PostgreSQL, and bad PostgreSQL options, reject with ERR_INVALID_OPTION before connecting', async () => {

@@ -176,6 +176,27 @@ class PgReader {
   }
 }
 
+/**
+ * The methods that work on a SQLite file and have no counterpart on a server, each with what
+ * to use instead: on PostgreSQL they reject (exportEvents: its first step) with
+ * ERR_NOT_SUPPORTED.
+ */
+const SQLITE_FILE_ONLY = {
+  backup: 'back the server up with its own tools (pg_dump, pg_basebackup, continuous archiving)',
+  exportEvents: 'read the events with streamEvents, or copy the table with pg_dump or COPY',
+  importEvents: 'store the events with storeBulk, or load the table with COPY',
+  checkpoint: 'the server checkpoints by itself (CHECKPOINT, for a superuser)',
+  optimize: 'autovacuum keeps the planner statistics (ANALYZE, by hand)',
+  vacuum: 'autovacuum reclaims space (VACUUM, by hand)',
+  integrityCheck: 'the server checks itself (data checksums; the amcheck extension)',
+}
+
+for (const [method, instead] of Object.entries(SQLITE_FILE_ONLY)) {
+  PgReader.prototype[method] = function sqliteFileOnly() {
+    throw coded(Error, 'ERR_NOT_SUPPORTED', `${method}() works on a SQLite file, not on PostgreSQL: ${instead}`)
+  }
+}
+
 class PgBackend extends WriterBackend {
   reader
   consumerReads

@@ -111,5 +111,6 @@ async function project() {
 }
 q.reset?.()
 const unreadable: ErrorCode[] = ['ERR_CORRUPT_ROW', 'ERR_ROW_TOO_LARGE']
+const onPostgres: ErrorCode[] = ['ERR_CONNECTION', 'ERR_POSTGRES', 'ERR_NOT_SUPPORTED']
 q.close()
-void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, unreadable, repeated, conflict, project]
+void [row, out, next, stats, metrics, lineage, run, operate, waiting, ready, executed, expired, cancelled, byCorrelation, unreadable, onPostgres, repeated, conflict, project]

@@ -192,8 +192,11 @@ impl PgBackend {
         };
         let mut commit = String::new();
         if txn.next_id > newest + 1 {
-            // The sequence follows, for programs that insert without an id.
-            commit = format!("{}{}, true); ", self.sql.follow_sequence, txn.next_id - 1);
+            // The sequence follows, for programs that insert without an id. A sequence is not
+            // transactional: a commit that fails after it would leave the next group a gap.
+            // So the checks deferred to the commit run first, and what is left to fail then
+            // is the connection, whose calls reject with ERR_CONNECTION either way.
+            commit = format!("SET CONSTRAINTS ALL IMMEDIATE; {}{}, true); ", self.sql.follow_sequence, txn.next_id - 1);
         }
         commit.push_str(&self.sql.commit);
         txn.conn.client.batch_execute(&commit).await?;
@@ -583,6 +586,30 @@ mod tests {
         assert_eq!(stored, [(1, "a".to_string()), (2, "d".to_string())]);
         let metrics = backend.metrics().unwrap();
         assert_eq!((metrics.writes_total, metrics.errors_total, metrics.event_count), (2, 2, 2));
+    }
+
+    #[test]
+    fn a_group_whose_commit_fails_leaves_no_gap_in_the_ids() {
+        let Some(url) = server_url() else { return };
+        let (mut backend, pool, names) = backend(url, "commit");
+        runtime().unwrap().block_on(async {
+            let conn = pool.get().await.unwrap();
+            conn.client
+                .batch_execute(&format!(
+                    "CREATE FUNCTION {s}.at_commit() RETURNS trigger LANGUAGE plpgsql AS
+                     $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$;
+                     CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON {q} DEFERRABLE INITIALLY DEFERRED
+                     FOR EACH ROW WHEN (NEW.cmd = 'late') EXECUTE FUNCTION {s}.at_commit();",
+                    s = names.schema,
+                    q = names.queue
+                ))
+                .await
+                .unwrap();
+        });
+        // A check deferred to the commit belongs to no call: the group fails whole.
+        let failed = backend.commit_group(&[write("a", ""), write("late", "")]).err().map(|err| err.code());
+        assert_eq!(failed, Some("ERR_POSTGRES"));
+        assert_eq!(ids(&backend.commit_group(&[write("b", "")]).unwrap()), [Ok(1)]);
     }
 
     #[test]
