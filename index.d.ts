@@ -62,7 +62,7 @@ export interface QueueOptions {
  * `ERR_INVALID_OPTION`.
  */
 export interface PostgresQueueOptions {
-  /** `postgres://user:pass@host:port/db`, or a libpq key=value connection string; `sslmode` is honoured (TLS by rustls). */
+  /** `postgres://user:pass@host:port/db`, or a libpq key=value connection string; `sslmode` (disable … verify-full) and `sslrootcert` as libpq reads them (TLS by rustls). */
   url: string
   /** The schema of the queue's tables, created when missing; 1 to 63 bytes. Default `'public'`. */
   schema?: string

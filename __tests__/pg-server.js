@@ -18,16 +18,16 @@ let known = null
  * Starts this process's own server, stopped when the process exits: at once where the runtime
  * emits 'exit' (Node), and by the guard process whatever way it ends (bun test emits no 'exit').
  */
-function startOwn() {
+function startOwn(options = {}) {
   let own
   try {
-    own = postgres.start({ durable: false })
+    own = postgres.start({ durable: false, ...options })
   } catch (err) {
     return { url: null, reason: err.message }
   }
   postgres.guard(own.dataDir)
   process.once('exit', () => own.stop())
-  return { url: own.url, dataDir: own.dataDir, reason: null }
+  return { url: own.url, ca: own.ca, dataDir: own.dataDir, reason: null }
 }
 
 function server() {
@@ -50,16 +50,33 @@ function pgUrl() {
 }
 
 /** The skip reason the runners print, or null when the server runs. */
-const skipReason = () => {
-  const { reason } = server()
-  return reason === null ? null : `PostgreSQL cannot run here: ${reason}`
+const skipReason = ({ reason } = server()) => (reason === null ? null : `PostgreSQL cannot run here: ${reason}`)
+
+/** test(), or a test reported skipped with the reason when `running` (a server) has none. */
+function testOn(running, name, fn) {
+  const reason = skipReason(running)
+  return reason === null ? test(name, fn) : test.skip(`${name} (skipped: ${reason})`, fn)
 }
 
 /** test(), or a test reported skipped with the reason when there is no server. */
-function pgTest(name, fn) {
-  const reason = skipReason()
-  return reason === null ? test(name, fn) : test.skip(`${name} (skipped: ${reason})`, fn)
+const pgTest = (name, fn) => testOn(server(), name, fn)
+
+let tlsKnown = null
+
+/**
+ * `{ url, ca, reason }`: a server of this process's own that also serves TLS, with a
+ * certificate for localhost and 127.0.0.1 signed by the CA in the PEM file `ca`; started on
+ * first use, stopped when the process exits; or `url` null and why there is none.
+ */
+function pgTlsServer() {
+  // Where the run's server could not start, this one cannot either: no second apt-get.
+  const skip = process.env.EVENTLITE_TEST_PG_SKIP
+  if (!tlsKnown) tlsKnown = skip ? { url: null, reason: skip } : startOwn({ tls: true })
+  return tlsKnown
 }
+
+/** pgTest() on the TLS server of pgTlsServer(). */
+const pgTlsTest = (name, fn) => testOn(pgTlsServer(), name, fn)
 
 /** describe(), or a suite reported skipped with the reason when there is no server. */
 function pgDescribe(name, fn) {
@@ -92,4 +109,4 @@ function restartPg({ mode = 'fast' } = {}) {
   })
 }
 
-module.exports = { pgUrl, pgTest, pgDescribe, freshSchema, restartPg }
+module.exports = { pgUrl, pgTest, pgDescribe, freshSchema, restartPg, pgTlsServer, pgTlsTest }

@@ -7,6 +7,8 @@
 // whether its PostgreSQL tests run, and a process can stop its server in an 'exit' handler.
 //
 //   const server = start()   // throws an Error with a one-line reason when it cannot
+//   start({ tls: true })     // also serves TLS, with a certificate for localhost and 127.0.0.1
+//   server.ca                // (tls only) the PEM file of the CA that signed it
 //   server.url               // postgres://postgres:<password>@127.0.0.1:<port>/postgres
 //   server.restart()         // pg_ctl restart -m fast: the same port, data kept
 //   server.stop()            // pg_ctl stop -m fast, then the folder is removed
@@ -127,15 +129,73 @@ function failure(what, result, dataDir) {
   return `${what} failed: ${lastLine(result.output)}${log ? ` (server log: ${log})` : ''}`
 }
 
+/** Runs openssl, throwing an Error with its last line when it fails. */
+function openssl(args, cwd) {
+  const result = run('openssl', args, { cwd })
+  if (result.status !== 0) throw new Error(`openssl ${args[0]} failed: ${lastLine(result.output)}`)
+}
+
+/** P-256 keys: quick to generate, and every TLS stack reads them. */
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+const CERT_DAYS = '3650'
+
+/**
+ * A certificate authority of its own in `dir`, made with `openssl`: `{ key, cert }`, the paths
+ * of its private key and of its self-signed certificate (PEM). Tests make a second one to
+ * present a CA the server's certificate is not signed by.
+ */
+function makeCa(dir, name = 'eventlite test CA') {
+  const base = path.join(dir, name.replace(/\W+/g, '-'))
+  const key = `${base}.key`
+  const cert = `${base}.crt`
+  const config = path.join(dir, 'ca.cnf')
+  fs.writeFileSync(config, [
+    '[req]', 'distinguished_name = dn', 'x509_extensions = ca', 'prompt = no',
+    '[dn]', `CN = ${name}`,
+    '[ca]', 'basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign, cRLSign', 'subjectKeyIdentifier = hash',
+  ].join('\n'))
+  openssl(['req', '-x509', ...EC_KEY, '-keyout', key, '-out', cert, '-days', CERT_DAYS, '-config', config], dir)
+  fs.rmSync(config)
+  return { key, cert }
+}
+
+/**
+ * The server's key and certificate in `dir`, signed by `ca` (from makeCa) for the names the
+ * tests connect to: localhost and 127.0.0.1. `owner` ({ uid, gid }, or null for this user) owns
+ * the key, mode 0600, as the server demands.
+ */
+function makeServerCert(dir, ca, owner) {
+  const key = path.join(dir, 'server.key')
+  const request = path.join(dir, 'server.csr')
+  const cert = path.join(dir, 'server.crt')
+  const extensions = path.join(dir, 'server.ext')
+  fs.writeFileSync(extensions, [
+    'basicConstraints = CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = serverAuth',
+    'subjectAltName = DNS:localhost, IP:127.0.0.1',
+  ].join('\n'))
+  openssl(['req', '-new', ...EC_KEY, '-keyout', key, '-out', request, '-subj', '/CN=localhost'], dir)
+  openssl(['x509', '-req', '-in', request, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', cert, '-days', CERT_DAYS, '-extfile', extensions], dir)
+  fs.rmSync(request)
+  fs.rmSync(extensions)
+  fs.chmodSync(key, 0o600)
+  if (owner) {
+    fs.chownSync(key, owner.uid, owner.gid)
+    fs.chownSync(cert, owner.uid, owner.gid)
+  }
+  return { key, cert }
+}
+
 /**
  * Initdb's a cluster in a fresh temp folder and starts it on a free 127.0.0.1 port; returns
  * `{ url, port, password, dataDir, bin, restart(), stop() }`. `durable: false` turns fsync off,
  * for tests: a crash of the machine could then lose or corrupt the cluster; a crash of the
  * server (or a restart) still loses nothing committed, which the kernel holds.
+ * `tls: true` also serves TLS (ssl=on), with a CA and a certificate for localhost and 127.0.0.1
+ * made by `openssl` in the folder; the server object then has `ca`, the CA's PEM file.
  * Throws an Error whose message is one line saying why when the server cannot run; the
  * folder is removed then.
  */
-function start({ durable = true } = {}) {
+function start({ durable = true, tls = false } = {}) {
   const bin = ensureBin()
   const owner = isRoot ? postgresUser() : null
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'eventlite-pg-'))
@@ -154,13 +214,20 @@ function start({ durable = true } = {}) {
     ], root)
     fs.rmSync(pwfile, { force: true })
     if (init.status !== 0) throw new Error(`initdb failed: ${lastLine(init.output)}`)
+    let ca = null
+    const tlsSettings = []
+    if (tls) {
+      ca = makeCa(root)
+      const served = makeServerCert(root, ca, owner)
+      tlsSettings.push('-c ssl=on', `-c ssl_cert_file='${served.cert}'`, `-c ssl_key_file='${served.key}'`)
+    }
     let lastError = null
     for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
       const port = freePort()
-      const settings = [`-p ${port}`, `-k '${root}'`, "-c listen_addresses='127.0.0.1'", ...(durable ? [] : ['-c fsync=off'])]
+      const settings = [`-p ${port}`, `-k '${root}'`, "-c listen_addresses='127.0.0.1'", ...(durable ? [] : ['-c fsync=off']), ...tlsSettings]
       const started = runServerProgram(bin, 'pg_ctl', ['-D', dataDir, '-l', logOf(dataDir), '-o', settings.join(' '), '-w', '-t', String(WAIT_SECONDS), 'start'], root)
       if (started.status === 0) {
-        return server({ bin, dataDir, port, password })
+        return server({ bin, dataDir, port, password, ca: ca && ca.cert })
       }
       lastError = failure('pg_ctl start', started, dataDir)
       if (!/could not bind|address already in use/i.test(fs.existsSync(logOf(dataDir)) ? fs.readFileSync(logOf(dataDir), 'utf8') : '')) break
@@ -172,12 +239,13 @@ function start({ durable = true } = {}) {
   }
 }
 
-function server({ bin, dataDir, port, password }) {
+function server({ bin, dataDir, port, password, ca }) {
   let stopped = false
   return {
     url: `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     port,
     password,
+    ...(ca ? { ca } : {}),
     dataDir,
     bin,
     restart: (options) => restart(dataDir, { bin, ...options }),
@@ -282,4 +350,4 @@ if (require.main === module) {
   }
 }
 
-module.exports = { start, restart, stop, guard, findBin, ensureBin }
+module.exports = { start, restart, stop, guard, findBin, ensureBin, makeCa }

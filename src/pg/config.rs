@@ -2,11 +2,9 @@
 //! validated in JavaScript (`lib/options.js`) and checked again here.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_postgres_rustls::MakeRustlsConnect;
-
+use super::tls::{self, Tls};
 use crate::error::{Error, Result};
 
 /// The longest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes); a longer one is silently
@@ -35,13 +33,17 @@ pub struct PgConfig {
 }
 
 impl PgConfig {
-    /// The driver's configuration of `url`; a URL it cannot read is `ERR_CONNECTION`, as the
-    /// connection it names cannot be made.
-    pub fn driver(&self) -> Result<tokio_postgres::Config> {
-        self.url.parse::<tokio_postgres::Config>().map_err(|err| Error::Connection {
+    /// The driver's configuration of `url`, and what its `sslmode` and `sslrootcert` ask of TLS
+    /// (see [`super::tls`]). A bad `sslmode` is `ERR_INVALID_OPTION`; a URL the driver cannot
+    /// read otherwise is `ERR_CONNECTION`, as the connection it names cannot be made.
+    pub fn driver(&self) -> Result<(tokio_postgres::Config, Tls)> {
+        let (rest, tls) = tls::split(&self.url)?;
+        let mut driver = rest.parse::<tokio_postgres::Config>().map_err(|err| Error::Connection {
             message: format!("the PostgreSQL connection URL cannot be read: {err}"),
             pg_code: None,
-        })
+        })?;
+        driver.ssl_mode(tls.driver_mode());
+        Ok((driver, tls))
     }
 
     /// Refuses what the server would misread.
@@ -62,19 +64,6 @@ impl PgConfig {
     }
 }
 
-/// TLS for `sslmode=prefer` (the default) and `require`: rustls with the Mozilla roots, so no
-/// system library is needed; a server without TLS is still reached under `prefer`.
-pub fn tls() -> Result<MakeRustlsConnect> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|err| Error::Connection { message: format!("cannot set up TLS: {err}"), pg_code: None })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +82,11 @@ mod tests {
     fn urls_and_connection_strings_are_read_and_garbage_is_a_connection_error() {
         assert!(config("postgres://u:p@localhost:5432/db?sslmode=disable", "s").driver().is_ok());
         assert!(config("host=localhost user=u dbname=db", "s").driver().is_ok());
+        let (driver, tls) = config("host=localhost sslmode=verify-full sslrootcert=system", "s").driver().unwrap();
+        assert_eq!(driver.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(tls.mode, super::tls::SslMode::VerifyFull);
+        let err = config("postgres://u@localhost/db?sslmode=verify", "s").driver().unwrap_err();
+        assert_eq!(err.code(), "ERR_INVALID_OPTION");
         let err = config("postgres://u@localhost:notaport/db", "s").driver().unwrap_err();
         assert_eq!(err.code(), "ERR_CONNECTION");
     }
@@ -104,10 +98,5 @@ mod tests {
         for bad in [String::new(), "s".repeat(64), "a\0b".into()] {
             assert_eq!(config("", &bad).check().unwrap_err().code(), "ERR_INVALID_OPTION", "{bad:?}");
         }
-    }
-
-    #[test]
-    fn tls_sets_up_without_system_libraries() {
-        assert!(tls().is_ok());
     }
 }

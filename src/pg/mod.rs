@@ -32,6 +32,7 @@ pub mod pool;
 pub mod read;
 pub mod schema;
 pub mod stream;
+pub mod tls;
 pub mod write;
 
 use once_cell::sync::Lazy;

@@ -12,8 +12,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::config::{self, PgConfig};
+use super::config::PgConfig;
 use super::runtime;
+use super::tls::Tls;
 use crate::error::{Error, Result};
 
 /// One connection, with the statements it has prepared (by their text): a statement is
@@ -38,6 +39,8 @@ impl Conn {
 struct Inner {
     driver: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    /// What `sslmode` asked, to say why a connection TLS refused failed.
+    ssl: Tls,
     connect_timeout: Duration,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Conn>>,
@@ -54,10 +57,12 @@ impl Pool {
     /// A pool for `config`; nothing is connected yet.
     pub fn new(config: &PgConfig) -> Result<Pool> {
         config.check()?;
+        let (driver, ssl) = config.driver()?;
         Ok(Pool {
             inner: Arc::new(Inner {
-                driver: config.driver()?,
-                tls: config::tls()?,
+                driver,
+                tls: ssl.connector()?,
+                ssl,
                 connect_timeout: config.connect_timeout,
                 permits: Arc::new(Semaphore::new(config.pool_size)),
                 idle: Mutex::new(Vec::new()),
@@ -108,7 +113,7 @@ impl Pool {
         let connecting = runtime()?.spawn(async move {
             let connect = inner.driver.connect(inner.tls.clone());
             let (client, connection) = match tokio::time::timeout(inner.connect_timeout, connect).await {
-                Ok(connected) => connected.map_err(refused)?,
+                Ok(connected) => connected.map_err(|err| refused(err, &inner.ssl))?,
                 Err(_) => {
                     return Err(Error::Connection {
                         message: format!(
@@ -132,8 +137,11 @@ impl Pool {
     }
 }
 
-/// Whatever fails while connecting (a TLS handshake included) fails the connection.
-fn refused(err: tokio_postgres::Error) -> Error {
+/// Whatever fails while connecting fails the connection; a TLS refusal says so, and why.
+fn refused(err: tokio_postgres::Error, ssl: &Tls) -> Error {
+    if let Some(message) = ssl.refusal(&err) {
+        return Error::Connection { message, pg_code: None };
+    }
     match Error::from(err) {
         Error::Postgres { message, pg_code } => Error::Connection { message, pg_code },
         other => other,
