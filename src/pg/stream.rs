@@ -57,15 +57,11 @@ fn batch_sql(names: &Names, filter: &Filter) -> BatchSql {
         filters.push_str(&format!(" AND {column} = ${n}"));
     }
     let horizon = format!("SELECT max(id) AS horizon FROM {queue} WHERE id >= $1 AND id <= $2 AND {SETTLED}");
-    let batch =
-        format!("SELECT {cols} FROM {queue} WHERE id >= $1 AND id <= $2 AND {SETTLED}{filters} ORDER BY id LIMIT $3");
+    let range = format!("FROM {queue} WHERE id >= $1 AND id <= $2 AND {SETTLED}{filters} ORDER BY id LIMIT $3");
     BatchSql {
-        rows: format!(
-            "SELECT {cols}, ({horizon}) AS horizon FROM {queue}
-             WHERE id >= $1 AND id <= $2 AND {SETTLED}{filters} ORDER BY id LIMIT $3"
-        ),
+        rows: format!("SELECT {cols}, ({horizon}) AS horizon {range}"),
         or_horizon: format!(
-            "SELECT b.*, h.horizon FROM ({horizon}) h LEFT JOIN LATERAL ({batch}) b ON true ORDER BY b.id"
+            "SELECT b.*, h.horizon FROM ({horizon}) h LEFT JOIN LATERAL (SELECT {cols} {range}) b ON true ORDER BY b.id"
         ),
     }
 }
