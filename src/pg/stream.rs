@@ -13,7 +13,7 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::ToSql;
 
 use super::page::SETTLED;
-use super::pool::Pool;
+use super::pool::{Conn, Pool};
 use super::read::PgRow;
 use super::schema::{quote, Names};
 use crate::consumer::{partition, Partition};
@@ -28,7 +28,7 @@ const CORRELATION_ID: usize = 7;
 /// A stream's reader: its filters, and how far it has read.
 pub struct PgStream {
     pool: Pool,
-    sql: String,
+    sql: BatchSql,
     filter: Filter,
     next_id: i64,
     end_id: i64,
@@ -36,9 +36,19 @@ pub struct PgStream {
     limits: Limits,
 }
 
-/// The batch statement of `filter`: `$1`/`$2` the id range, `$3` the limit, then the filters
+/// The two forms of a batch's statement (see [`batch_sql`]).
+struct BatchSql {
+    /// The rows, each with the horizon: read in index order, with nothing to sort.
+    rows: String,
+    /// The rows joined to the horizon, so that an empty batch still brings it (with the row's
+    /// columns null). The join must be sorted again, which costs about as much as reading the
+    /// rows: it is only run when `rows` found none.
+    or_horizon: String,
+}
+
+/// The batch statements of `filter`: `$1`/`$2` the id range, `$3` the limit, then the filters
 /// present. A group member's partition is kept in [`PgStream::read`]: PostgreSQL has no FNV-1a.
-fn batch_sql(names: &Names, filter: &Filter) -> String {
+fn batch_sql(names: &Names, filter: &Filter) -> BatchSql {
     let cols = COLUMNS.map(quote).join(", ");
     let queue = &names.queue;
     let mut filters = String::new();
@@ -46,16 +56,14 @@ fn batch_sql(names: &Names, filter: &Filter) -> String {
     for (n, (column, _)) in (4..).zip(present.iter().filter(|(_, value)| value.is_some())) {
         filters.push_str(&format!(" AND {column} = ${n}"));
     }
-    // The horizon is one row; the batch joined to it, so an empty batch still brings it (with
-    // the row's columns null).
-    format!(
-        "SELECT b.*, h.horizon FROM
-           (SELECT max(id) AS horizon FROM {queue} WHERE id >= $1 AND id <= $2 AND {SETTLED}) h
-           LEFT JOIN LATERAL (
-             SELECT {cols} FROM {queue} WHERE id >= $1 AND id <= $2 AND {SETTLED}{filters} ORDER BY id LIMIT $3
-           ) b ON true
-         ORDER BY b.id"
-    )
+    let horizon = format!("SELECT max(id) AS horizon FROM {queue} WHERE id >= $1 AND id <= $2 AND {SETTLED}");
+    let range = format!("FROM {queue} WHERE id >= $1 AND id <= $2 AND {SETTLED}{filters} ORDER BY id LIMIT $3");
+    BatchSql {
+        rows: format!("SELECT {cols}, ({horizon}) AS horizon {range}"),
+        or_horizon: format!(
+            "SELECT b.*, h.horizon FROM ({horizon}) h LEFT JOIN LATERAL (SELECT {cols} {range}) b ON true ORDER BY b.id"
+        ),
+    }
 }
 
 impl PgStream {
@@ -107,21 +115,30 @@ impl PgStream {
 
     /// One batch: the rows kept, the id of the last row read when the read stopped before the
     /// query's end (the limit read, or the batch cut), and the horizon (`None`: no settled row
-    /// in the range).
+    /// in the range). The rows and their horizon come from one statement, so one snapshot.
     async fn batch(&self) -> Result<(Batch, Option<i64>, Option<i64>)> {
         let mut conn = self.pool.get().await?;
-        let statement = conn.statement(&self.sql).await?;
+        match self.scan(&mut conn, &self.sql.rows).await? {
+            Scan { found: false, .. } => Ok(self.scan(&mut conn, &self.sql.or_horizon).await?.into_batch()),
+            scan => Ok(scan.into_batch()),
+        }
+    }
+
+    /// Runs one of the batch statements and reads its rows into a batch.
+    async fn scan(&self, conn: &mut Conn, sql: &str) -> Result<Scan> {
+        let statement = conn.statement(sql).await?;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&self.next_id, &self.end_id, &self.batch_size];
         let Filter { correlation_id, user, cmd, partition: part } = &self.filter;
         params.extend([correlation_id, user, cmd].into_iter().flatten().map(|v| v as &(dyn ToSql + Sync)));
         let rows = conn.client.query_raw(&statement, params).await?;
         pin_mut!(rows);
         let mut batch = Batch::new(self.batch_size, &self.limits);
-        let (mut read, mut last, mut horizon) = (0, None, None);
+        let (mut read, mut last, mut horizon, mut found) = (0, None, None, false);
         while !batch.full(&self.limits) {
             let Some(row) = rows.try_next().await? else { break };
             horizon = row.get::<_, Option<i64>>(COLUMNS.len());
             let Some(id) = row.get::<_, Option<i64>>(0) else { break };
+            found = true;
             let mine = part.is_none_or(|Partition { member, size }| {
                 partition(row.get::<_, Option<&str>>(CORRELATION_ID).map(str::as_bytes), size) == member
             });
@@ -132,7 +149,21 @@ impl PgStream {
             last = Some(id);
         }
         let stopped = batch.cut || read == self.batch_size;
-        Ok((batch.close(), last.filter(|_| stopped), horizon))
+        Ok(Scan { batch, last: last.filter(|_| stopped), horizon, found })
+    }
+}
+
+/// What one batch statement returned (see [`PgStream::batch`]); `found`: whether it had a row.
+struct Scan {
+    batch: Batch,
+    last: Option<i64>,
+    horizon: Option<i64>,
+    found: bool,
+}
+
+impl Scan {
+    fn into_batch(self) -> (Batch, Option<i64>, Option<i64>) {
+        (self.batch.close(), self.last, self.horizon)
     }
 }
 
