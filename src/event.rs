@@ -10,6 +10,7 @@
 //! `JSON.stringify` produced, which is also what EventLite stores.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::json;
@@ -69,6 +70,45 @@ impl<'a> NewEvent<'a> {
     /// and a group commit ([`crate::writer`]) honour.
     pub fn is_conditional(&self) -> bool {
         self.expected_version.is_some() || self.idempotency_key.is_some()
+    }
+}
+
+/// A stretch of a call's events, as a write with stream conditions takes them
+/// ([`conditional_parts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Events without conditions, which go in together, as the plain path puts them.
+    Plain(Range<usize>),
+    /// One event with a condition, checked and stored on its own.
+    Conditional(usize),
+}
+
+/// `events` in order, as stretches of plain events and single conditional ones: each check
+/// then counts every event before it, which went in first. Both backends write this way.
+pub fn conditional_parts<'a, 'e>(events: &'a [NewEvent<'e>]) -> Parts<'a, 'e> {
+    Parts { events, at: 0 }
+}
+
+/// The iterator of [`conditional_parts`].
+pub struct Parts<'a, 'e> {
+    events: &'a [NewEvent<'e>],
+    at: usize,
+}
+
+impl Iterator for Parts<'_, '_> {
+    type Item = Part;
+
+    fn next(&mut self) -> Option<Part> {
+        let start = self.at;
+        let plain = self.events[start..].iter().take_while(|e| !e.is_conditional()).count();
+        if plain > 0 {
+            self.at += plain;
+            return Some(Part::Plain(start..self.at));
+        }
+        (start < self.events.len()).then(|| {
+            self.at += 1;
+            Part::Conditional(start)
+        })
     }
 }
 
@@ -362,6 +402,18 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conditional_events_stand_alone_between_stretches_of_plain_ones() {
+        let plain = r#"["p",{},"","",1,"c",null,{},1]"#;
+        let versioned = r#"["v",{},"","",1,"c",null,{},1,0,null]"#;
+        let keyed = r#"["k",{},"","",1,"c",null,{},1,null,"key"]"#;
+        let payload = format!("[{plain},{plain},{versioned},{keyed},{plain}]");
+        let events = parse_batch(&payload).unwrap();
+        let parts: Vec<Part> = conditional_parts(&events).collect();
+        assert_eq!(parts, [Part::Plain(0..2), Part::Conditional(2), Part::Conditional(3), Part::Plain(4..5)]);
+        assert_eq!(conditional_parts(&[]).count(), 0);
+    }
 
     #[test]
     fn data_and_metadata_keep_their_exact_text() {

@@ -18,7 +18,7 @@ use crate::checkpoint::Checkpoints;
 use crate::condition;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::event::{parse_batch, NewEvent};
+use crate::event::{conditional_parts, parse_batch, NewEvent, Part};
 use crate::file;
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport, WriteKind};
 use crate::pending::{self, Pending};
@@ -747,17 +747,15 @@ impl Writer<'_> {
     fn insert_conditional(&mut self, events: &[NewEvent<'_>]) -> Result<Checked> {
         let conn = self.conn;
         let mut checked = Checked { first_id: 0, count: 0, duplicates: Vec::new() };
-        // Events without conditions go in as the plain path puts them, chunk by chunk; the
-        // run before a conditional event goes in first, so that its check counts them.
-        let mut run_start = None;
-        for (index, e) in events.iter().enumerate() {
-            if !e.is_conditional() {
-                run_start.get_or_insert(index);
-                continue;
-            }
-            if let Some(start) = run_start.take() {
-                checked.stored(self.insert_all(&events[start..index])?, index - start)?;
-            }
+        for part in conditional_parts(events) {
+            let index = match part {
+                Part::Plain(run) => {
+                    checked.stored(self.insert_all(&events[run.clone()])?, run.len())?;
+                    continue;
+                }
+                Part::Conditional(index) => index,
+            };
+            let e = &events[index];
             let correlation_id = self.correlation_for(e)?;
             let key = e.idempotency_key();
             if let Some(first) = key.map(|key| idempotency::lookup(conn, key)).transpose()?.flatten() {
@@ -772,9 +770,6 @@ impl Writer<'_> {
             if let Some(key) = key {
                 idempotency::remember(conn, key, id)?;
             }
-        }
-        if let Some(start) = run_start {
-            checked.stored(self.insert_all(&events[start..])?, events.len() - start)?;
         }
         Ok(checked)
     }

@@ -22,7 +22,7 @@ use super::schema::Names;
 use super::{consumer, runtime};
 use crate::consumer::{Acquired, Member};
 use crate::error::{Error, Result};
-use crate::event::{parse_batch, NewEvent};
+use crate::event::{conditional_parts, parse_batch, NewEvent, Part};
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport};
 use crate::store::Stored;
 use crate::store::{Appended, Checked};
@@ -256,16 +256,16 @@ impl PgBackend {
     async fn insert_call(&self, txn: &mut Txn<'_>, events: &[NewEvent<'_>]) -> Result<Done> {
         let mut checked = Checked::default();
         let mut first_rows = HashMap::new();
-        let mut run_start = None;
-        for (index, e) in events.iter().enumerate() {
-            if !e.is_conditional() {
-                run_start.get_or_insert(index);
-                continue;
-            }
-            if let Some(start) = run_start.take() {
-                let run: Vec<_> = events[start..index].iter().collect();
-                self.insert_run(txn, &run, &mut checked).await?;
-            }
+        for part in conditional_parts(events) {
+            let index = match part {
+                Part::Plain(run) => {
+                    let run: Vec<_> = events[run].iter().collect();
+                    self.insert_run(txn, &run, &mut checked).await?;
+                    continue;
+                }
+                Part::Conditional(index) => index,
+            };
+            let e = &events[index];
             let correlation_id = self.correlation_for(txn.conn, e).await?;
             let key = e.idempotency_key();
             if let Some(key) = key {
@@ -291,10 +291,6 @@ impl PgBackend {
                 let statement = txn.conn.statement(&self.sql.remember_key).await?;
                 txn.conn.client.execute(&statement, &[&key, &id]).await?;
             }
-        }
-        if let Some(start) = run_start {
-            let run: Vec<_> = events[start..].iter().collect();
-            self.insert_run(txn, &run, &mut checked).await?;
         }
         Ok(Done { checked, first_rows })
     }
