@@ -14,7 +14,7 @@ const { randomUUID } = require('node:crypto')
 const { coded, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { checkFilter, checkSignal } = require('./stream')
-const { toRows } = require('./rows')
+const { rowsOfSets } = require('./rows')
 const { consumerLeaseMs } = require('./native')
 const { defaults } = require('./constants')
 
@@ -251,10 +251,10 @@ class Consumer {
           if (err.code === 'ERR_QUEUE_CLOSED') return
           throw err
         }
-        const text = await state.read()
+        const parts = await state.read()
         this.#checkLease()
-        if (text === null || state.ended) return
-        if (text === '') {
+        if (parts === null || state.ended) return
+        if (parts === '') {
           // Nothing in hand, and every event up to the reader's position was seen or not
           // meant for this consumer: moving the position there costs nothing to redo.
           const passed = state.position()
@@ -266,7 +266,7 @@ class Consumer {
           continue
         }
         this.#inHand = state.position()
-        yield toRows(JSON.parse(text))
+        yield rowsOfSets(parts)
       }
     } finally {
       // Leaving the loop early lands here too: the batch in hand stays uncommitted.

@@ -1,8 +1,8 @@
 //! Paginated reads: one page of a query, the query's total, and where the next page starts,
 //! rendered as one JSON text so that a page crosses to JavaScript in one piece:
 //! `{"events":[…],"totalCount":…,"hasMore":…,"nextOffset":…,"nextCursor":…}`, where `events`
-//! is a flat array of row values (see [`crate::row::write_values`]); a page of very large rows
-//! continues its `events` in further [`Pieces`].
+//! is the array of values of the page's rows, whose cells cross beside it (see
+//! [`crate::rowset`]); a page of very large rows continues in further [`RowSets`].
 //!
 //! A page reads `limit + 1` rows: the extra one only says whether more follow, so `hasMore` is
 //! exact without counting. A cursor is keyset pagination: it holds the sort key of the last row
@@ -16,8 +16,8 @@ use rusqlite::types::ValueRef;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::pieces::Pieces;
 use crate::row::select_list;
+use crate::rowset::RowSets;
 use crate::statement::{Row, Statement};
 
 /// The largest `limit` a page accepts.
@@ -298,8 +298,8 @@ fn check(options: &PageOptions<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Reads one page of `query` as JSON text, in [`Pieces`].
-pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> Result<Vec<String>> {
+/// Reads one page of `query`: its text and its rows' cells, in [`RowSets`].
+pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> Result<Vec<(String, Vec<f64>)>> {
     check(options)?;
     let after = options.cursor.map(|text| Cursor::decode(text, &query)).transpose()?;
     if options.with_count {
@@ -315,14 +315,15 @@ fn render(
     query: Query<'_>,
     options: &PageOptions<'_>,
     after: Option<Cursor>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(String, Vec<f64>)>> {
     let passed = after.map_or(options.offset, |c| c.passed);
-    let mut head = String::with_capacity(256 * options.limit.min(1000) as usize);
+    let mut head = String::with_capacity(128 * options.limit.min(1000) as usize);
     head.push_str("{\"events\":[");
-    let mut pieces = Pieces::new(head);
-    let events = write_events(&mut pieces, conn, query, options, after)?;
-    let out = &mut pieces.first;
-    out.push_str("],\"totalCount\":");
+    let mut sets = RowSets::new(head);
+    let events = write_events(&mut sets, conn, query, options, after)?;
+    let mut tail = String::with_capacity(256);
+    let out = &mut tail;
+    out.push_str(",\"totalCount\":");
     if options.with_count {
         // A last page reached by offset holds the rest of the result, so it gives the total
         // without counting. Not one after a cursor: rows can appear before a cursor (an event
@@ -348,7 +349,7 @@ fn render(
         }
         None => out.push_str(",\"hasMore\":false,\"nextOffset\":null,\"nextCursor\":null}"),
     }
-    Ok(pieces.finish())
+    Ok(sets.finish(&tail))
 }
 
 /// What [`write_events`] wrote.
@@ -363,7 +364,7 @@ struct Events {
 
 /// Writes up to `limit` rows.
 fn write_events(
-    pieces: &mut Pieces,
+    sets: &mut RowSets,
     conn: &Connection,
     query: Query<'_>,
     options: &PageOptions<'_>,
@@ -387,7 +388,7 @@ fn write_events(
             events.more = true;
             break;
         }
-        pieces.row(&row)?;
+        sets.push(&row)?;
         events.rows += 1;
         if events.rows == options.limit {
             events.last = Some(Cursor::at(&row)?);
@@ -461,13 +462,16 @@ mod tests {
     }
 
     fn page(store: &Store, query: Query<'_>, options: &PageOptions<'_>) -> Value {
-        let pieces = read(store.conn(), query, options).unwrap();
-        assert_eq!(pieces.len(), 1, "a page of small rows is one piece");
-        serde_json::from_str(&pieces[0]).unwrap()
+        let sets = read(store.conn(), query, options).unwrap();
+        assert_eq!(sets.len(), 1, "a page of small rows is one set");
+        let (text, cells) = &sets[0];
+        let mut page: Value = serde_json::from_str(text).unwrap();
+        page["ids"] = cells.chunks(10).map(|row| row[0] as i64).collect();
+        page
     }
 
     fn ids(page: &Value) -> Vec<i64> {
-        page["events"].as_array().unwrap().chunks(10).map(|row| row[0].as_i64().unwrap()).collect()
+        page["ids"].as_array().unwrap().iter().map(|id| id.as_i64().unwrap()).collect()
     }
 
     /// Every id of a query, walked by offset and by cursor; both walks must agree.
