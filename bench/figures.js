@@ -24,13 +24,11 @@ const FIGURES = [
   { name: 'pgStream_eps', unit: 'events/s', target: { ratio: 1 }, postgres: true },
 ]
 
-<<<<<<< HEAD
 /** The figures that need a PostgreSQL server. */
 const POSTGRES_FIGURES = FIGURES.filter((f) => f.postgres).map((f) => f.name)
-=======
+
 /** A figure's target on `runtime` ('node' or 'bun'). */
 const targetOf = (figure, runtime) => ({ ...figure.target, ...figure.target[runtime] })
->>>>>>> perf
 
 /** The second table (store and storeBulk under each index set), selectable like a figure. */
 const INDEX_COST = 'indexCost'
@@ -69,8 +67,4 @@ function parseRounds(text, fallback) {
   return n
 }
 
-<<<<<<< HEAD
-module.exports = { FIGURES, POSTGRES_FIGURES, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }
-=======
-module.exports = { FIGURES, targetOf, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }
->>>>>>> perf
+module.exports = { FIGURES, POSTGRES_FIGURES, targetOf, INDEX_COST, ASYNC_SCALING, STREAM_COST, STREAM_COST_TARGET, RSS_FIGURE, parseOnly, parseRounds }

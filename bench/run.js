@@ -209,13 +209,8 @@ function report(output) {
   for (const runtime of Object.keys(RUNTIMES).filter((r) => output[r])) {
     const { version, rawDriver, pgDriver } = m.runtimes[runtime]
     const { [INDEX_COST]: indexCost, [ASYNC_SCALING]: scaling, [STREAM_COST]: streamCost, ...figures } = output[runtime]
-<<<<<<< HEAD
     console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}${pgDriver ? `; pg… figures vs ${pgDriver}` : ''}`)
-    if (Object.keys(figures).length > 0) console.log(figureTable({ figures }))
-=======
-    console.log(`\n${RUNTIMES[runtime].label} ${version}: eventlite-native vs ${rawDriver}`)
     if (Object.keys(figures).length > 0) console.log(figureTable({ figures }, runtime))
->>>>>>> perf
     if (indexCost) {
       console.log(`\nIndex cost on ${RUNTIMES[runtime].label} (eventlite-native; % of the core set)`)
       console.log(indexCostTable(indexCost))
