@@ -47,15 +47,13 @@ function toRows(values) {
 const LOW = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1
 
 /**
- * Cell `k` of a set: its number, or, when it is a NaN, the value of `values` its low 32 bits
- * index (`floats` and `words` view the same buffer).
+ * The row of a set whose cells start at `floats[j]`: each cell its number, or, when it is a
+ * NaN, the value of `values` its low 32 bits index (`floats` and `words` view the same
+ * buffer). `x` is a scratch variable, not an argument: the row is one expression, which
+ * cannot declare one.
  */
-function cell(floats, words, values, k) {
-  const x = floats[k]
-  return x === x ? x : values[words[2 * k + LOW]] // eslint-disable-line no-self-compare
-}
-
-const toSetRow = rowBuilder(['floats', 'words', 'values', 'j'], (column, i) => `cell(floats, words, values, j + ${i})`, { cell })
+const toSetRow = rowBuilder(['floats', 'words', 'values', 'j', 'x'], (column, i) =>
+  `(x = floats[j + ${i}]) === x ? x : values[words[2 * j + ${2 * i + LOW}]]`)
 
 /** Appends to `rows` the rows of one set: its cells' buffer and its parsed values. */
 function appendSet(rows, buffer, values) {

@@ -7,15 +7,12 @@
 //!
 //! Parsing a page's numbers out of JSON text costs JavaScript more than reading them from a
 //! typed array, and so does parsing the same user, command and correlation id once a row: the
-//! text holds each distinct plain string (and `null`) once per set, referred to by every cell
-//! that holds it. `data` and `metadata` are entries of their own in every row, as each row gets
+//! text holds a plain string seen recently in the set (and `null`) once, referred to by every
+//! cell that holds it. `data` and `metadata` are entries of their own in every row, as each row gets
 //! objects of its own. They are checked to be exactly one JSON value each, as
 //! [`crate::row::write_values`] checks them, with the same errors: a row that is not JSON is
 //! [`Error::CorruptRow`], one whose text would be longer than a string may be is
 //! [`Error::RowTooLarge`]. `lib/rows.js` (`rowsOf`) builds the rows of both parts.
-
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::{Error, Result};
 use crate::pieces::Limits;
@@ -35,8 +32,8 @@ pub struct RowSet {
     pub text: String,
     /// Values in the text's array.
     values: u32,
-    /// Where each plain string (or blob) the set holds is in the array.
-    strings: HashMap<Box<[u8]>, u32, BuildHasherDefault<Fx>>,
+    /// Plain strings written recently, by a hash of their bytes.
+    recent: [Recent; RECENT],
     /// Where `null` is, once a cell holds it.
     null: Option<u32>,
     pub rows: usize,
@@ -53,7 +50,8 @@ pub struct Mark {
 impl RowSet {
     /// A set whose text starts with `head`, which opens the array of values.
     pub fn new(head: String) -> RowSet {
-        RowSet { cells: Vec::new(), text: head, values: 0, strings: HashMap::default(), null: None, rows: 0 }
+        let (cells, recent) = (Vec::new(), [Recent::EMPTY; RECENT]);
+        RowSet { cells, text: head, values: 0, recent, null: None, rows: 0 }
     }
 
     /// What the set holds, in bytes, text and cells together: what a batch is bounded by.
@@ -71,7 +69,9 @@ impl RowSet {
         self.cells.truncate(mark.cells);
         if self.values != mark.values {
             self.values = mark.values;
-            self.strings.retain(|_, at| *at < mark.values);
+            for recent in self.recent.iter_mut().filter(|r| r.at >= mark.values) {
+                *recent = Recent::EMPTY;
+            }
             self.null = self.null.filter(|at| *at < mark.values);
         }
         self.rows = self.rows.min(mark.cells / COLUMNS.len());
@@ -150,13 +150,23 @@ impl RowSet {
         at
     }
 
+    /// The index of a plain string: one written recently, or a new value. Only strings written
+    /// as they are (ASCII with nothing to escape) are remembered, so that the text holds their
+    /// bytes to compare with.
     fn string_at(&mut self, bytes: &[u8]) -> u32 {
-        if let Some(&at) = self.strings.get(bytes) {
-            return at;
+        let slot = &self.recent[slot_of(bytes)];
+        let (start, end) = (slot.start as usize, slot.start as usize + bytes.len());
+        if slot.len as usize == bytes.len() && self.text.as_bytes().get(start..end) == Some(bytes) {
+            return slot.at;
         }
         let at = self.entry();
+        let start = self.text.len() + 1;
         row::write_cell(&mut self.text, Cell::Text(bytes));
-        self.strings.insert(bytes.into(), at);
+        if self.text.len() == start + bytes.len() + 1 {
+            if let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(bytes.len())) {
+                self.recent[slot_of(bytes)] = Recent { at, start, len };
+            }
+        }
         at
     }
 
@@ -220,23 +230,35 @@ impl RowSets {
     }
 }
 
-/// FxHash (rustc's): a set's strings are few and short, and hashing them with SipHash would
-/// cost about what writing them out does.
-#[derive(Default)]
-struct Fx(u64);
+/// How many plain strings a set remembers. A hash table of every string would cost about what
+/// writing them out does; the values a set repeats (a page's correlation id, a few users and
+/// commands) are few, and one forgotten is only written again.
+const RECENT: usize = 64;
 
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
+/// A plain string written as the `at`-th value, its bytes at `start..start + len` of the text.
+#[derive(Debug, Clone, Copy)]
+struct Recent {
+    at: u32,
+    start: u32,
+    len: u32,
+}
 
-    fn finish(&self) -> u64 {
-        self.0
-    }
+impl Recent {
+    /// A slot that holds nothing: no string is as long.
+    const EMPTY: Recent = Recent { at: 0, start: 0, len: u32::MAX };
+}
+
+/// The slot of `bytes` among [`RECENT`]: a hash of their length and first and last eight bytes.
+fn slot_of(bytes: &[u8]) -> usize {
+    let word = |part: &[u8]| {
+        let mut word = [0u8; 8];
+        word[..part.len()].copy_from_slice(part);
+        u64::from_le_bytes(word)
+    };
+    let n = bytes.len();
+    let (head, tail) = (word(&bytes[..n.min(8)]), word(&bytes[n.saturating_sub(8)..]));
+    let hash = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (hash >> 58) as usize
 }
 
 #[cfg(test)]
