@@ -1,12 +1,12 @@
 'use strict'
 // Rows arrive from the core as flat JSON arrays of values, one per column in the order of the
 // columns the core exports (lib/constants.js), with data and metadata spliced in as JSON: one
-// row on its own, or many (a transaction, a page, a stream batch, a replay batch) one after
-// another. Parsing that and building each row with one object literal costs less than parsing
-// the same rows written as objects: the keys are known here, so the core does not send them.
-// A row read by id comes as its values instead (makeRow). Pages and the batches of streams and
-// replays come as sets of rows in two parts (src/rowset.rs): an ArrayBuffer of ten numbers a row,
-// and a JSON array of the values that are not numbers, to which the other cells refer (rowsOf).
+// row on its own, or many (a transaction, children, a cached read) one after another. Parsing
+// that and building each row with one object literal costs less than parsing the same rows
+// written as objects: the keys are known here, so the core does not send them. A row read by
+// id comes as its values instead (makeRow). Pages and the batches of streams and replays come
+// as sets of rows in two parts (src/rowset.rs, rowsOfSets): an ArrayBuffer of ten numbers a
+// row, and a JSON array of the values that are not numbers, to which the other cells refer.
 //
 // A read of many rows whose text would be too long for one string arrives in pieces
 // (src/pieces.rs): an array of texts, the read's own first, then flat arrays of the values of

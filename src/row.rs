@@ -154,8 +154,9 @@ pub fn json_columns() -> impl Iterator<Item = &'static str> {
 }
 
 /// Appends one row's ten values, selected with [`select_list`], comma-separated and without
-/// keys. Every read sends rows this way, in a flat JSON array (one row, or many one after
-/// another): JavaScript parses a flat array of values about a third faster than the same rows as
+/// keys. Reads send rows this way, in a flat JSON array (one row, or many one after another),
+/// except pages and the batches of streams and replays, which send them as [`crate::rowset`]
+/// sets: JavaScript parses a flat array of values about a third faster than the same rows as
 /// objects, then builds each row with one object literal (`lib/rows.js`): the keys are known,
 /// so there is no point sending them. A `data` or `metadata` that is not JSON is
 /// [`Error::CorruptRow`]; a row whose text would be longer than `limit` bytes is
