@@ -14,7 +14,7 @@ const { randomUUID } = require('node:crypto')
 const { coded, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
 const { checkFilter, checkSignal } = require('./stream')
-const { toRows } = require('./rows')
+const { rowsOfSets } = require('./rows')
 const { consumerLeaseMs } = require('./native')
 const { defaults } = require('./constants')
 
@@ -245,10 +245,10 @@ class Consumer {
       for (;;) {
         // The loop asked for the next batch: the one in hand is done.
         await this.commit()
-        const text = await state.read()
+        const parts = await state.read()
         this.#checkLease()
-        if (text === null || state.ended) return
-        if (text === '') {
+        if (parts === null || state.ended) return
+        if (parts === '') {
           // Nothing in hand, and every event up to the reader's position was seen or not
           // meant for this consumer: moving the position there costs nothing to redo.
           const passed = state.position()
@@ -260,7 +260,7 @@ class Consumer {
           continue
         }
         this.#inHand = state.position()
-        yield toRows(JSON.parse(text))
+        yield rowsOfSets(parts)
       }
     } catch (err) {
       // The queue closed under the consumer (a commit, or a read in flight): it ends as a

@@ -1,9 +1,9 @@
 'use strict'
 // The options and the result of the paginated reads. Options are checked here, before the
-// native call; the core builds the whole page, rows and all, as one JSON text (src/page.rs).
+// native call; the core builds the whole page, rows and all, in one call (src/page.rs).
 const { optionError, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
-const { toRows, firstPiece, appendPieces } = require('./rows')
+const { rowsOfSets } = require('./rows')
 const { maxPageLimit: MAX_LIMIT, defaults } = require('./constants')
 
 const PAGE_KEYS = ['limit', 'offset', 'cursor', 'withCount']
@@ -43,10 +43,10 @@ function pageOptions(given) {
  */
 const pageError = (err) => (err.code === 'ERR_INVALID_OPTION' ? optionError(RangeError, err.message) : err)
 
-/** `{ events, totalCount, hasMore, nextOffset, nextCursor }` of a page's native text. */
-function pageOf(text) {
-  const page = JSON.parse(firstPiece(text))
-  page.events = appendPieces(toRows(page.events), text)
+/** `{ events, totalCount, hasMore, nextOffset, nextCursor }` of a page's native parts (lib/rows.js). */
+function pageOf(parts) {
+  const page = JSON.parse(parts[0])
+  page.events = rowsOfSets(parts, page.events)
   return page
 }
 

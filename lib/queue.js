@@ -11,7 +11,7 @@ const {
 } = require('./write')
 const { copyRow, copyRows } = require('./copy')
 const { pageOptions, readPage } = require('./page')
-const { toRows, oneRow, makeRow, endedEarly, firstPiece, appendPieces, rowsOf } = require('./rows')
+const { toRows, oneRow, makeRow, endedEarly, firstPiece, appendPieces, rowsOf, rowsOfSets } = require('./rows')
 const { Streams, streamOptions } = require('./stream')
 const { exportRange, exportLines, importRows, backupTo } = require('./transfer')
 const { metricsText } = require('./prometheus')
@@ -291,10 +291,10 @@ class EventQueue {
     const until = stop === null ? end : Math.min(stop, end)
     let from = start
     for (;;) {
-      const values = JSON.parse(db.range(from, until, REPLAY_BATCH))
-      const rows = toRows(values)
+      const parts = db.range(from, until, REPLAY_BATCH)
+      const rows = rowsOfSets(parts)
       for (const row of rows) execute(row, model, whileCB)
-      if (rows.length < REPLAY_BATCH && !endedEarly(values)) break
+      if (rows.length < REPLAY_BATCH && !endedEarly(parts)) break
       from = rows[rows.length - 1].id + 1
     }
     if (typeof doneCB === 'function') doneCB()

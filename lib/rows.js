@@ -1,10 +1,12 @@
 'use strict'
 // Rows arrive from the core as flat JSON arrays of values, one per column in the order of the
 // columns the core exports (lib/constants.js), with data and metadata spliced in as JSON: one
-// row on its own, or many (a transaction, a page, a stream batch, a replay batch) one after
-// another. Parsing that and building each row with one object literal costs less than parsing
-// the same rows written as objects: the keys are known here, so the core does not send them.
-// A row read by id comes as its values instead (makeRow).
+// row on its own, or many (a transaction, children, a cached read) one after another. Parsing
+// that and building each row with one object literal costs less than parsing the same rows
+// written as objects: the keys are known here, so the core does not send them. A row read by
+// id comes as its values instead (makeRow). Pages and the batches of streams and replays come
+// as sets of rows in two parts (src/rowset.rs, rowsOfSets): an ArrayBuffer of ten numbers a
+// row, and a JSON array of the values that are not numbers, to which the other cells refer.
 //
 // A read of many rows whose text would be too long for one string arrives in pieces
 // (src/pieces.rs): an array of texts, the read's own first, then flat arrays of the values of
@@ -41,8 +43,39 @@ function toRows(values) {
   return rows
 }
 
-/** Whether a replay batch ended early (src/stream.rs, Batch::into_replay): it holds one more value. */
-const endedEarly = (values) => values.length % WIDTH !== 0
+/** Which 32-bit half of a float holds its low bits, in the platform's byte order. */
+const LOW = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0 : 1
+
+/**
+ * The row of a set whose cells start at `floats[j]`: each cell its number, or, when it is a
+ * NaN, the value of `values` its low 32 bits index (`floats` and `words` view the same
+ * buffer). `x` is a scratch variable, not an argument: the row is one expression, which
+ * cannot declare one.
+ */
+const toSetRow = rowBuilder(['floats', 'words', 'values', 'j', 'x'], (column, i) =>
+  `(x = floats[j + ${i}]) === x ? x : values[words[2 * j + ${2 * i + LOW}]]`)
+
+/** Appends to `rows` the rows of one set: its cells' buffer and its parsed values. */
+function appendSet(rows, buffer, values) {
+  const floats = new Float64Array(buffer)
+  const words = new Uint32Array(buffer)
+  for (let j = 0; j < floats.length; j += WIDTH) rows.push(toSetRow(floats, words, values, j))
+  return rows
+}
+
+/**
+ * The rows of the parts a page, a stream or a replay hands over: `[text, cells, text, cells…]`
+ * (src/lib.rs, RowParts), `values` the parsed values of the first set (a page's text holds more
+ * than them). The sets after the first are plain JSON arrays.
+ */
+function rowsOfSets(parts, values = JSON.parse(parts[0])) {
+  const rows = appendSet([], parts[1], values)
+  for (let i = 2; i + 1 < parts.length; i += 2) appendSet(rows, parts[i + 1], JSON.parse(parts[i]))
+  return rows
+}
+
+/** Whether a replay batch ended early (src/lib.rs, `range`): one more part follows its set. */
+const endedEarly = (parts) => parts.length % 2 !== 0
 
 /** One row's values (or null) as a row (or null). */
 const oneRow = (values) => (values === null ? null : toRow(values, 0))
@@ -76,4 +109,4 @@ const parsed = (value) => (typeof value !== 'string' ? value : value === '{}' ? 
  */
 const makeRow = rowBuilder(columns, (column) => (jsonColumns.includes(column) ? `parsed(${column})` : column), { parsed })
 
-module.exports = { toRows, oneRow, makeRow, rowBuilder, endedEarly, firstPiece, appendPieces, rowsOf }
+module.exports = { toRows, oneRow, makeRow, rowBuilder, endedEarly, firstPiece, appendPieces, rowsOf, rowsOfSets }

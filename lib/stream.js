@@ -4,7 +4,7 @@
 // bounded whatever the size of the log.
 const { optionError, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
-const { toRows } = require('./rows')
+const { rowsOfSets } = require('./rows')
 const { defaults } = require('./constants')
 
 const STREAM_KEYS = ['batchSize', 'startId', 'endId', 'correlationId', 'user', 'cmd', 'follow', 'signal']
@@ -76,7 +76,7 @@ class StreamState {
     this.#pollMs = pollMs
   }
 
-  /** Starts reading the next batch: its text, '' when caught up, null when nothing more can come. */
+  /** Starts reading the next batch: its parts, '' when caught up, null when nothing more can come. */
   read() {
     this.#woken = false
     const pending = this.#native.next()
@@ -231,16 +231,16 @@ class Streams {
     try {
       let pending = state.read()
       for (;;) {
-        const text = await pending
-        if (text === null || state.ended) return
-        if (text === '') {
+        const parts = await pending
+        if (parts === null || state.ended) return
+        if (parts === '') {
           if (!follow) return
           await state.idle()
           if (state.ended) return
           pending = state.read()
         } else {
           pending = state.read() // one batch ahead, while the consumer handles this one
-          yield toRows(JSON.parse(text))
+          yield rowsOfSets(parts)
         }
       }
     } finally {

@@ -31,6 +31,7 @@ pub mod pg;
 pub(crate) mod pieces;
 pub mod read;
 pub mod row;
+pub(crate) mod rowset;
 pub mod schema;
 pub(crate) mod statement;
 pub mod store;
@@ -520,80 +521,66 @@ impl NativeQueue {
         read::newest_id(self.store()?.conn()).map(|id| id.map(|id| id as f64)).map_err(to_js)
     }
 
-    /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as a
-    /// flat JSON array of values: the batches `cycleThrough` replays. A batch may end early (see
-    /// `src/pieces.rs`), which one more value at its end says; see [`stream::Batch::into_replay`].
-    #[napi(ts_return_type = "string")]
-    pub fn range(&self, env: Env, from: f64, until: Option<f64>, limit: u32) -> Result<Json, napi::Error> {
+    /// Up to `limit` rows with `from <= id` (and `id < until` when given), in id order, as
+    /// [`RowParts`]: the batches `cycleThrough` replays. A batch may end early (see
+    /// `src/pieces.rs`), which one more value after its parts (`true`) says.
+    #[napi(ts_return_type = "Array<string | ArrayBuffer | true>")]
+    pub fn range(&self, env: Env, from: f64, until: Option<f64>, limit: u32) -> Result<RowParts, napi::Error> {
         self.read(&env, |store| {
             let end = until.map(to_id).transpose()?.map_or(i64::MAX, |u| u.saturating_sub(1));
             let ids = to_id(from)?..=end;
             let batch = Filter::default().read(store.conn(), ids, i64::from(limit), &pieces::Limits::current())?;
-            Ok(Json(batch.into_replay()))
+            let cut = batch.cut;
+            Ok(RowParts { sets: vec![batch.finish()], cut })
         })
     }
 
-    /// One page, as the JSON text described in `src/page.rs`, in pieces (see [`to_text`]).
-    fn page(&self, env: &Env, query: Query<'_>, options: PageArgs) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+    /// One page, as the text described in `src/page.rs` and its rows' cells, in [`RowParts`].
+    fn page(&self, env: &Env, query: Query<'_>, options: PageArgs) -> Result<RowParts, napi::Error> {
         self.read(env, |store| {
             let offset = to_id(options.offset)?;
             let cursor = options.cursor.as_deref();
             let limit = i64::from(options.limit);
             let options = PageOptions { limit, offset, cursor, with_count: options.with_count };
-            page::read(store.conn(), query, &options).map(to_text)
+            page::read(store.conn(), query, &options).map(|sets| RowParts { sets, cut: false })
         })
     }
 
-    #[napi(ts_return_type = "string | string[]")]
+    #[napi(ts_return_type = "Array<string | ArrayBuffer>")]
     pub fn page_by_correlation(
         &self,
         env: Env,
         correlation_id: String,
         options: PageArgs,
-    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+    ) -> Result<RowParts, napi::Error> {
         self.page(&env, Query::Correlation(&correlation_id), options)
     }
 
-    #[napi(ts_return_type = "string | string[]")]
-    pub fn page_of_children(
-        &self,
-        env: Env,
-        id: f64,
-        options: PageArgs,
-    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+    #[napi(ts_return_type = "Array<string | ArrayBuffer>")]
+    pub fn page_of_children(&self, env: Env, id: f64, options: PageArgs) -> Result<RowParts, napi::Error> {
         let id = to_id(id).map_err(|err| rejection(&env, err))?;
         self.page(&env, Query::Children(id), options)
     }
 
-    #[napi(ts_return_type = "string | string[]")]
-    pub fn page_by_user(
-        &self,
-        env: Env,
-        user: String,
-        options: PageArgs,
-    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+    #[napi(ts_return_type = "Array<string | ArrayBuffer>")]
+    pub fn page_by_user(&self, env: Env, user: String, options: PageArgs) -> Result<RowParts, napi::Error> {
         self.page(&env, Query::User(&user), options)
     }
 
-    #[napi(ts_return_type = "string | string[]")]
-    pub fn page_by_cmd(
-        &self,
-        env: Env,
-        cmd: String,
-        options: PageArgs,
-    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+    #[napi(ts_return_type = "Array<string | ArrayBuffer>")]
+    pub fn page_by_cmd(&self, env: Env, cmd: String, options: PageArgs) -> Result<RowParts, napi::Error> {
         self.page(&env, Query::Cmd(&cmd), options)
     }
 
     /// `start` and `end` may be infinite; NaN matches nothing.
-    #[napi(ts_return_type = "string | string[]")]
+    #[napi(ts_return_type = "Array<string | ArrayBuffer>")]
     pub fn page_in_time_range(
         &self,
         env: Env,
         start: f64,
         end: f64,
         options: PageArgs,
-    ) -> Result<Either<Json, Vec<Json>>, napi::Error> {
+    ) -> Result<RowParts, napi::Error> {
         self.page(&env, Query::TimeRange(start, end), options)
     }
 
@@ -1075,8 +1062,8 @@ pub struct NextBatch {
 }
 
 impl Task for NextBatch {
-    type Output = std::result::Result<Option<Json>, Error>;
-    type JsValue = Option<Json>;
+    type Output = std::result::Result<Option<Either<Json, RowParts>>, Error>;
+    type JsValue = Option<Either<Json, RowParts>>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1085,8 +1072,8 @@ impl Task for NextBatch {
             None => Ok(Next::Finished),
         };
         Ok(next.map(|next| match next {
-            Next::Rows(text) => Some(Json(text)),
-            Next::CaughtUp => Some(Json(String::new())),
+            Next::Rows(set) => Some(Either::B(RowParts { sets: vec![set], cut: false })),
+            Next::CaughtUp => Some(Either::A(Json(String::new()))),
             Next::Finished => None,
         }))
     }
@@ -1125,6 +1112,54 @@ impl ToNapiValue for Json {
     }
 }
 
+/// Rows on their way to JavaScript (see `src/rowset.rs`): one array of each set's text and
+/// cells (an `ArrayBuffer` of `f64`), in order, then `true` when a replay's batch was cut short.
+pub struct RowParts {
+    sets: Vec<(String, Vec<f64>)>,
+    cut: bool,
+}
+
+impl ToNapiValue for RowParts {
+    unsafe fn to_napi_value(env: sys::napi_env, value: RowParts) -> napi::Result<sys::napi_value> {
+        let mut array = ptr::null_mut();
+        let length = value.sets.len() * 2 + usize::from(value.cut);
+        // SAFETY: `env` is the one this conversion was called with (as the trait requires);
+        // every pointer handed over is valid for the call.
+        check_status!(unsafe { sys::napi_create_array_with_length(env, length, &mut array) })?;
+        let mut at = 0;
+        let mut push = |element: sys::napi_value| {
+            // SAFETY: as above; `array` is the array just created.
+            let status = unsafe { sys::napi_set_element(env, array, at, element) };
+            at += 1;
+            check_status!(status)
+        };
+        for (text, cells) in value.sets {
+            let mut string = ptr::null_mut();
+            // SAFETY: as above.
+            check_status!(unsafe { create_string(env, text.as_bytes(), &mut string) })?;
+            push(string)?;
+            let bytes = cells.len() * std::mem::size_of::<f64>();
+            let (mut buffer, mut data) = (ptr::null_mut(), ptr::null_mut());
+            // SAFETY: as above. The new buffer holds `bytes` bytes at `data`, which the cells
+            // fill: they cannot overlap memory JavaScript has just allocated.
+            unsafe {
+                check_status!(sys::napi_create_arraybuffer(env, bytes, &mut data, &mut buffer))?;
+                if bytes > 0 {
+                    ptr::copy_nonoverlapping(cells.as_ptr().cast::<u8>(), data.cast::<u8>(), bytes);
+                }
+            }
+            push(buffer)?;
+        }
+        if value.cut {
+            let mut yes = ptr::null_mut();
+            // SAFETY: as above.
+            check_status!(unsafe { sys::napi_get_boolean(env, true, &mut yes) })?;
+            push(yes)?;
+        }
+        Ok(array)
+    }
+}
+
 /// Makes `value` a JavaScript string of `text`, whose bytes that are not UTF-8 read as U+FFFD;
 /// returns the Node-API status. Text that is all ASCII (nearly every value) goes over as
 /// Latin-1, a plain copy (see [`Json`]).
@@ -1150,6 +1185,16 @@ impl TypeName for Json {
 
     fn value_type() -> ValueType {
         ValueType::String
+    }
+}
+
+impl TypeName for RowParts {
+    fn type_name() -> &'static str {
+        "Array"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
     }
 }
 
@@ -1506,45 +1551,39 @@ impl NativePg {
 /// followers (`src/pg/page.rs`, `src/pg/stream.rs`, `src/pg/listen.rs`).
 #[napi]
 impl NativePg {
-    async fn page(&self, query: Query<'_>, options: PageArgs) -> napi::Result<Either<Json, Vec<Json>>> {
+    async fn page(&self, query: Query<'_>, options: PageArgs) -> napi::Result<RowParts> {
         let offset = to_id(options.offset).map_err(to_js_async)?;
         let cursor = options.cursor.as_deref();
         let options = PageOptions { limit: i64::from(options.limit), offset, cursor, with_count: options.with_count };
         let mut conn = self.pool.get().await.map_err(to_js_async)?;
-        pg::page::read(&mut conn, &self.names, query, &options).await.map(to_text).map_err(to_js_async)
+        pg::page::read(&mut conn, &self.names, query, &options)
+            .await
+            .map(|sets| RowParts { sets, cut: false })
+            .map_err(to_js_async)
     }
 
-    #[napi(ts_return_type = "Promise<string | string[]>")]
-    pub async fn page_by_correlation(
-        &self,
-        correlation_id: String,
-        options: PageArgs,
-    ) -> napi::Result<Either<Json, Vec<Json>>> {
+    #[napi(ts_return_type = "Promise<Array<string | ArrayBuffer>>")]
+    pub async fn page_by_correlation(&self, correlation_id: String, options: PageArgs) -> napi::Result<RowParts> {
         self.page(Query::Correlation(&correlation_id), options).await
     }
 
-    #[napi(ts_return_type = "Promise<string | string[]>")]
-    pub async fn page_of_children(&self, id: f64, options: PageArgs) -> napi::Result<Either<Json, Vec<Json>>> {
+    #[napi(ts_return_type = "Promise<Array<string | ArrayBuffer>>")]
+    pub async fn page_of_children(&self, id: f64, options: PageArgs) -> napi::Result<RowParts> {
         self.page(Query::Children(to_id(id).map_err(to_js_async)?), options).await
     }
 
-    #[napi(ts_return_type = "Promise<string | string[]>")]
-    pub async fn page_by_user(&self, user: String, options: PageArgs) -> napi::Result<Either<Json, Vec<Json>>> {
+    #[napi(ts_return_type = "Promise<Array<string | ArrayBuffer>>")]
+    pub async fn page_by_user(&self, user: String, options: PageArgs) -> napi::Result<RowParts> {
         self.page(Query::User(&user), options).await
     }
 
-    #[napi(ts_return_type = "Promise<string | string[]>")]
-    pub async fn page_by_cmd(&self, cmd: String, options: PageArgs) -> napi::Result<Either<Json, Vec<Json>>> {
+    #[napi(ts_return_type = "Promise<Array<string | ArrayBuffer>>")]
+    pub async fn page_by_cmd(&self, cmd: String, options: PageArgs) -> napi::Result<RowParts> {
         self.page(Query::Cmd(&cmd), options).await
     }
 
-    #[napi(ts_return_type = "Promise<string | string[]>")]
-    pub async fn page_in_time_range(
-        &self,
-        start: f64,
-        end: f64,
-        options: PageArgs,
-    ) -> napi::Result<Either<Json, Vec<Json>>> {
+    #[napi(ts_return_type = "Promise<Array<string | ArrayBuffer>>")]
+    pub async fn page_in_time_range(&self, start: f64, end: f64, options: PageArgs) -> napi::Result<RowParts> {
         self.page(Query::TimeRange(start, end), options).await
     }
 
@@ -1617,15 +1656,15 @@ pub struct NativePgStream {
 
 #[napi]
 impl NativePgStream {
-    #[napi(ts_return_type = "Promise<string | null>")]
-    pub async fn next(&self) -> napi::Result<Option<Json>> {
+    #[napi(ts_return_type = "Promise<Array<string | ArrayBuffer> | '' | null>")]
+    pub async fn next(&self) -> napi::Result<Option<Either<Json, RowParts>>> {
         let mut guard = self.stream.lock().await;
         let Some(stream) = guard.as_mut() else { return Ok(None) };
         let next = stream.read().await;
         self.position.store(stream.position(), AtomicOrdering::Release);
         Ok(match next.map_err(to_js_async)? {
-            Next::Rows(text) => Some(Json(text)),
-            Next::CaughtUp => Some(Json(String::new())),
+            Next::Rows(set) => Some(Either::B(RowParts { sets: vec![set], cut: false })),
+            Next::CaughtUp => Some(Either::A(Json(String::new()))),
             Next::Finished => None,
         })
     }

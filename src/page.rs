@@ -1,8 +1,8 @@
 //! Paginated reads: one page of a query, the query's total, and where the next page starts,
 //! rendered as one JSON text so that a page crosses to JavaScript in one piece:
 //! `{"events":[…],"totalCount":…,"hasMore":…,"nextOffset":…,"nextCursor":…}`, where `events`
-//! is a flat array of row values (see [`crate::row::write_values`]); a page of very large rows
-//! continues its `events` in further [`Pieces`].
+//! is the array of values of the page's rows, whose cells cross beside it (see
+//! [`crate::rowset`]); a page of very large rows continues in further [`RowSets`].
 //!
 //! A page reads `limit + 1` rows: the extra one only says whether more follow, so `hasMore` is
 //! exact without counting. A cursor is keyset pagination: it holds the sort key of the last row
@@ -16,8 +16,8 @@ use rusqlite::types::ValueRef;
 
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::pieces::Pieces;
 use crate::row::{select_list, Values};
+use crate::rowset::RowSets;
 use crate::statement::Statement;
 
 /// The largest `limit` a page accepts.
@@ -298,8 +298,8 @@ pub(crate) fn check(options: &PageOptions<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Reads one page of `query` as JSON text, in [`Pieces`].
-pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> Result<Vec<String>> {
+/// Reads one page of `query`: its text and its rows' cells, in [`RowSets`].
+pub fn read(conn: &Connection, query: Query<'_>, options: &PageOptions<'_>) -> Result<Vec<(String, Vec<f64>)>> {
     check(options)?;
     let after = options.cursor.map(|text| Cursor::decode(text, &query)).transpose()?;
     if options.with_count {
@@ -315,19 +315,19 @@ fn render(
     query: Query<'_>,
     options: &PageOptions<'_>,
     after: Option<Cursor>,
-) -> Result<Vec<String>> {
-    let mut pieces = Pieces::new(head(options));
-    let events = write_events(&mut pieces, conn, query, options, after)?;
+) -> Result<Vec<(String, Vec<f64>)>> {
+    let mut sets = RowSets::new(head(options));
+    let events = write_events(&mut sets, conn, query, options, after)?;
     let total = match options.with_count {
         true => Some(events.known_total(options, after).map_or_else(|| count(conn, query), Ok)?),
         false => None,
     };
-    Ok(finish(pieces, &query, options, after, &events, total))
+    Ok(finish(sets, &query, options, after, &events, total))
 }
 
 /// The start of a page's text, its rows to follow.
 pub(crate) fn head(options: &PageOptions<'_>) -> String {
-    let mut head = String::with_capacity(256 * options.limit.min(1000) as usize);
+    let mut head = String::with_capacity(128 * options.limit.min(1000) as usize);
     head.push_str("{\"events\":[");
     head
 }
@@ -335,16 +335,17 @@ pub(crate) fn head(options: &PageOptions<'_>) -> String {
 /// Closes a page's rows and writes the rest: `total` is the query's count when the page
 /// reports one (`withCount`), `after` the cursor it started from.
 pub(crate) fn finish(
-    mut pieces: Pieces,
+    sets: RowSets,
     query: &Query<'_>,
     options: &PageOptions<'_>,
     after: Option<Cursor>,
     events: &Events,
     total: Option<i64>,
-) -> Vec<String> {
+) -> Vec<(String, Vec<f64>)> {
     let passed = after.map_or(options.offset, |c| c.passed);
-    let out = &mut pieces.first;
-    out.push_str("],\"totalCount\":");
+    let mut tail = String::with_capacity(256);
+    let out = &mut tail;
+    out.push_str(",\"totalCount\":");
     match total {
         Some(total) => out.push_str(itoa::Buffer::new().format(total)),
         None => out.push_str("null"),
@@ -360,7 +361,7 @@ pub(crate) fn finish(
         }
         None => out.push_str(",\"hasMore\":false,\"nextOffset\":null,\"nextCursor\":null}"),
     }
-    pieces.finish()
+    sets.finish(&tail)
 }
 
 /// The rows of a page, as its read takes them (`limit + 1` at most, see the module).
@@ -376,12 +377,12 @@ pub(crate) struct Events {
 impl Events {
     /// Writes `row` into the page, unless the page is full: then it only says that more rows
     /// follow, and false tells the read to stop.
-    pub(crate) fn take(&mut self, pieces: &mut Pieces, row: &impl Values, limit: i64) -> Result<bool> {
+    pub(crate) fn take(&mut self, sets: &mut RowSets, row: &impl Values, limit: i64) -> Result<bool> {
         if self.rows == limit {
             self.more = true;
             return Ok(false);
         }
-        pieces.row(row)?;
+        sets.push(row)?;
         self.rows += 1;
         if self.rows == limit {
             self.last = Some(Cursor::at(row)?);
@@ -400,7 +401,7 @@ impl Events {
 
 /// Writes up to `limit` rows.
 fn write_events(
-    pieces: &mut Pieces,
+    sets: &mut RowSets,
     conn: &Connection,
     query: Query<'_>,
     options: &PageOptions<'_>,
@@ -420,7 +421,7 @@ fn write_events(
     let mut rows = stmt.rows();
     let mut events = Events::default();
     while let Some(row) = rows.next()? {
-        if !events.take(pieces, &row, options.limit)? {
+        if !events.take(sets, &row, options.limit)? {
             break;
         }
     }
@@ -492,13 +493,16 @@ mod tests {
     }
 
     fn page(store: &Store, query: Query<'_>, options: &PageOptions<'_>) -> Value {
-        let pieces = read(store.conn(), query, options).unwrap();
-        assert_eq!(pieces.len(), 1, "a page of small rows is one piece");
-        serde_json::from_str(&pieces[0]).unwrap()
+        let sets = read(store.conn(), query, options).unwrap();
+        assert_eq!(sets.len(), 1, "a page of small rows is one set");
+        let (text, cells) = &sets[0];
+        let mut page: Value = serde_json::from_str(text).unwrap();
+        page["ids"] = cells.chunks(10).map(|row| row[0] as i64).collect();
+        page
     }
 
     fn ids(page: &Value) -> Vec<i64> {
-        page["events"].as_array().unwrap().chunks(10).map(|row| row[0].as_i64().unwrap()).collect()
+        page["ids"].as_array().unwrap().iter().map(|id| id.as_i64().unwrap()).collect()
     }
 
     /// Every id of a query, walked by offset and by cursor; both walks must agree.

@@ -2,13 +2,14 @@
 //! 2^29 - 24 characters, about 512 MB), and text longer than that cannot cross the boundary at
 //! all: napi fails with an empty message. So rows are rendered in bounded amounts:
 //!
-//! - a batch of a stream or of `cycleThrough` ends early once it holds [`BATCH_BYTES`], and
-//!   the caller continues after its last row, so a replay holds one batch (plus one row) at a
-//!   time whatever the size of the log and of its rows;
-//! - a read that returns everything in one call (a transaction, a page, children) is rendered
-//!   in [`Pieces`]: the read's own JSON text with its first rows, then, when that would grow
-//!   past [`BATCH_BYTES`], further flat arrays of row values, each its own string, which
-//!   `lib/rows.js` appends to the first's rows. Nearly every read is one piece, as before;
+//! - a batch of a stream or of `cycleThrough` ends early once it holds [`BATCH_BYTES`] (its
+//!   text and cells, see [`crate::rowset`]), and the caller continues after its last row, so a
+//!   replay holds one batch (plus one row) at a time whatever the size of the log and of its rows;
+//! - a read that returns everything in one call (a transaction, children) is rendered in
+//!   [`Pieces`]: the read's own JSON text with its first rows, then, when that would grow past
+//!   [`BATCH_BYTES`], further flat arrays of row values, each its own string, which
+//!   `lib/rows.js` appends to the first's rows; a page, in [`crate::rowset::RowSets`], the same
+//!   way. Nearly every read is one piece, as before;
 //! - a single row whose text is longer than a string may be is
 //!   [`crate::error::Error::RowTooLarge`], naming it: no way of reading it can hand it to
 //!   JavaScript.

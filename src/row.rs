@@ -36,7 +36,7 @@ pub fn select_list() -> String {
 
 /// What each column, in [`COLUMNS`] order, holds: JSON text (`data`, `metadata`), with what a
 /// NULL reads as, or anything else. A NULL `metadata` reads as `{}`, as EventLite reads it.
-const JSON_COLUMNS: [Option<(&str, Cell<'static>)>; 10] = {
+pub(crate) const JSON_COLUMNS: [Option<(&str, Cell<'static>)>; 10] = {
     const EMPTY_OBJECT: Cell<'static> = Cell::Json(b"{}");
     [None, None, None, None, None, None, Some(("data", Cell::Null)), None, None, Some(("metadata", EMPTY_OBJECT))]
 };
@@ -68,7 +68,7 @@ impl Cell<'_> {
 
 /// A value of a column that does not hold JSON.
 #[inline(always)]
-fn plain(value: ValueRef<'_>) -> Cell<'_> {
+pub(crate) fn plain(value: ValueRef<'_>) -> Cell<'_> {
     match value {
         ValueRef::Null => Cell::Null,
         ValueRef::Integer(n) => Cell::Integer(n),
@@ -98,7 +98,10 @@ fn stored_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> Cell<'a> {
 /// that text is known to be ASCII: the scan learns it on the way, so rendering need not look
 /// again.
 #[inline(always)]
-fn checked_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> std::result::Result<(Cell<'a>, bool), json::Invalid> {
+pub(crate) fn checked_json<'a>(
+    value: ValueRef<'a>,
+    null: Cell<'static>,
+) -> std::result::Result<(Cell<'a>, bool), json::Invalid> {
     match value {
         ValueRef::Text(text) | ValueRef::Blob(text) => Ok(match json::whole(text)? {
             None => (null, false),
@@ -109,7 +112,7 @@ fn checked_json<'a>(value: ValueRef<'a>, null: Cell<'static>) -> std::result::Re
 }
 
 /// The error of a row whose JSON column `column` is not JSON.
-fn corrupt(row: &impl Values, column: &'static str, invalid: json::Invalid) -> Error {
+pub(crate) fn corrupt(row: &impl Values, column: &'static str, invalid: json::Invalid) -> Error {
     Error::CorruptRow {
         id: row.value(0).and_then(|id| Ok(id.as_i64()?)).unwrap_or_default(),
         column,
@@ -151,8 +154,9 @@ pub fn json_columns() -> impl Iterator<Item = &'static str> {
 }
 
 /// Appends one row's ten values, selected with [`select_list`], comma-separated and without
-/// keys. Every read sends rows this way, in a flat JSON array (one row, or many one after
-/// another): JavaScript parses a flat array of values about a third faster than the same rows as
+/// keys. Reads send rows this way, in a flat JSON array (one row, or many one after another),
+/// except pages and the batches of streams and replays, which send them as [`crate::rowset`]
+/// sets: JavaScript parses a flat array of values about a third faster than the same rows as
 /// objects, then builds each row with one object literal (`lib/rows.js`): the keys are known,
 /// so there is no point sending them. A `data` or `metadata` that is not JSON is
 /// [`Error::CorruptRow`]; a row whose text would be longer than `limit` bytes is
@@ -192,7 +196,7 @@ pub fn write_values(out: &mut String, row: &impl Values, limit: usize) -> Result
 
 /// Whether a JSON column's value renders to more than `room` bytes: its text, unless it is only
 /// white space (which renders as a NULL does). Looked at only when the text is that long.
-fn outgrows(value: ValueRef<'_>, room: usize) -> bool {
+pub(crate) fn outgrows(value: ValueRef<'_>, room: usize) -> bool {
     match value {
         ValueRef::Text(bytes) | ValueRef::Blob(bytes) if bytes.len() > room => {
             bytes.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
@@ -204,7 +208,7 @@ fn outgrows(value: ValueRef<'_>, room: usize) -> bool {
 /// One value as JSON: text becomes a JSON string; numbers and JSON text stay as they are,
 /// with U+FFFD for bytes that are not UTF-8.
 #[inline(always)]
-fn write_cell(out: &mut String, cell: Cell<'_>) {
+pub(crate) fn write_cell(out: &mut String, cell: Cell<'_>) {
     match cell {
         Cell::Null => out.push_str("null"),
         Cell::Integer(n) => out.push_str(itoa::Buffer::new().format(n)),

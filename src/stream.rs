@@ -14,8 +14,9 @@ use rusqlite::OpenFlags;
 use crate::connection::Connection;
 use crate::consumer::{Partition, PARTITION_FUNCTION};
 use crate::error::Result;
-use crate::pieces::{write_row, Limits};
+use crate::pieces::Limits;
 use crate::row::{select_list, Values};
+use crate::rowset::RowSet;
 use crate::store::{self, Store, MEMORY};
 
 /// The rows a stream reads at a time when not told otherwise.
@@ -53,29 +54,15 @@ static BATCH_SQL: Lazy<Vec<String>> = Lazy::new(|| {
         .collect()
 });
 
-/// A batch: the rows as a flat JSON array of values, how many, and the id of the last.
+/// A batch: the rows (see [`crate::rowset`]), and the id of the last.
 #[derive(Debug)]
 pub struct Batch {
-    pub text: String,
-    pub rows: usize,
+    pub rows: RowSet,
     pub last_id: Option<i64>,
     /// Whether the batch ended before `limit` rows with more possibly to come: it reached
     /// [`Limits::batch`] bytes, or the next row cannot be read (the next batch, which starts
     /// with it, reports why), so that the rows before it are delivered first.
     pub cut: bool,
-}
-
-impl Batch {
-    /// The text `cycleThrough` replays: the rows, then, when the batch was cut, one more value
-    /// (`true`), which tells it to go on although the batch is short.
-    pub fn into_replay(self) -> String {
-        let mut text = self.text;
-        if self.cut {
-            text.pop();
-            text.push_str(",true]");
-        }
-        text
-    }
 }
 
 impl Filter {
@@ -105,59 +92,53 @@ impl Filter {
                 break;
             }
         }
-        Ok(batch.close())
+        Ok(batch)
     }
 }
 
 impl Batch {
     /// An empty batch of up to `limit` rows, to [`push`](Batch::push) rows into.
     pub(crate) fn new(limit: i64, limits: &Limits) -> Batch {
-        let capacity = (256 * limit.min(1000) as usize).min(limits.batch);
-        let mut batch = Batch { text: String::with_capacity(capacity), rows: 0, last_id: None, cut: false };
-        batch.text.push('[');
-        batch
+        let capacity = (128 * limit.min(1000) as usize).min(limits.batch);
+        Batch { rows: RowSet::new(String::with_capacity(capacity) + "["), last_id: None, cut: false }
     }
 
     /// Whether the batch reached its byte budget (then it is cut: more may follow).
     pub(crate) fn full(&mut self, limits: &Limits) -> bool {
-        self.cut = self.rows > 0 && self.text.len() >= limits.batch;
+        self.cut = self.rows.rows > 0 && self.rows.bytes() >= limits.batch;
         self.cut
     }
 
     /// Adds a row; false when it did not fit (the batch is cut, the row left for the next).
     pub(crate) fn push(&mut self, row: &impl Values, limits: &Limits) -> Result<bool> {
-        let start = self.text.len();
-        if self.rows > 0 {
-            self.text.push(',');
-        }
-        let written = write_row(&mut self.text, row, limits);
+        let set = &mut self.rows;
+        let mark = set.mark();
+        let written = set.push(row, limits.row);
         // Past what a string may hold, the row goes to the next batch, on its own.
-        let overfull = self.rows > 0 && self.text.len() > limits.row;
+        let overfull = set.rows > 1 && set.text.len() > limits.row;
         if written.is_err() || overfull {
-            self.text.truncate(start);
-            if self.rows == 0 {
+            if set.rows == 0 {
                 written?;
             }
+            set.rollback(mark);
             self.cut = true;
             return Ok(false);
         }
-        self.rows += 1;
         self.last_id = row.value(0)?.as_i64().ok();
         Ok(true)
     }
 
-    /// The finished batch.
-    pub(crate) fn close(mut self) -> Batch {
-        self.text.push(']');
-        self
+    /// The batch's two parts (see [`crate::rowset`]).
+    pub fn finish(self) -> (String, Vec<f64>) {
+        self.rows.finish("")
     }
 }
 
 /// What a stream's next read found.
 #[derive(Debug, PartialEq)]
 pub enum Next {
-    /// A batch of rows (see [`Batch::text`]).
-    Rows(String),
+    /// A batch of rows, in its two parts (see [`crate::rowset`]).
+    Rows((String, Vec<f64>)),
     /// Nothing new yet: a following stream waits and reads again.
     CaughtUp,
     /// Past `end_id`: nothing can ever come.
@@ -297,14 +278,14 @@ impl Stream {
             }
             let batch = filter.read(conn, *next_id..=upper, *batch_size, limits)?;
             let passed = match batch.last_id {
-                Some(last) if batch.rows as i64 == *batch_size || batch.cut => last,
+                Some(last) if batch.rows.rows as i64 == *batch_size || batch.cut => last,
                 _ => upper,
             };
             *next_id = passed.saturating_add(1);
-            Ok(match batch.rows {
+            Ok(match batch.rows.rows {
                 0 if passed >= *end_id => Next::Finished,
                 0 => Next::CaughtUp,
-                _ => Next::Rows(batch.text),
+                _ => Next::Rows(batch.finish()),
             })
         })
     }
@@ -314,7 +295,6 @@ impl Stream {
 mod tests {
     use super::*;
     use crate::store::Config;
-    use serde_json::Value;
 
     /// Appends events `from..to` by this crate's payload format: user `u{i % 2}`, cmd
     /// `c{i % 3}`, correlation `k{i % 5}`.
@@ -325,9 +305,8 @@ mod tests {
         store.append(&format!("[{}]", events.join(","))).unwrap();
     }
 
-    fn ids(text: &str) -> Vec<i64> {
-        let values: Vec<Value> = serde_json::from_str(text).unwrap();
-        values.chunks(10).map(|row| row[0].as_i64().unwrap()).collect()
+    fn ids((_, cells): &(String, Vec<f64>)) -> Vec<i64> {
+        cells.chunks(10).map(|row| row[0] as i64).collect()
     }
 
     /// Every id the stream yields until it catches up or finishes, batch by batch.
@@ -335,7 +314,7 @@ mod tests {
         let mut batches = Vec::new();
         loop {
             match stream.read().unwrap() {
-                Next::Rows(text) => batches.push(ids(&text)),
+                Next::Rows(rows) => batches.push(ids(&rows)),
                 other => return (batches, other),
             }
         }
@@ -377,8 +356,9 @@ mod tests {
         let store = shared(Config::new(MEMORY));
         append(&mut store.lock().unwrap(), 0..7);
         let mut stream = Stream::new(&store, Filter::default(), 0, None, 100);
-        // A rendered row of these events is about 40 bytes: a batch ends after its third.
-        stream.limits.batch = 100;
+        // A row of these events is about 110 bytes (80 of them its cells): a batch ends after
+        // its third.
+        stream.limits.batch = 250;
         let (batches, end) = drain(&mut stream);
         assert_eq!((batches, end), (vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]], Next::CaughtUp));
     }
@@ -389,8 +369,8 @@ mod tests {
         append(&mut store.lock().unwrap(), 0..6);
         store.lock().unwrap().conn().execute("UPDATE queue SET data = 'hello world' WHERE id = 4", []).unwrap();
         let mut stream = Stream::new(&store, Filter::default(), 0, None, 100);
-        let Next::Rows(text) = stream.read().unwrap() else { panic!("expected rows") };
-        assert_eq!(ids(&text), [1, 2, 3]);
+        let Next::Rows(rows) = stream.read().unwrap() else { panic!("expected rows") };
+        assert_eq!(ids(&rows), [1, 2, 3]);
         let err = stream.read().unwrap_err();
         assert_eq!((err.code(), err.row_id()), ("ERR_CORRUPT_ROW", Some(4)));
         // A row too long for a string: the same, once the rows before it are out.
@@ -403,8 +383,8 @@ mod tests {
             .conn()
             .execute("UPDATE queue SET data = '\"' || hex(zeroblob(100)) || '\"' WHERE id = 5", [])
             .unwrap();
-        let Next::Rows(text) = stream.read().unwrap() else { panic!("expected rows") };
-        assert_eq!(ids(&text), [2, 3, 4]);
+        let Next::Rows(rows) = stream.read().unwrap() else { panic!("expected rows") };
+        assert_eq!(ids(&rows), [2, 3, 4]);
         let err = stream.read().unwrap_err();
         assert_eq!((err.code(), err.row_id()), ("ERR_ROW_TOO_LARGE", Some(5)));
     }

@@ -11,7 +11,7 @@ use super::read::PgRow;
 use super::schema::{quote, Names};
 use crate::error::Result;
 use crate::page::{self, Cursor, Events, Order, PageOptions, Query};
-use crate::pieces::Pieces;
+use crate::rowset::RowSets;
 use crate::schema::COLUMNS;
 
 /// The rows every ordered read may return: those written by transactions older than any still
@@ -107,8 +107,13 @@ fn where_clause(statement: &Statement) -> String {
     statement.clauses.join(" AND ")
 }
 
-/// Reads one page of `query` as JSON text, in [`Pieces`]: the text of [`crate::page::read`].
-pub async fn read(conn: &mut Conn, names: &Names, query: Query<'_>, options: &PageOptions<'_>) -> Result<Vec<String>> {
+/// Reads one page of `query` in [`RowSets`]' parts: the parts of [`crate::page::read`].
+pub async fn read(
+    conn: &mut Conn,
+    names: &Names,
+    query: Query<'_>,
+    options: &PageOptions<'_>,
+) -> Result<Vec<(String, Vec<f64>)>> {
     page::check(options)?;
     let after = options.cursor.map(|text| Cursor::decode(text, &query)).transpose()?;
     if !options.with_count {
@@ -130,7 +135,7 @@ async fn render(
     query: Query<'_>,
     options: &PageOptions<'_>,
     after: Option<Cursor>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(String, Vec<f64>)>> {
     let mut select = Statement::default();
     filter(&mut select, &query, after.as_ref());
     if let Some(after) = &after {
@@ -150,10 +155,10 @@ async fn render(
     }
     let statement = conn.statement(&sql).await?;
     let rows = conn.client.query(&statement, &select.params()).await?;
-    let mut pieces = Pieces::new(page::head(options));
+    let mut sets = RowSets::new(page::head(options));
     let mut events = Events::default();
     for row in &rows {
-        if !events.take(&mut pieces, &PgRow(row), options.limit)? {
+        if !events.take(&mut sets, &PgRow(row), options.limit)? {
             break;
         }
     }
@@ -164,7 +169,7 @@ async fn render(
         }),
         false => None,
     };
-    Ok(page::finish(pieces, &query, options, after, &events, total))
+    Ok(page::finish(sets, &query, options, after, &events, total))
 }
 
 async fn count(conn: &mut Conn, names: &Names, query: &Query<'_>) -> Result<i64> {

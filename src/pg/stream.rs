@@ -104,11 +104,11 @@ impl PgStream {
             let Some(horizon) = horizon else { return Ok(Next::CaughtUp) };
             let passed = stopped_at.unwrap_or(horizon);
             self.next_id = passed.saturating_add(1);
-            match batch.rows {
+            match batch.rows.rows {
                 0 if passed >= self.end_id => return Ok(Next::Finished),
                 0 if stopped_at.is_some() => continue,
                 0 => return Ok(Next::CaughtUp),
-                _ => return Ok(Next::Rows(batch.text)),
+                _ => return Ok(Next::Rows(batch.finish())),
             }
         }
     }
@@ -163,7 +163,7 @@ struct Scan {
 
 impl Scan {
     fn into_batch(self) -> (Batch, Option<i64>, Option<i64>) {
-        (self.batch.close(), self.last, self.horizon)
+        (self.batch, self.last, self.horizon)
     }
 }
 
@@ -184,10 +184,7 @@ mod tests {
 
     fn ids(next: &Next) -> Vec<i64> {
         match next {
-            Next::Rows(text) => {
-                let rows: Vec<serde_json::Value> = serde_json::from_str(text).unwrap();
-                rows.chunks(COLUMNS.len()).map(|row| row[0].as_i64().unwrap()).collect()
-            }
+            Next::Rows((_, cells)) => cells.chunks(COLUMNS.len()).map(|row| row[0] as i64).collect(),
             _ => Vec::new(),
         }
     }
