@@ -17,7 +17,7 @@ use rusqlite::types::ValueRef;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::row::{select_list, Values};
-use crate::rowset::RowSets;
+use crate::rowset::{RowSets, ROW_BYTES};
 use crate::statement::Statement;
 
 /// The largest `limit` a page accepts.
@@ -327,7 +327,7 @@ fn render(
 
 /// The start of a page's text, its rows to follow.
 pub(crate) fn head(options: &PageOptions<'_>) -> String {
-    let mut head = String::with_capacity(128 * options.limit.min(1000) as usize);
+    let mut head = String::with_capacity(ROW_BYTES * (options.limit.min(1000) as usize + 1));
     head.push_str("{\"events\":[");
     head
 }

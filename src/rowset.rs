@@ -32,8 +32,8 @@ pub struct RowSet {
     pub text: String,
     /// Values in the text's array.
     values: u32,
-    /// Plain strings written recently, by a hash of their bytes.
-    recent: [Recent; RECENT],
+    /// Plain strings written recently, two a set, found by a hash of their bytes.
+    recent: [[Recent; 2]; SETS],
     /// Where `null` is, once a cell holds it.
     null: Option<u32>,
     pub rows: usize,
@@ -47,10 +47,16 @@ pub struct Mark {
     values: u32,
 }
 
+/// The text a row is expected to take: a set's text made with room for `n` such rows gets
+/// cells for `n` rows too (see [`RowSet::new`]), so that neither grows as the rows come.
+pub const ROW_BYTES: usize = 128;
+
 impl RowSet {
-    /// A set whose text starts with `head`, which opens the array of values.
+    /// A set whose text starts with `head`, which opens the array of values; its cells have
+    /// room for as many rows as the text (see [`ROW_BYTES`]).
     pub fn new(head: String) -> RowSet {
-        let (cells, recent) = (Vec::new(), [Recent::EMPTY; RECENT]);
+        let cells = Vec::with_capacity(head.capacity() / ROW_BYTES * COLUMNS.len());
+        let recent = [[Recent::EMPTY; 2]; SETS];
         RowSet { cells, text: head, values: 0, recent, null: None, rows: 0 }
     }
 
@@ -69,7 +75,7 @@ impl RowSet {
         self.cells.truncate(mark.cells);
         if self.values != mark.values {
             self.values = mark.values;
-            for recent in self.recent.iter_mut().filter(|r| r.at >= mark.values) {
+            for recent in self.recent.iter_mut().flatten().filter(|r| r.at >= mark.values) {
                 *recent = Recent::EMPTY;
             }
             self.null = self.null.filter(|at| *at < mark.values);
@@ -154,17 +160,26 @@ impl RowSet {
     /// as they are (ASCII with nothing to escape) are remembered, so that the text holds their
     /// bytes to compare with.
     fn string_at(&mut self, bytes: &[u8]) -> u32 {
-        let slot = &self.recent[slot_of(bytes)];
-        let (start, end) = (slot.start as usize, slot.start as usize + bytes.len());
-        if slot.len as usize == bytes.len() && self.text.as_bytes().get(start..end) == Some(bytes) {
-            return slot.at;
+        let (set, hash) = set_of(bytes);
+        let text = self.text.as_bytes();
+        let held = |slot: &Recent| {
+            slot.hash == hash
+                && text.get(slot.start as usize..slot.start as usize + bytes.len()).is_some_and(|t| same(t, bytes))
+        };
+        let ways = &mut self.recent[set];
+        if let Some(way) = ways.iter().position(held) {
+            // The one found first next time.
+            ways.swap(0, way);
+            return ways[0].at;
         }
         let at = self.entry();
         let start = self.text.len() + 1;
         row::write_cell(&mut self.text, Cell::Text(bytes));
         if self.text.len() == start + bytes.len() + 1 {
-            if let (Ok(start), Ok(len)) = (u32::try_from(start), u32::try_from(bytes.len())) {
-                self.recent[slot_of(bytes)] = Recent { at, start, len };
+            if let Ok(start) = u32::try_from(start) {
+                let ways = &mut self.recent[set];
+                ways[1] = ways[0];
+                ways[0] = Recent { at, start, hash };
             }
         }
         at
@@ -230,35 +245,55 @@ impl RowSets {
     }
 }
 
-/// How many plain strings a set remembers. A hash table of every string would cost about what
-/// writing them out does; the values a set repeats (a page's correlation id, a few users and
-/// commands) are few, and one forgotten is only written again.
-const RECENT: usize = 64;
+/// How many sets of two plain strings a row set remembers. A hash table of every string would
+/// cost about what writing them out does; the values a set repeats (a page's correlation id, a
+/// few users and commands) are few, and one forgotten is only written again.
+const SETS: usize = 32;
 
-/// A plain string written as the `at`-th value, its bytes at `start..start + len` of the text.
+/// A plain string written as the `at`-th value, its bytes at `start..` of the text, and its
+/// hash (see [`set_of`]): a different hash is a different string, an equal one is compared.
 #[derive(Debug, Clone, Copy)]
 struct Recent {
     at: u32,
     start: u32,
-    len: u32,
+    hash: u64,
 }
 
 impl Recent {
-    /// A slot that holds nothing: no string is as long.
-    const EMPTY: Recent = Recent { at: 0, start: 0, len: u32::MAX };
+    /// A slot that holds nothing: its bytes, if any, are compared before it is used.
+    const EMPTY: Recent = Recent { at: 0, start: u32::MAX, hash: u64::MAX };
 }
 
-/// The slot of `bytes` among [`RECENT`]: a hash of their length and first and last eight bytes.
-fn slot_of(bytes: &[u8]) -> usize {
-    let word = |part: &[u8]| {
-        let mut word = [0u8; 8];
-        word[..part.len()].copy_from_slice(part);
-        u64::from_le_bytes(word)
-    };
+/// Up to eight bytes as a word, the first in the low byte.
+#[inline(always)]
+fn word(part: &[u8]) -> u64 {
+    match <[u8; 8]>::try_from(part) {
+        Ok(eight) => u64::from_le_bytes(eight),
+        Err(_) => part.iter().rev().fold(0, |word, &b| word << 8 | u64::from(b)),
+    }
+}
+
+/// The set of `bytes` among [`SETS`], and the hash a slot compares first: 32 bits of a hash of
+/// their length and first and last eight bytes, with the length above them.
+#[inline(always)]
+fn set_of(bytes: &[u8]) -> (usize, u64) {
     let n = bytes.len();
     let (head, tail) = (word(&bytes[..n.min(8)]), word(&bytes[n.saturating_sub(8)..]));
-    let hash = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    (hash >> 58) as usize
+    let hash = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    ((hash as usize) % SETS, hash | (n as u64) << 32)
+}
+
+/// Whether two strings of the same length are equal; up to 16 bytes without a call (the
+/// first and last eight bytes cover them).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n > 16 {
+        return a == b;
+    }
+    let (ha, hb) = (word(&a[..n.min(8)]), word(&b[..n.min(8)]));
+    let (ta, tb) = (word(&a[n.saturating_sub(8)..]), word(&b[n.saturating_sub(8)..]));
+    ha == hb && ta == tb
 }
 
 #[cfg(test)]
@@ -338,6 +373,29 @@ mod tests {
         assert_eq!(floats(decode(&text, &cells)), floats(texts));
         assert_eq!(text.matches("\"u1\"").count(), 1, "a string is sent once: {text}");
         assert_eq!(text.matches("{}").count(), 3, "each row has a metadata of its own: {text}");
+    }
+
+    #[test]
+    fn the_strings_a_page_repeats_are_sent_once() {
+        let text = |s: String| Value::Text(s);
+        let rows: Vec<[Value; 4]> = (0..100)
+            .map(|k| {
+                [
+                    text(format!("user{}", k % 10)),
+                    text("logEvent".into()),
+                    text(format!("{{\"i\":{k}}}")),
+                    text("{}".into()),
+                ]
+            })
+            .collect();
+        let conn = table(&rows);
+        let (result, set, texts) = both(&conn, usize::MAX);
+        result.unwrap();
+        let (text, cells) = set.finish("");
+        assert_eq!(decode(&text, &cells).len(), texts.len());
+        for repeated in (0..10).map(|k| format!("\"user{k}\"")).chain(["\"logEvent\"".into()]) {
+            assert_eq!(text.matches(&repeated).count(), 1, "{repeated} is sent once: {text}");
+        }
     }
 
     #[test]

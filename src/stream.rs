@@ -16,7 +16,7 @@ use crate::consumer::{Partition, PARTITION_FUNCTION};
 use crate::error::Result;
 use crate::pieces::Limits;
 use crate::row::{select_list, Values};
-use crate::rowset::RowSet;
+use crate::rowset::{RowSet, ROW_BYTES};
 use crate::store::{self, Store, MEMORY};
 
 /// The rows a stream reads at a time when not told otherwise.
@@ -99,7 +99,7 @@ impl Filter {
 impl Batch {
     /// An empty batch of up to `limit` rows, to [`push`](Batch::push) rows into.
     pub(crate) fn new(limit: i64, limits: &Limits) -> Batch {
-        let capacity = (128 * limit.min(1000) as usize).min(limits.batch);
+        let capacity = (ROW_BYTES * limit.min(1000) as usize).min(limits.batch);
         Batch { rows: RowSet::new(String::with_capacity(capacity) + "["), last_id: None, cut: false }
     }
 
