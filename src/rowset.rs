@@ -34,6 +34,8 @@ pub struct RowSet {
     values: u32,
     /// Plain strings written recently, two a set, found by a hash of their bytes.
     recent: [[Recent; 2]; SETS],
+    /// The plain string each column held last, if remembered.
+    last: [Recent; COLUMNS.len()],
     /// Where `null` is, once a cell holds it.
     null: Option<u32>,
     pub rows: usize,
@@ -56,8 +58,8 @@ impl RowSet {
     /// room for as many rows as the text (see [`ROW_BYTES`]).
     pub fn new(head: String) -> RowSet {
         let cells = Vec::with_capacity(head.capacity() / ROW_BYTES * COLUMNS.len());
-        let recent = [[Recent::EMPTY; 2]; SETS];
-        RowSet { cells, text: head, values: 0, recent, null: None, rows: 0 }
+        let (recent, last) = ([[Recent::EMPTY; 2]; SETS], [Recent::EMPTY; COLUMNS.len()]);
+        RowSet { cells, text: head, values: 0, recent, last, null: None, rows: 0 }
     }
 
     /// What the set holds, in bytes, text and cells together: what a batch is bounded by.
@@ -75,7 +77,8 @@ impl RowSet {
         self.cells.truncate(mark.cells);
         if self.values != mark.values {
             self.values = mark.values;
-            for recent in self.recent.iter_mut().flatten().filter(|r| r.at >= mark.values) {
+            let remembered = self.recent.iter_mut().flatten().chain(&mut self.last);
+            for recent in remembered.filter(|r| r.at >= mark.values) {
                 *recent = Recent::EMPTY;
             }
             self.null = self.null.filter(|at| *at < mark.values);
@@ -117,7 +120,7 @@ impl RowSet {
                 Cell::Integer(n) => n as f64,
                 Cell::Real(f) => f,
                 Cell::Null => reference(self.null_at()),
-                Cell::Text(bytes) => reference(self.string_at(bytes)),
+                Cell::Text(bytes) => reference(self.string_at(i as usize, bytes)),
                 Cell::Json(text) => {
                     let at = self.entry();
                     if ascii {
@@ -159,17 +162,20 @@ impl RowSet {
     /// The index of a plain string: one written recently, or a new value. Only strings written
     /// as they are (ASCII with nothing to escape) are remembered, so that the text holds their
     /// bytes to compare with.
-    fn string_at(&mut self, bytes: &[u8]) -> u32 {
+    fn string_at(&mut self, column: usize, bytes: &[u8]) -> u32 {
+        // Most often the column holds what it held in the row before (the command, the
+        // correlation id of a page): that one is compared first, without hashing.
+        let last = self.last[column];
+        if (last.hash >> 32) as usize == bytes.len() && self.holds(&last, bytes) {
+            return last.at;
+        }
         let (set, hash) = set_of(bytes);
-        let text = self.text.as_bytes();
-        let held = |slot: &Recent| {
-            slot.hash == hash
-                && text.get(slot.start as usize..slot.start as usize + bytes.len()).is_some_and(|t| same(t, bytes))
-        };
+        let found = self.recent[set].iter().position(|slot| slot.hash == hash && self.holds(slot, bytes));
         let ways = &mut self.recent[set];
-        if let Some(way) = ways.iter().position(held) {
+        if let Some(way) = found {
             // The one found first next time.
             ways.swap(0, way);
+            self.last[column] = ways[0];
             return ways[0].at;
         }
         let at = self.entry();
@@ -180,9 +186,17 @@ impl RowSet {
                 let ways = &mut self.recent[set];
                 ways[1] = ways[0];
                 ways[0] = Recent { at, start, hash };
+                self.last[column] = ways[0];
             }
         }
         at
+    }
+
+    /// Whether `slot` holds `bytes`.
+    #[inline(always)]
+    fn holds(&self, slot: &Recent, bytes: &[u8]) -> bool {
+        let start = slot.start as usize;
+        self.text.as_bytes().get(start..start + bytes.len()).is_some_and(|held| same(held, bytes))
     }
 
     /// The two parts: the text with its array closed and `tail` after it, and the cells.
@@ -264,12 +278,16 @@ impl Recent {
     const EMPTY: Recent = Recent { at: 0, start: u32::MAX, hash: u64::MAX };
 }
 
-/// Up to eight bytes as a word, the first in the low byte.
+/// The first and the last eight bytes of `bytes` as words (the same bytes when there are fewer
+/// than nine; fewer than eight fill the low bytes of one word).
 #[inline(always)]
-fn word(part: &[u8]) -> u64 {
-    match <[u8; 8]>::try_from(part) {
-        Ok(eight) => u64::from_le_bytes(eight),
-        Err(_) => part.iter().rev().fold(0, |word, &b| word << 8 | u64::from(b)),
+fn ends(bytes: &[u8]) -> (u64, u64) {
+    match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        _ => {
+            let word = bytes.iter().rev().fold(0, |word, &b| word << 8 | u64::from(b));
+            (word, word)
+        }
     }
 }
 
@@ -278,22 +296,20 @@ fn word(part: &[u8]) -> u64 {
 #[inline(always)]
 fn set_of(bytes: &[u8]) -> (usize, u64) {
     let n = bytes.len();
-    let (head, tail) = (word(&bytes[..n.min(8)]), word(&bytes[n.saturating_sub(8)..]));
+    let (head, tail) = ends(bytes);
     let hash = (head ^ tail.rotate_left(29) ^ n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
     ((hash as usize) % SETS, hash | (n as u64) << 32)
 }
 
-/// Whether two strings of the same length are equal; up to 16 bytes without a call (the
-/// first and last eight bytes cover them).
+/// Whether two strings of the same length are equal: a short one a byte at a time, one of up
+/// to 16 bytes by its first and last eight, without a call.
 #[inline(always)]
 fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n > 16 {
-        return a == b;
+    match a.len() {
+        0..8 => a.iter().zip(b).all(|(x, y)| x == y),
+        8..=16 => ends(a) == ends(b),
+        _ => a == b,
     }
-    let (ha, hb) = (word(&a[..n.min(8)]), word(&b[..n.min(8)]));
-    let (ta, tb) = (word(&a[n.saturating_sub(8)..]), word(&b[n.saturating_sub(8)..]));
-    ha == hb && ta == tb
 }
 
 #[cfg(test)]
@@ -373,6 +389,20 @@ mod tests {
         assert_eq!(floats(decode(&text, &cells)), floats(texts));
         assert_eq!(text.matches("\"u1\"").count(), 1, "a string is sent once: {text}");
         assert_eq!(text.matches("{}").count(), 3, "each row has a metadata of its own: {text}");
+    }
+
+    #[test]
+    fn strings_are_the_same_only_when_every_byte_is() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n as u8).map(|k| b'a' + k % 26).collect();
+            assert!(same(&a, &a.clone()), "{n} bytes");
+            assert_eq!(set_of(&a), set_of(&a.clone()));
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] = b'#';
+                assert!(!same(&a, &b), "{n} bytes, differing at {at}");
+            }
+        }
     }
 
     #[test]
