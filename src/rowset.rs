@@ -120,7 +120,7 @@ impl RowSet {
                 Cell::Integer(n) => n as f64,
                 Cell::Real(f) => f,
                 Cell::Null => reference(self.null_at()),
-                Cell::Text(bytes) => reference(self.string_at(i as usize, bytes)),
+                Cell::Text(bytes) => reference(self.string_at(i, bytes)),
                 Cell::Json(text) => {
                     let at = self.entry();
                     if ascii {
