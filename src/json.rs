@@ -100,33 +100,38 @@ pub(crate) static STOP: [bool; 256] = {
 const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
 const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
 
-/// Whether any of the eight bytes in `word` is one [`STOP`] holds; sometimes true when none is
-/// (a byte after a match), never false when one is.
-#[inline]
-fn stops(word: u64) -> bool {
+/// The bytes of `word` (the first in the low byte) that [`STOP`] holds, as their high bits.
+/// The lowest bit set is exact, the first such byte; a byte after it may be flagged when it is
+/// none, by a borrow out of the one before.
+#[inline(always)]
+fn stop_bits(word: u64) -> u64 {
     let below_space = word.wrapping_sub(ONES * 0x20);
-    let quote = word ^ (ONES * u64::from(b'"'));
-    let backslash = word ^ (ONES * u64::from(b'\\'));
-    let zero_byte = |w: u64| w.wrapping_sub(ONES);
-    (below_space | zero_byte(quote) & !quote | zero_byte(backslash) & !backslash | word) & HIGHS != 0
+    let zero_byte = |w: u64| w.wrapping_sub(ONES) & !w;
+    let quote = zero_byte(word ^ (ONES * u64::from(b'"')));
+    let backslash = zero_byte(word ^ (ONES * u64::from(b'\\')));
+    (below_space | quote | backslash | word) & HIGHS
 }
 
-/// Where the run of plain string bytes starting at `at` ends: the first eight bytes one at a
-/// time (keys and most values end within them, before a word of eight would pay for itself),
-/// then eight at a time, then one.
+/// The index of the byte whose high bit is the lowest set in `flags` (not zero).
+#[inline(always)]
+fn first_flagged(flags: u64) -> usize {
+    (flags.trailing_zeros() / 8) as usize
+}
+
+/// Eight bytes from `at`, the first in the low byte, while eight remain.
+#[inline(always)]
+fn word_at(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes.get(at..).and_then(<[u8]>::first_chunk::<8>).map(|eight| u64::from_le_bytes(*eight))
+}
+
+/// Where the run of plain string bytes starting at `at` ends: eight bytes at a time while
+/// eight remain, the first stop byte located in its word, then one at a time.
 #[inline]
 fn plain(bytes: &[u8], mut at: usize) -> usize {
-    let short = at.saturating_add(8).min(bytes.len());
-    while at < short {
-        if STOP[bytes[at] as usize] {
-            return at;
-        }
-        at += 1;
-    }
-    for chunk in bytes[at.min(bytes.len())..].chunks_exact(8) {
-        let Ok(eight) = <[u8; 8]>::try_from(chunk) else { break };
-        if stops(u64::from_ne_bytes(eight)) {
-            break;
+    while let Some(word) = word_at(bytes, at) {
+        let found = stop_bits(word);
+        if found != 0 {
+            return at + first_flagged(found);
         }
         at += 8;
     }
@@ -178,8 +183,20 @@ fn escape(bytes: &[u8], at: usize) -> Result<usize, Invalid> {
     }
 }
 
+/// Where the run of digits from `at` ends, eight bytes at a time while eight remain.
 #[inline]
 fn digits(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(word) = word_at(bytes, at) {
+        // A digit becomes 0 to 9. Adding 118 sets the high bit of a byte above 9 without a
+        // carry out of a byte below 128, and `| x` flags those from 128: the lowest flag is
+        // exact, the first byte that is no digit.
+        let x = word ^ (ONES * u64::from(b'0'));
+        let others = (x.wrapping_add(ONES * (127 - 9)) | x) & HIGHS;
+        if others != 0 {
+            return at + first_flagged(others);
+        }
+        at += 8;
+    }
     while matches!(bytes.get(at), Some(b'0'..=b'9')) {
         at += 1;
     }
@@ -298,6 +315,31 @@ mod tests {
 
     fn is_json(text: &str) -> bool {
         whole(text.as_bytes()).is_ok_and(|s| s.is_some())
+    }
+
+    #[test]
+    fn a_string_or_number_ends_where_it_ends_at_every_place_in_a_word() {
+        let serde = |text: &str| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        for n in 0..20 {
+            let run = "a".repeat(n);
+            let digits = "7".repeat(n + 1);
+            let texts = [
+                format!("[\"{run}\",1]"),
+                format!("[\"{run}\\n{run}\"]"),
+                format!("[\"{run}\u{1}\"]"),
+                format!("[\"{run}é{run}\"]"),
+                format!("[\"{run}"),
+                format!("[{digits},{digits}.{digits}e-{digits}]"),
+                format!("[{digits}x]"),
+                format!("[{digits}é]"),
+                format!("{{\"{run}\":{digits}}}"),
+            ];
+            for text in texts {
+                assert_eq!(is_json(&text), serde(&text), "{text}");
+            }
+            let text = format!("[\"{run}\",{digits}]");
+            assert_eq!(whole(text.as_bytes()).map(|s| s.map(|s| s.end)), Ok(Some(text.len())), "{text}");
+        }
     }
 
     #[test]
