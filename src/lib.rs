@@ -1032,9 +1032,9 @@ impl ObjectFinalize for NativeStream {
 
 #[napi]
 impl NativeStream {
-    /// Resolves to the next batch as a flat JSON array of row values, to `""` when there is
+    /// Resolves to the next batch as a set of rows ([`RowParts`]), to `""` when there is
     /// nothing new yet, or to `null` when nothing more can come (past `endId`, or closed).
-    #[napi(ts_return_type = "Promise<string | null>")]
+    #[napi(ts_return_type = "Promise<Array<string | ArrayBuffer> | '' | null>")]
     pub fn next(&self) -> AsyncTask<NextBatch> {
         AsyncTask::new(NextBatch { stream: Arc::clone(&self.stream) })
     }
@@ -1644,7 +1644,7 @@ impl NativePg {
     }
 }
 
-/// A stream's reader on PostgreSQL: `next()` resolves to a batch's text, `''` when caught up,
+/// A stream's reader on PostgreSQL: `next()` resolves to a batch's set of rows, `''` when caught up,
 /// `null` when nothing more can come (or once closed). It holds no connection between batches.
 #[napi]
 pub struct NativePgStream {
