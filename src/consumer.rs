@@ -83,6 +83,17 @@ pub struct Member<'a> {
     pub member: u32,
 }
 
+/// A reader asking for a member's lease (see [`acquire`]): the member, the size of its group,
+/// the reader's token, the time, and the owners JavaScript found gone, whose leases are free.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub at: Member<'a>,
+    pub size: u32,
+    pub token: &'a str,
+    pub now: i64,
+    pub dead: &'a [String],
+}
+
 /// What [`acquire`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Acquired {
@@ -152,22 +163,16 @@ pub(crate) fn check(at: &Member<'_>, size: u32) -> Result<()> {
 /// A group's size can change only where every member stopped at the same position with no
 /// reader holding a lease (as `reset` leaves them): anywhere else the partitions would move
 /// under positions that were counted in the old ones, and events would be skipped or repeated.
-pub fn acquire(
-    conn: &Connection,
-    at: &Member<'_>,
-    size: u32,
-    token: &str,
-    now: i64,
-    dead: &[String],
-) -> Result<Acquired> {
-    check(at, size)?;
+pub fn acquire(conn: &Connection, claim: &Claim<'_>) -> Result<Acquired> {
+    let Claim { at, size, token, now, dead } = *claim;
+    check(&at, size)?;
     let txn = WriteTxn::begin(conn)?;
     let mut rows = rows(conn, at.name)?;
-    if let Some(position) = regroup(at, &rows, size, token, now, dead)? {
+    if let Some(position) = regroup(claim, &rows)? {
         create_group(conn, at.name, size, position)?;
         rows = self::rows(conn, at.name)?;
     }
-    let row = match member_row(at, &rows, token, now, dead)? {
+    let row = match member_row(&at, &rows, token, now, dead)? {
         Ok(row) => row,
         Err(busy) => return Ok(busy),
     };
@@ -181,14 +186,8 @@ pub fn acquire(
 /// Whether `acquire` must make the group's rows anew (for a consumer used the first time, or
 /// a group of another size): the position every member starts at. Refused where the members
 /// stand at different positions or another reader holds one (see [`acquire`]).
-pub(crate) fn regroup(
-    at: &Member<'_>,
-    rows: &[Row],
-    size: u32,
-    token: &str,
-    now: i64,
-    dead: &[String],
-) -> Result<Option<i64>> {
+pub(crate) fn regroup(claim: &Claim<'_>, rows: &[Row]) -> Result<Option<i64>> {
+    let Claim { at, size, token, now, dead } = *claim;
     let same_size = rows.len() == size as usize && rows.iter().all(|r| r.size == size);
     if same_size {
         return Ok(None);
@@ -350,6 +349,18 @@ mod tests {
 
     const SOLO: Member<'static> = Member { name: "solo", member: 0 };
 
+    /// [`acquire`] with the claim's parts as arguments.
+    fn claim(
+        conn: &Connection,
+        at: &Member<'_>,
+        size: u32,
+        token: &str,
+        now: i64,
+        dead: &[String],
+    ) -> Result<Acquired> {
+        acquire(conn, &Claim { at: *at, size, token, now, dead })
+    }
+
     #[test]
     fn the_partition_is_fnv1a_of_the_utf8_bytes() {
         // FNV-1a 32 of "" is the offset basis, of "a" 0xe40c292c (the published test vectors).
@@ -377,49 +388,49 @@ mod tests {
     #[test]
     fn one_reader_at_a_time_until_its_lease_ends() {
         let conn = memory();
-        assert_eq!(acquire(&conn, &SOLO, 1, "a", 1_000, &[]).unwrap(), Acquired::Position(0));
-        assert_eq!(acquire(&conn, &SOLO, 1, "a", 1_000, &[]).unwrap(), Acquired::Position(0), "the owner again");
-        assert_eq!(acquire(&conn, &SOLO, 1, "b", 1_000, &[]).unwrap(), Acquired::Busy("a".into()));
+        assert_eq!(claim(&conn, &SOLO, 1, "a", 1_000, &[]).unwrap(), Acquired::Position(0));
+        assert_eq!(claim(&conn, &SOLO, 1, "a", 1_000, &[]).unwrap(), Acquired::Position(0), "the owner again");
+        assert_eq!(claim(&conn, &SOLO, 1, "b", 1_000, &[]).unwrap(), Acquired::Busy("a".into()));
         commit(&conn, &SOLO, "a", 7, 2_000).unwrap();
         // Renewed by the commit at 2,000: busy until 2,000 + LEASE_MS, free from then.
-        assert_eq!(acquire(&conn, &SOLO, 1, "b", 1_999 + LEASE_MS, &[]).unwrap(), Acquired::Busy("a".into()));
-        assert_eq!(acquire(&conn, &SOLO, 1, "b", 2_000 + LEASE_MS, &[]).unwrap(), Acquired::Position(7));
+        assert_eq!(claim(&conn, &SOLO, 1, "b", 1_999 + LEASE_MS, &[]).unwrap(), Acquired::Busy("a".into()));
+        assert_eq!(claim(&conn, &SOLO, 1, "b", 2_000 + LEASE_MS, &[]).unwrap(), Acquired::Position(7));
         let err = commit(&conn, &SOLO, "a", 9, 3_000 + LEASE_MS).unwrap_err();
         assert_eq!(err.code(), "ERR_CONSUMER_BUSY", "the old owner commits nothing");
         assert!(!renew(&conn, &SOLO, "a", 3_000 + LEASE_MS).unwrap());
         assert_eq!(position(&conn, &SOLO).unwrap(), Some(7));
         release(&conn, &SOLO, "a").unwrap();
-        assert_eq!(acquire(&conn, &SOLO, 1, "c", 3_000 + LEASE_MS, &[]).unwrap(), Acquired::Busy("b".into()));
+        assert_eq!(claim(&conn, &SOLO, 1, "c", 3_000 + LEASE_MS, &[]).unwrap(), Acquired::Busy("b".into()));
         release(&conn, &SOLO, "b").unwrap();
-        assert_eq!(acquire(&conn, &SOLO, 1, "c", 3_000 + LEASE_MS, &[]).unwrap(), Acquired::Position(7));
+        assert_eq!(claim(&conn, &SOLO, 1, "c", 3_000 + LEASE_MS, &[]).unwrap(), Acquired::Position(7));
     }
 
     #[test]
     fn a_dead_owners_lease_is_free_before_it_expires() {
         let conn = memory();
-        acquire(&conn, &SOLO, 1, "gone", 0, &[]).unwrap();
-        assert_eq!(acquire(&conn, &SOLO, 1, "new", 1, &["other".into()]).unwrap(), Acquired::Busy("gone".into()));
-        assert_eq!(acquire(&conn, &SOLO, 1, "new", 1, &["gone".into()]).unwrap(), Acquired::Position(0));
+        claim(&conn, &SOLO, 1, "gone", 0, &[]).unwrap();
+        assert_eq!(claim(&conn, &SOLO, 1, "new", 1, &["other".into()]).unwrap(), Acquired::Busy("gone".into()));
+        assert_eq!(claim(&conn, &SOLO, 1, "new", 1, &["gone".into()]).unwrap(), Acquired::Position(0));
     }
 
     #[test]
     fn a_group_gets_a_row_per_member_and_changes_size_only_at_a_clean_cut() {
         let conn = memory();
         let member = |member| Member { name: "g", member };
-        assert_eq!(acquire(&conn, &member(1), 3, "one", 0, &[]).unwrap(), Acquired::Position(0));
+        assert_eq!(claim(&conn, &member(1), 3, "one", 0, &[]).unwrap(), Acquired::Position(0));
         let listed: Vec<(u32, u32)> = list(&conn).unwrap().iter().map(|c| (c.member, c.size)).collect();
         assert_eq!(listed, [(0, 3), (1, 3), (2, 3)]);
         commit(&conn, &member(1), "one", 5, 0).unwrap();
         release(&conn, &member(1), "one").unwrap();
         let two = Member { name: "g", member: 0 };
-        assert_eq!(acquire(&conn, &two, 2, "t", 0, &[]).unwrap_err().code(), "ERR_INVALID_OPTION");
+        assert_eq!(claim(&conn, &two, 2, "t", 0, &[]).unwrap_err().code(), "ERR_INVALID_OPTION");
         assert_eq!(reset(&conn, "g", 4, 0, &[]).unwrap(), None);
-        assert_eq!(acquire(&conn, &two, 2, "t", 0, &[]).unwrap(), Acquired::Position(4));
+        assert_eq!(claim(&conn, &two, 2, "t", 0, &[]).unwrap(), Acquired::Position(4));
         let listed: Vec<(u32, u32, i64)> =
             list(&conn).unwrap().iter().map(|c| (c.member, c.size, c.position)).collect();
         assert_eq!(listed, [(0, 2, 4), (1, 2, 4)]);
         assert_eq!(
-            acquire(&conn, &Member { name: "g", member: 2 }, 2, "t", 0, &[]).unwrap_err().code(),
+            claim(&conn, &Member { name: "g", member: 2 }, 2, "t", 0, &[]).unwrap_err().code(),
             "ERR_INVALID_OPTION"
         );
     }
@@ -427,13 +438,13 @@ mod tests {
     #[test]
     fn reset_waits_for_no_live_reader_and_creates_unknown_names() {
         let conn = memory();
-        acquire(&conn, &SOLO, 1, "a", 0, &[]).unwrap();
+        claim(&conn, &SOLO, 1, "a", 0, &[]).unwrap();
         assert_eq!(reset(&conn, "solo", 3, 1, &[]).unwrap(), Some("a".into()));
         assert_eq!(reset(&conn, "solo", 3, 1, &["a".into()]).unwrap(), None);
         assert_eq!(position(&conn, &SOLO).unwrap(), Some(3));
         assert_eq!(reset(&conn, "fresh", 9, 1, &[]).unwrap(), None);
         let fresh = Member { name: "fresh", member: 0 };
-        assert_eq!(acquire(&conn, &fresh, 1, "x", 1, &[]).unwrap(), Acquired::Position(9));
+        assert_eq!(claim(&conn, &fresh, 1, "x", 1, &[]).unwrap(), Acquired::Position(9));
         assert_eq!(reset(&conn, "solo", -1, 1, &[]).unwrap_err().code(), "ERR_INVALID_OPTION");
     }
 
@@ -441,7 +452,7 @@ mod tests {
     fn lag_counts_the_events_after_the_position() {
         let conn = memory();
         conn.execute_batch("INSERT INTO queue (datetime, cmd) VALUES (0, 'a'), (0, 'b'), (0, 'c')").unwrap();
-        acquire(&conn, &SOLO, 1, "a", 0, &[]).unwrap();
+        claim(&conn, &SOLO, 1, "a", 0, &[]).unwrap();
         commit(&conn, &SOLO, "a", 1, 0).unwrap();
         let info = &list(&conn).unwrap()[0];
         assert_eq!((info.position, info.lag), (1, 2));

@@ -59,7 +59,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use crate::backup::Backup;
 use crate::cache::{CacheConfig, Lookup};
-use crate::consumer::{Acquired, Member, Partition};
+use crate::consumer::{Acquired, Claim, Member, Partition};
 use crate::error::Error;
 use crate::metrics::WriteKind;
 use crate::page::{PageOptions, Query};
@@ -410,8 +410,8 @@ impl NativeQueue {
     ) -> Result<Either<f64, String>> {
         let store = self.store()?;
         store.streams_ready().map_err(to_js)?;
-        let at = Member { name: &name, member };
-        match consumer::acquire(store.conn(), &at, size, &token, now_ms(), &dead).map_err(to_js)? {
+        let claim = Claim { at: Member { name: &name, member }, size, token: &token, now: now_ms(), dead: &dead };
+        match consumer::acquire(store.conn(), &claim).map_err(to_js)? {
             Acquired::Position(position) => Ok(Either::A(position as f64)),
             Acquired::Busy(owner) => Ok(Either::B(owner)),
         }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use serde::Serialize;
 
-use crate::consumer::{self, Acquired, Member};
+use crate::consumer::{self, Acquired, Claim, Member};
 use crate::error::{Error, Result};
 use crate::metrics::{MetricsSnapshot, WriteKind};
 use crate::store::{Store, Stored};
@@ -123,14 +123,7 @@ pub trait Backend: Send + 'static {
     fn metrics(&mut self) -> Result<MetricsSnapshot>;
 
     /// Takes a consumer's lease (see [`crate::consumer::acquire`]).
-    fn consumer_acquire(
-        &mut self,
-        at: &Member<'_>,
-        size: u32,
-        token: &str,
-        now: i64,
-        dead: &[String],
-    ) -> Result<Acquired>;
+    fn consumer_acquire(&mut self, claim: &Claim<'_>) -> Result<Acquired>;
 
     /// Stores a consumer's position if `token` holds its lease (see [`crate::consumer::commit`]).
     fn consumer_commit(&mut self, at: &Member<'_>, token: &str, position: i64, now: i64) -> Result<()>;
@@ -167,17 +160,10 @@ impl Backend for SqliteBackend {
         self.store().metrics()
     }
 
-    fn consumer_acquire(
-        &mut self,
-        at: &Member<'_>,
-        size: u32,
-        token: &str,
-        now: i64,
-        dead: &[String],
-    ) -> Result<Acquired> {
+    fn consumer_acquire(&mut self, claim: &Claim<'_>) -> Result<Acquired> {
         let store = self.store();
         store.streams_ready()?;
-        consumer::acquire(store.conn(), at, size, token, now, dead)
+        consumer::acquire(store.conn(), claim)
     }
 
     fn consumer_commit(&mut self, at: &Member<'_>, token: &str, position: i64, now: i64) -> Result<()> {
@@ -333,7 +319,8 @@ fn answer<B: Backend>(backend: &mut B, request: Request, commits: u64, replies: 
     let reply = match request {
         Request::Metrics => backend.metrics().map(|snapshot| Replies::metrics_text(&snapshot, commits)),
         Request::ConsumerAcquire { at, size, token, now, dead } => {
-            backend.consumer_acquire(&at.at(), size, &token, now, &dead).map(|acquired| match acquired {
+            let claim = Claim { at: at.at(), size, token: &token, now, dead: &dead };
+            backend.consumer_acquire(&claim).map(|acquired| match acquired {
                 Acquired::Position(position) => itoa::Buffer::new().format(position).to_string(),
                 Acquired::Busy(owner) => Replies::string(&owner),
             })
@@ -763,7 +750,7 @@ mod tests {
             Err(Error::QueueClosed)
         }
 
-        fn consumer_acquire(&mut self, _: &Member<'_>, _: u32, _: &str, _: i64, _: &[String]) -> Result<Acquired> {
+        fn consumer_acquire(&mut self, _: &Claim<'_>) -> Result<Acquired> {
             Err(Error::QueueClosed)
         }
 

@@ -13,7 +13,9 @@ use tokio_postgres::Row as PgRow;
 use super::page::SETTLED;
 use super::pool::Conn;
 use super::schema::Names;
-use crate::consumer::{check, check_reset, lost, member_row, regroup, Acquired, ConsumerInfo, Member, Row, LEASE_MS};
+use crate::consumer::{
+    check, check_reset, lost, member_row, regroup, Acquired, Claim, ConsumerInfo, Member, Row, LEASE_MS,
+};
 use crate::error::{Error, Result};
 
 fn table(names: &Names) -> String {
@@ -108,44 +110,29 @@ async fn create_group(conn: &mut Conn, names: &Names, name: &str, size: u32, pos
 }
 
 /// As [`crate::consumer::acquire`].
-pub async fn acquire(
-    conn: &mut Conn,
-    names: &Names,
-    at: &Member<'_>,
-    size: u32,
-    token: &str,
-    now: i64,
-    dead: &[String],
-) -> Result<Acquired> {
-    check(at, size)?;
+pub async fn acquire(conn: &mut Conn, names: &Names, claim: &Claim<'_>) -> Result<Acquired> {
+    check(&claim.at, claim.size)?;
     ensure(conn, names).await?;
     locked(conn, names).await?;
-    let acquired = acquire_locked(conn, names, at, size, token, now, dead).await;
+    let acquired = acquire_locked(conn, names, claim).await;
     end(conn, acquired).await
 }
 
-async fn acquire_locked(
-    conn: &mut Conn,
-    names: &Names,
-    at: &Member<'_>,
-    size: u32,
-    token: &str,
-    now: i64,
-    dead: &[String],
-) -> Result<Acquired> {
+async fn acquire_locked(conn: &mut Conn, names: &Names, claim: &Claim<'_>) -> Result<Acquired> {
+    let Claim { at, size, token, now, dead } = *claim;
     let mut group = rows(conn, names, at.name).await?;
-    if let Some(position) = regroup(at, &group, size, token, now, dead)? {
+    if let Some(position) = regroup(claim, &group)? {
         create_group(conn, names, at.name, size, position).await?;
         group = rows(conn, names, at.name).await?;
     }
-    let position = match member_row(at, &group, token, now, dead)? {
+    let position = match member_row(&at, &group, token, now, dead)? {
         Ok(row) => row.position,
         Err(busy) => return Ok(busy),
     };
     let take = conn
         .statement(&format!("UPDATE {} SET owner = $1, lease_until = $2 WHERE name = $3 AND member = $4", table(names)))
         .await?;
-    conn.client.execute(&take, &[&token, &(now + LEASE_MS), &at.name, &member(at)]).await?;
+    conn.client.execute(&take, &[&token, &(now + LEASE_MS), &at.name, &member(&at)]).await?;
     Ok(Acquired::Position(position))
 }
 

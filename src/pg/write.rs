@@ -20,7 +20,7 @@ use super::pool::{Conn, Pool, Pooled};
 use super::read::{self, ReadSql};
 use super::schema::Names;
 use super::{consumer, runtime};
-use crate::consumer::{Acquired, Member};
+use crate::consumer::{Acquired, Claim, Member};
 use crate::error::{Error, Result};
 use crate::event::{conditional_parts, parse_batch, NewEvent, Part};
 use crate::metrics::{Metrics, MetricsSnapshot, SqliteReport};
@@ -452,17 +452,10 @@ impl Backend for PgBackend {
 
     // A consumer's writes, on a connection of the pool (see `crate::pg::consumer`).
 
-    fn consumer_acquire(
-        &mut self,
-        at: &Member<'_>,
-        size: u32,
-        token: &str,
-        now: i64,
-        dead: &[String],
-    ) -> Result<Acquired> {
+    fn consumer_acquire(&mut self, claim: &Claim<'_>) -> Result<Acquired> {
         runtime()?.block_on(async {
             let mut conn = self.pool.get().await?;
-            consumer::acquire(&mut conn, &self.names, at, size, token, now, dead).await
+            consumer::acquire(&mut conn, &self.names, claim).await
         })
     }
 
