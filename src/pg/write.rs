@@ -139,6 +139,14 @@ impl PgBackend {
         PgBackend { pool, names: names.clone(), sql: WriteSql::new(names), metrics: Metrics::default(), inherited }
     }
 
+    /// Runs `write` on a connection of the pool, the writer thread waiting for it.
+    fn pooled<T>(&self, write: impl AsyncFnOnce(&mut Conn, &Names) -> Result<T>) -> Result<T> {
+        runtime()?.block_on(async {
+            let mut conn = self.pool.get().await?;
+            write(&mut conn, &self.names).await
+        })
+    }
+
     /// The group in one transaction: `Err` when the transaction failed (none of it is stored).
     async fn group(&self, writes: &[Write]) -> Result<(Vec<Result<Done>>, Vec<(i64, String)>)> {
         let mut conn = self.pool.get().await?;
@@ -450,41 +458,26 @@ impl Backend for PgBackend {
             .collect())
     }
 
-    // A consumer's writes, on a connection of the pool (see `crate::pg::consumer`).
+    // A consumer's writes, each on a connection of the pool (see `crate::pg::consumer`).
 
     fn consumer_acquire(&mut self, claim: &Claim<'_>) -> Result<Acquired> {
-        runtime()?.block_on(async {
-            let mut conn = self.pool.get().await?;
-            consumer::acquire(&mut conn, &self.names, claim).await
-        })
+        self.pooled(async |conn, names| consumer::acquire(conn, names, claim).await)
     }
 
     fn consumer_commit(&mut self, at: &Member<'_>, token: &str, position: i64, now: i64) -> Result<()> {
-        runtime()?.block_on(async {
-            let mut conn = self.pool.get().await?;
-            consumer::commit(&mut conn, &self.names, at, token, position, now).await
-        })
+        self.pooled(async |conn, names| consumer::commit(conn, names, at, token, position, now).await)
     }
 
     fn consumer_renew(&mut self, at: &Member<'_>, token: &str, now: i64) -> Result<bool> {
-        runtime()?.block_on(async {
-            let mut conn = self.pool.get().await?;
-            consumer::renew(&mut conn, &self.names, at, token, now).await
-        })
+        self.pooled(async |conn, names| consumer::renew(conn, names, at, token, now).await)
     }
 
     fn consumer_release(&mut self, at: &Member<'_>, token: &str) -> Result<()> {
-        runtime()?.block_on(async {
-            let mut conn = self.pool.get().await?;
-            consumer::release(&mut conn, &self.names, at, token).await
-        })
+        self.pooled(async |conn, names| consumer::release(conn, names, at, token).await)
     }
 
     fn reset_consumer(&mut self, name: &str, position: i64, now: i64, dead: &[String]) -> Result<Option<String>> {
-        runtime()?.block_on(async {
-            let mut conn = self.pool.get().await?;
-            consumer::reset(&mut conn, &self.names, name, position, now, dead).await
-        })
+        self.pooled(async |conn, names| consumer::reset(conn, names, name, position, now, dead).await)
     }
 
     fn metrics(&mut self) -> Result<MetricsSnapshot> {
