@@ -7,21 +7,11 @@
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
-const { describe, test, after, tempDb, recordingModel, holdWriteLock } = require('./helpers')
+const { describe, test, after, tempDb, recordingModel, holdWriteLock, rejectsCode } = require('./helpers')
 const { BACKENDS } = require('./backends')
 const { openQueue, initQueue } = require('..')
 
 const RACER = path.join(__dirname, 'fixtures', 'version-racer.js')
-
-/** Asserts that `promise` rejects with an error of class `Ctor` with `code`, and returns the error. */
-async function rejectsCode(promise, Ctor, code) {
-  assert.ok(promise instanceof Promise, 'a Promise, not a synchronous throw')
-  let caught
-  await promise.then(() => assert.fail(`expected ${Ctor.name} ${code}, the Promise resolved`), (err) => { caught = err })
-  assert.ok(caught instanceof Ctor, `expected ${Ctor.name} ${code}, got ${caught && caught.name}: ${caught && caught.message}`)
-  assert.equal(caught.code, code, caught.message)
-  return caught
-}
 
 /** Settles every call, as `{ value }` or `{ error }`, in order. */
 const settled = (calls) => Promise.all(calls.map((call) => call.then((value) => ({ value }), (error) => ({ error }))))

@@ -8,6 +8,7 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const {
   describe, test, after, tempDb, tempDir, recordingModel, recordingCallbacks, startAcking, storedEvents, assertAcknowledged,
+  rejectsCode,
 } = require('./helpers')
 const { BACKENDS } = require('./backends')
 const { openQueue, initQueue, eventCallbacks } = require('..')
@@ -24,16 +25,6 @@ async function open(options = {}) {
   const q = await openQueue({ dbName: tempDb(), ...options })
   after(() => q.close())
   return q
-}
-
-/** Asserts that `promise` rejects with an error of class `Ctor` with `code`, and returns the error. */
-async function rejectsCode(promise, Ctor, code) {
-  assert.ok(promise instanceof Promise, 'a Promise, not a synchronous throw')
-  let caught
-  await promise.then(() => assert.fail(`expected ${Ctor.name} ${code}, the Promise resolved`), (err) => { caught = err })
-  assert.ok(caught instanceof Ctor, `expected ${Ctor.name} ${code}, got ${caught && caught.name}: ${caught && caught.message}`)
-  assert.equal(caught.code, code, caught.message)
-  return caught
 }
 
 /** Resolves after the event loop has turned once (past its I/O and check phases). */

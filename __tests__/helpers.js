@@ -91,6 +91,16 @@ function throwsCode(fn, Ctor, code) {
   return caught
 }
 
+/** Asserts that `promise` rejects with an error of class `Ctor` with `code`, and returns the error. */
+async function rejectsCode(promise, Ctor, code) {
+  assert.ok(promise instanceof Promise, 'a Promise, not a synchronous throw')
+  let caught
+  await promise.then(() => assert.fail(`expected ${Ctor.name} ${code}, the Promise resolved`), (err) => { caught = err })
+  assert.ok(caught instanceof Ctor, `expected ${Ctor.name} ${code}, got ${caught && caught.name}: ${caught && caught.message}`)
+  assert.equal(caught.code, code, caught.message)
+  return caught
+}
+
 /**
  * The program `sqlElsewhere` and `holdWriteLock` run: SQL through the runtime's own SQLite
  * driver (better-sqlite3 on Node, bun:sqlite on Bun), in a process of its own. Another process
@@ -235,6 +245,6 @@ function assertAcknowledged(rows, acks) {
 }
 
 module.exports = {
-  describe, test, after, tempDir, tempDb, recordingModel, recordingCallbacks, openRaw, throwsCode, sqlElsewhere, holdWriteLock,
-  holdReadLock, startAcking, storedEvents, assertBatchesWhole, assertAcknowledged,
+  describe, test, after, tempDir, tempDb, recordingModel, recordingCallbacks, openRaw, throwsCode, rejectsCode, sqlElsewhere,
+  holdWriteLock, holdReadLock, startAcking, storedEvents, assertBatchesWhole, assertAcknowledged,
 }

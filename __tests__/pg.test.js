@@ -8,7 +8,7 @@ const assert = require('node:assert/strict')
 const net = require('node:net')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
-const { describe, test, after } = require('./helpers')
+const { describe, test, after, rejectsCode } = require('./helpers')
 const { pgUrl, pgTest, freshSchema: schemaName } = require('./pg-server')
 const { openQueue } = require('..')
 
@@ -37,16 +37,6 @@ async function open(options = {}) {
   const q = await openQueue({ url: URL, schema: freshSchema(), ...options })
   after(() => q.close())
   return q
-}
-
-/** Asserts that `promise` rejects with an error of class `Ctor` with `code`, and returns the error. */
-async function rejectsCode(promise, Ctor, code) {
-  assert.ok(promise instanceof Promise, 'a Promise, not a synchronous throw')
-  let caught
-  await promise.then(() => assert.fail(`expected ${Ctor.name} ${code}, the Promise resolved`), (err) => { caught = err })
-  assert.ok(caught instanceof Ctor, `expected ${Ctor.name} ${code}, got ${caught && caught.name}: ${caught && caught.message}`)
-  assert.equal(caught.code, code, caught.message)
-  return caught
 }
 
 /** The schema's events as stored, straight from the table: data and metadata as their text. */
