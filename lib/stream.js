@@ -231,7 +231,15 @@ class Streams {
     try {
       let pending = state.read()
       for (;;) {
-        const parts = await pending
+        let parts
+        try {
+          parts = await pending
+        } catch (err) {
+          // The queue closed under a read in flight (on PostgreSQL its pool is gone): the stream
+          // ends, as close() ends every stream.
+          if (err.code === 'ERR_QUEUE_CLOSED') return
+          throw err
+        }
         if (parts === null || state.ended) return
         if (parts === '') {
           if (!follow) return
