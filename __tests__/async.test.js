@@ -109,6 +109,22 @@ for (const backend of BACKENDS) {
         assert.deepEqual((await q.storeBulk([{ cmd: 'x' }])).map((r) => r.result), [null], 'no model: null results')
       })
 
+      test('each event keeps the datetime its clock gave, repeated or not, in groups too', async () => {
+        const times = [5, 5, 5, 7, 7, 5, -1, -1, 0, 9]
+        const clock = times.values()
+        const q = await open({ datetime: () => clock.next().value })
+        // Written at once, so that the calls share one commit where the backend groups them.
+        const [single, bulk, tail] = await Promise.all([
+          q.store({ cmd: 'a' }),
+          q.storeBulk(times.slice(1, 8).map((_, i) => ({ cmd: `b${i}` }))),
+          q.storeBulk([{ cmd: 'c', correlationId: 's', expectedVersion: 0 }, { cmd: 'd' }]),
+        ])
+        const returned = [single, ...bulk.map((r) => r.row), ...tail.map((r) => r.row)]
+        assert.deepEqual(returned.map((row) => row.datetime), times)
+        const stored = await Promise.all(returned.map((row) => q.retrieveByID(row.id)))
+        assert.deepEqual(stored.map((row) => row.datetime), times)
+      })
+
       test('invalid input rejects, never throws, and stores nothing; errorsTotal counts it', async () => {
         const q = await open()
         const cycle = {}

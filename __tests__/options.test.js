@@ -131,6 +131,16 @@ describe('initQueue options', () => {
     q.close()
   })
 
+  test('a clock that repeats a millisecond within a batch gives each event its own reading', () => {
+    const times = [3, 3, 4, 4, 4, 3, 0, 0, -2, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER]
+    const clock = times.values()
+    const q = initQueue({ dbName: ':memory:', datetime: () => clock.next().value })
+    const rows = q.storeBulk(times.map((_, i) => ({ cmd: `e${i}` }))).map((r) => r.row)
+    assert.deepEqual(rows.map((row) => row.datetime), times)
+    assert.deepEqual(rows.map((row) => q.retrieveByID(row.id).datetime), times)
+    q.close()
+  })
+
   test('a datetime that does not return an integer is refused and stores nothing', () => {
     const q = initQueue({ dbName: ':memory:', datetime: () => 'now' })
     const err = throwsCode(() => q.store({ cmd: 'a' }), TypeError, 'ERR_INVALID_EVENT')

@@ -4,7 +4,8 @@
 // per call, an array of tuples [cmd, data, user, ip, version, correlationId, causationId,
 // metadata, datetime] (see src/event.rs): one boundary crossing however many events. An event
 // with `expectedVersion` or `idempotencyKey` adds both to its tuple (null where absent), and
-// its call goes through the native `appendChecked`.
+// its call goes through the native `appendChecked`. A datetime of null repeats the one of the
+// event before it (see `bulkInput` in lib/write.js).
 const { randomUUID } = require('node:crypto')
 const { coded, eventError, describe, reason } = require('./errors')
 const { rowBuilder } = require('./rows')
@@ -193,7 +194,7 @@ function toPayload(records, batch) {
 const ROW_SOURCES = {
   id: 'id',
   version: `record[${VERSION}]`,
-  datetime: `record[${DATETIME}]`,
+  datetime: 'datetime',
   user: `record[${USER}]`,
   ip: `record[${IP}]`,
   cmd: `record[${CMD}]`,
@@ -203,8 +204,11 @@ const ROW_SOURCES = {
   metadata: `record[${METADATA}]`,
 }
 
-/** The stored row, built from what was sent and the id it got: nothing is read back. */
-const toRow = rowBuilder(['record', 'id', 'correlationId'], (column) => ROW_SOURCES[column])
+/**
+ * The stored row, built from what was sent and the id it got: nothing is read back. The
+ * datetime comes apart, as the record may send it as a repeat of the one before.
+ */
+const toRow = rowBuilder(['record', 'id', 'correlationId', 'datetime'], (column) => ROW_SOURCES[column])
 
 module.exports = {
   readEvent, readBatch, lacksCmd, toRecord, toPayload, toRow, timestamp, isChecked, conflictError,

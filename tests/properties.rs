@@ -27,7 +27,8 @@ mod reference {
         #[serde(borrow)] Option<Cow<'a, str>>,
         Option<i64>,
         #[serde(borrow)] &'a RawValue,
-        i64,
+        // `null`: the datetime of the event before (none for the first).
+        Option<i64>,
         // The stream conditions, which only some events carry (both, then).
         #[serde(default)] Option<i64>,
         #[serde(default, borrow)] Option<Cow<'a, str>>,
@@ -36,16 +37,20 @@ mod reference {
     /// Each event's fields as text, or `None` when serde_json refuses the payload.
     pub fn parse(payload: &str) -> Option<Vec<String>> {
         let events: Vec<Tuple<'_>> = serde_json::from_str(payload).ok()?;
-        let fields = |e: &Tuple<'_>| {
-            format!(
+        let mut datetime = None;
+        let mut fields = Vec::with_capacity(events.len());
+        for e in &events {
+            let at = e.8.or(datetime)?;
+            datetime = Some(at);
+            fields.push(format!(
                 "{:?}",
                 (
-                    (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), e.8),
+                    (e.0.as_ref(), e.1.get(), e.2.as_deref(), e.3.as_deref(), e.4, e.5.as_deref(), e.6, e.7.get(), at),
                     (e.9, e.10.as_deref())
                 )
-            )
-        };
-        Some(events.iter().map(fields).collect())
+            ));
+        }
+        Some(fields)
     }
 }
 
@@ -84,7 +89,7 @@ fn event_tuple() -> impl Strategy<Value = Value> {
         proptest::option::of(any::<String>()),
         proptest::option::of(any::<i64>()),
         json_value(),
-        any::<i64>(),
+        proptest::option::weighted(0.8, any::<i64>()),
         proptest::option::of((proptest::option::of(any::<i64>()), proptest::option::of(any::<String>()))),
     )
         .prop_map(|(cmd, data, user, ip, version, corr, caus, metadata, datetime, conditions)| match conditions {
