@@ -161,6 +161,10 @@ class RawQueue {
   }
 
   close() {
+    // bun:sqlite closes a connection only once its statements are finalized: until then the
+    // file keeps its WAL, and the benchmark's copies of a fixture would differ by whether the
+    // garbage collector had finalized them yet. better-sqlite3's close finalizes them itself.
+    if (isBun) for (const statement of [this.#insert, this.#byId, this.#page, this.#count, this.#after, this.#all]) statement.finalize()
     this.#db.close()
   }
 }

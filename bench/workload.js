@@ -339,7 +339,7 @@ function files(dir, sizes) {
       const file = next()
       if (from === 'fixture') {
         fixture ??= buildFixture()
-        // bun:sqlite leaves the WAL in place on close: the file alone may lack rows.
+        // A driver that left the WAL in place on close would leave rows out of the file alone.
         for (const suffix of ['', '-wal']) {
           if (fs.existsSync(fixture + suffix)) fs.copyFileSync(fixture + suffix, file + suffix)
         }
