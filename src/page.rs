@@ -431,9 +431,7 @@ fn write_events(
 fn count(conn: &Connection, query: Query<'_>) -> Result<i64> {
     let mut stmt = conn.cached(&query.sql().count)?;
     query.bind(&mut stmt)?;
-    let mut rows = stmt.rows();
-    let total = rows.next()?.map(|r| Ok::<_, Error>(r.value(0)?.as_i64()?)).transpose()?;
-    Ok(total.unwrap_or(0))
+    Ok(stmt.integers()?.map_or(0, |[total]| total))
 }
 
 /// Runs `read` inside one read transaction, unless the connection is in one already.

@@ -104,6 +104,18 @@ impl Statement<'_> {
         self.raw.forget_stale_texts();
         Rows { raw: &mut self.raw, done: false }
     }
+
+    /// Runs the statement with the parameters bound so far and reads the first `N` columns
+    /// of its first row as integers; `None` when it returns no row.
+    pub fn integers<const N: usize>(&mut self) -> Result<Option<[i64; N]>> {
+        let mut rows = self.rows();
+        let Some(row) = rows.next()? else { return Ok(None) };
+        let mut values = [0; N];
+        for (column, value) in (0..).zip(values.iter_mut()) {
+            *value = row.value(column)?.as_i64()?;
+        }
+        Ok(Some(values))
+    }
 }
 
 impl Drop for Statement<'_> {

@@ -853,12 +853,12 @@ pub(crate) struct WriteTxn<'c> {
 
 impl<'c> WriteTxn<'c> {
     pub(crate) fn begin(conn: &'c Connection) -> Result<WriteTxn<'c>> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        conn.cached("BEGIN IMMEDIATE")?.execute(|_| Ok(()))?;
         Ok(WriteTxn { conn, ended: false })
     }
 
     pub(crate) fn commit(mut self) -> Result<()> {
-        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.conn.cached("COMMIT")?.execute(|_| Ok(()))?;
         self.ended = true;
         Ok(())
     }

@@ -83,7 +83,7 @@ impl Watch {
 }
 
 fn schema_cookie(conn: &Connection) -> Result<i64> {
-    Ok(conn.prepare_cached("PRAGMA schema_version")?.query_row([], |r| r.get(0))?)
+    Ok(conn.cached("PRAGMA schema_version")?.integers()?.map_or(0, |[cookie]| cookie))
 }
 
 #[cfg(test)]

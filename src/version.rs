@@ -104,11 +104,11 @@ struct Snapshot {
 }
 
 fn read(conn: &Connection, correlation_id: &str) -> Result<Snapshot> {
-    Ok(conn.prepare_cached(READ)?.query_row([correlation_id], |r| {
-        let counted: i64 = r.get(0)?;
-        let uncounted: i64 = r.get(1)?;
-        Ok(Snapshot { version: counted + uncounted, uncounted })
-    })?)
+    let mut stmt = conn.cached(READ)?;
+    stmt.bind(1, correlation_id)?;
+    // `FROM (SELECT 1)` makes one row for any stream, a new one included.
+    let [counted, uncounted] = stmt.integers()?.unwrap_or_default();
+    Ok(Snapshot { version: counted + uncounted, uncounted })
 }
 
 /// The version of a stream, counting a long backlog into its row first. Must run inside a
@@ -116,8 +116,15 @@ fn read(conn: &Connection, correlation_id: &str) -> Result<Snapshot> {
 fn read_and_fold(conn: &Connection, correlation_id: &str) -> Result<i64> {
     let found = read(conn, correlation_id)?;
     if found.uncounted > FOLD_LIMIT {
-        let newest: i64 = conn.prepare_cached(NEWEST)?.query_row([correlation_id], |r| r.get(0))?;
-        conn.prepare_cached(COUNTED)?.execute(rusqlite::params![correlation_id, found.version, newest])?;
+        let mut newest = conn.cached(NEWEST)?;
+        newest.bind(1, correlation_id)?;
+        // More than FOLD_LIMIT events of the stream were found in this transaction.
+        let [newest] = newest.integers()?.unwrap_or_default();
+        conn.cached(COUNTED)?.execute(|b| {
+            b.push_text(Some(correlation_id))?;
+            b.push(Some(found.version))?;
+            b.push(Some(newest))
+        })?;
     }
     Ok(found.version)
 }
