@@ -6,7 +6,7 @@
 
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use once_cell::sync::Lazy;
 use rusqlite::OpenFlags;
@@ -291,6 +291,78 @@ impl Stream {
     }
 }
 
+/// A stream whose reads may be queued before the one in flight has ended: each takes a ticket
+/// where it is queued (on the JavaScript thread) and runs only after every read queued before
+/// it, whichever pool thread picks it up first. `lib/stream.js` keeps two reads of a file's
+/// stream queued, so the reader starts the next batch the moment it finishes one, instead of
+/// waiting for JavaScript to take the batch and ask again: that wait, a thread wake-up each
+/// way and whatever JavaScript still had to do, left the reader idle for about a third of a
+/// stream's time.
+pub struct Queued {
+    state: Mutex<Turns>,
+    turn: Condvar,
+    issued: AtomicU64,
+}
+
+struct Turns {
+    /// `None` once closed, which drops the stream's connection.
+    stream: Option<Stream>,
+    /// The reads that have run.
+    served: u64,
+}
+
+impl Queued {
+    pub fn new(stream: Stream) -> Queued {
+        Queued {
+            state: Mutex::new(Turns { stream: Some(stream), served: 0 }),
+            turn: Condvar::new(),
+            issued: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Turns> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The turn of the next read, taken in the order the reads are queued.
+    pub fn ticket(&self) -> u64 {
+        self.issued.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs the read of `ticket` once the reads before it have run; `Finished` once closed.
+    /// The turn passes on whatever the read returns (nothing in it panics).
+    pub fn read(&self, ticket: u64) -> Result<Next> {
+        let mut turns = self.lock();
+        while turns.served != ticket {
+            turns = self.turn.wait(turns).unwrap_or_else(PoisonError::into_inner);
+        }
+        let next = turns.stream.as_mut().map_or(Ok(Next::Finished), Stream::read);
+        turns.served += 1;
+        self.turn.notify_all();
+        next
+    }
+
+    /// See [`Stream::position`]; `None` once closed. Waits for a read in progress.
+    pub fn position(&self) -> Option<i64> {
+        self.lock().stream.as_ref().map(Stream::position)
+    }
+
+    /// Drops the stream, once; true the time it did. Waits for a read in progress.
+    pub fn close(&self) -> bool {
+        self.lock().stream.take().is_some()
+    }
+
+    /// As [`Queued::close`] without waiting: `None` while a read is in progress, which drops
+    /// the stream when it ends, with the last reference to it.
+    pub fn try_close(&self) -> Option<bool> {
+        match self.state.try_lock() {
+            Ok(mut turns) => Some(turns.stream.take().is_some()),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner().stream.take().is_some()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +506,38 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (1..=30).collect::<Vec<_>>(), "the members together see every event once");
+    }
+
+    #[test]
+    fn queued_reads_run_in_the_order_they_were_queued_whichever_thread_starts_first() {
+        let store = shared(Config::new(MEMORY));
+        append(&mut store.lock().unwrap(), 0..40);
+        let queued = Arc::new(Queued::new(Stream::new(&store, Filter::default(), 1, None, 10)));
+        let tickets: Vec<u64> = (0..5).map(|_| queued.ticket()).collect();
+        // Started last ticket first: each waits for the reads queued before it.
+        let threads: Vec<_> = tickets
+            .into_iter()
+            .rev()
+            .map(|ticket| {
+                let queued = Arc::clone(&queued);
+                std::thread::spawn(move || (ticket, queued.read(ticket).unwrap()))
+            })
+            .collect();
+        let mut read: Vec<(u64, Next)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        read.sort_by_key(|(ticket, _)| *ticket);
+        let firsts: Vec<Option<i64>> = read
+            .iter()
+            .map(|(_, next)| match next {
+                Next::Rows(rows) => ids(rows).first().copied(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(firsts, [Some(1), Some(11), Some(21), Some(31), None]);
+        assert_eq!(queued.position(), Some(40));
+        assert!(queued.close());
+        let ticket = queued.ticket();
+        assert_eq!(queued.read(ticket).unwrap(), Next::Finished);
+        assert_eq!(queued.try_close(), Some(false));
     }
 
     #[test]
