@@ -6,7 +6,7 @@
 
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use once_cell::sync::Lazy;
 use rusqlite::OpenFlags;
@@ -292,30 +292,35 @@ impl Stream {
 }
 
 /// A stream whose reads may be queued before the one in flight has ended: each takes a ticket
-/// where it is queued (on the JavaScript thread) and runs only after every read queued before
-/// it, whichever pool thread picks it up first. `lib/stream.js` keeps two reads of a file's
+/// where it is queued (on the JavaScript thread), and gets the batches in ticket order,
+/// whichever pool thread picks it up first. `lib/stream.js` keeps two reads of a file's
 /// stream queued, so the reader starts the next batch the moment it finishes one, instead of
 /// waiting for JavaScript to take the batch and ask again: that wait, a thread wake-up each
 /// way and whatever JavaScript still had to do, left the reader idle for about a third of a
 /// stream's time.
+///
+/// A read that runs before the reads queued ahead of it does their reads first and leaves
+/// their batches for them, rather than wait for them: a pool thread is never held waiting for
+/// a task that may be queued behind it, whatever order and however many threads the runtime's
+/// pool runs its tasks in.
 pub struct Queued {
     state: Mutex<Turns>,
-    turn: Condvar,
     issued: AtomicU64,
 }
 
 struct Turns {
     /// `None` once closed, which drops the stream's connection.
     stream: Option<Stream>,
-    /// The reads that have run.
+    /// The reads done so far.
     served: u64,
+    /// What the reads done for tickets not yet collected found, by ticket.
+    done: Vec<(u64, Result<Next>)>,
 }
 
 impl Queued {
     pub fn new(stream: Stream) -> Queued {
         Queued {
-            state: Mutex::new(Turns { stream: Some(stream), served: 0 }),
-            turn: Condvar::new(),
+            state: Mutex::new(Turns { stream: Some(stream), served: 0, done: Vec::new() }),
             issued: AtomicU64::new(0),
         }
     }
@@ -329,17 +334,20 @@ impl Queued {
         self.issued.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Runs the read of `ticket` once the reads before it have run; `Finished` once closed.
-    /// The turn passes on whatever the read returns (nothing in it panics).
+    /// The batch of `ticket`: the reads of the tickets before it are done first, if they are
+    /// not yet; `Finished` once closed.
     pub fn read(&self, ticket: u64) -> Result<Next> {
         let mut turns = self.lock();
-        while turns.served != ticket {
-            turns = self.turn.wait(turns).unwrap_or_else(PoisonError::into_inner);
+        while turns.served <= ticket {
+            let next = turns.stream.as_mut().map_or(Ok(Next::Finished), Stream::read);
+            let served = turns.served;
+            turns.done.push((served, next));
+            turns.served += 1;
         }
-        let next = turns.stream.as_mut().map_or(Ok(Next::Finished), Stream::read);
-        turns.served += 1;
-        self.turn.notify_all();
-        next
+        match turns.done.iter().position(|(done, _)| *done == ticket) {
+            Some(at) => turns.done.swap_remove(at).1,
+            None => Ok(Next::Finished),
+        }
     }
 
     /// See [`Stream::position`]; `None` once closed. Waits for a read in progress.
@@ -509,21 +517,23 @@ mod tests {
     }
 
     #[test]
-    fn queued_reads_run_in_the_order_they_were_queued_whichever_thread_starts_first() {
+    fn queued_reads_get_their_batches_in_ticket_order_whichever_runs_first() {
         let store = shared(Config::new(MEMORY));
         append(&mut store.lock().unwrap(), 0..40);
         let queued = Arc::new(Queued::new(Stream::new(&store, Filter::default(), 1, None, 10)));
         let tickets: Vec<u64> = (0..5).map(|_| queued.ticket()).collect();
-        // Started last ticket first: each waits for the reads queued before it.
-        let threads: Vec<_> = tickets
-            .into_iter()
+        // Run one after another, last ticket first: it does the reads of the tickets before
+        // it and leaves their batches for them. On threads, in any order, the same holds.
+        let mut read: Vec<(u64, Next)> = vec![(tickets[4], queued.read(tickets[4]).unwrap())];
+        let threads: Vec<_> = tickets[..4]
+            .iter()
             .rev()
-            .map(|ticket| {
+            .map(|&ticket| {
                 let queued = Arc::clone(&queued);
                 std::thread::spawn(move || (ticket, queued.read(ticket).unwrap()))
             })
             .collect();
-        let mut read: Vec<(u64, Next)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        read.extend(threads.into_iter().map(|t| t.join().unwrap()));
         read.sort_by_key(|(ticket, _)| *ticket);
         let firsts: Vec<Option<i64>> = read
             .iter()
