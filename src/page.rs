@@ -439,10 +439,10 @@ fn in_one_snapshot<T>(conn: &Connection, read: impl FnOnce() -> Result<T>) -> Re
     if !conn.is_autocommit() {
         return read();
     }
-    conn.prepare_cached("BEGIN")?.raw_execute()?;
+    conn.cached("BEGIN")?.execute(|_| Ok(()))?;
     let result = read();
     // A read transaction has nothing to undo: COMMIT ends it whether the read failed or not.
-    let ended = conn.prepare_cached("COMMIT").and_then(|mut s| s.raw_execute());
+    let ended = conn.cached("COMMIT").and_then(|mut s| s.execute(|_| Ok(())));
     let value = result?;
     ended?;
     Ok(value)

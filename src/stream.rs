@@ -267,8 +267,8 @@ impl Stream {
         }
         let Stream { source, filter, start_id, next_id, end_id, batch_size, limits, seen } = self;
         source.with_conn(|conn| {
-            let (newest, schema_version) =
-                conn.prepare_cached(NEWEST)?.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            // Both subqueries make one row whatever the log holds.
+            let [newest, schema_version] = conn.cached(NEWEST)?.integers()?.unwrap_or_default();
             if seen.was_reset(newest, schema_version) {
                 *next_id = *start_id;
             }
