@@ -100,7 +100,7 @@ class EventQueue {
    * the cache is unreachable, and overwritten when its slot is handed out again.
    */
   #templates = []
-  #streams = new Streams({ readAhead: 2 })
+  #streams = new Streams()
   /** The correlation id the core gave an event that inherited its parent's. */
   #correlationOf = (id) => this.#native.correlationId(id)
   /** The consumer operations on this queue's file, for its consumers and an async queue's reads. */

@@ -1,6 +1,6 @@
 'use strict'
-// streamEvents: batches of rows read on the libuv thread pool (src/stream.rs), a batch or two
-// ahead of the consumer (`readAhead`), so that the event loop keeps turning while a stream reads and memory stays
+// streamEvents: batches of rows read on the libuv thread pool (src/stream.rs), one batch ahead
+// of the consumer, so that the event loop keeps turning while a stream reads and memory stays
 // bounded whatever the size of the log.
 const { optionError, describe } = require('./errors')
 const { readOptions, checkBoolean, checkInteger } = require('./options')
@@ -111,10 +111,7 @@ class StreamState {
     else this.#woken = true
   }
 
-  /**
-   * Ends the stream; the reader is closed as soon as no read is in flight (the last read asked
-   * for settles last). Idempotent.
-   */
+  /** Ends the stream; the reader is closed as soon as no read is in flight. Idempotent. */
   end() {
     if (this.ended) return
     this.ended = true
@@ -179,18 +176,14 @@ class Streams {
   })
   #closed = false
   #pollMs
-  #readAhead
 
   /**
    * `pollMs`: how long a following stream waits before it reads again unwoken. Short where only
    * polling tells of other processes' appends (SQLite), long where the server wakes the streams
-   * and polling only covers a lost notification (PostgreSQL). `readAhead`: how many reads a
-   * stream keeps asked for while its consumer handles a batch; more than one only where the
-   * native reader runs them in the order asked (SQLite's, see src/stream.rs).
+   * and polling only covers a lost notification (PostgreSQL).
    */
-  constructor({ pollMs = POLL_MS, readAhead = 1 } = {}) {
+  constructor({ pollMs = POLL_MS } = {}) {
     this.#pollMs = pollMs
-    this.#readAhead = readAhead
   }
 
   /**
@@ -236,12 +229,11 @@ class Streams {
     const state = this.attach(openNative, signal)
     if (state === null) return
     try {
-      // The reads asked for, oldest first; they settle in that order.
-      const pending = [state.read()]
+      let pending = state.read()
       for (;;) {
         let parts
         try {
-          parts = await pending.shift()
+          parts = await pending
         } catch (err) {
           // The queue closed under a read in flight (on PostgreSQL its pool is gone): the stream
           // ends, as close() ends every stream.
@@ -250,15 +242,12 @@ class Streams {
         }
         if (parts === null || state.ended) return
         if (parts === '') {
-          // A read asked for after this one may have found rows appended since: take it first.
-          if (pending.length > 0) continue
           if (!follow) return
           await state.idle()
           if (state.ended) return
-          pending.push(state.read())
+          pending = state.read()
         } else {
-          // Batches ahead, read while the consumer handles this one.
-          while (pending.length < this.#readAhead) pending.push(state.read())
+          pending = state.read() // one batch ahead, while the consumer handles this one
           yield rowsOfSets(parts)
         }
       }

@@ -45,7 +45,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::ptr;
 use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use napi::bindgen_prelude::{
@@ -71,7 +71,7 @@ use crate::pg::schema::Names;
 use crate::pg::stream::PgStream;
 use crate::pg::write::{Inherited, PgBackend};
 use crate::store::{Config, Store, MEMORY};
-use crate::stream::{Filter, Next, Queued, Stream};
+use crate::stream::{Filter, Next, Stream};
 use crate::writer::{Backend, ConsumerAt, Request, SqliteBackend, Write, Writer};
 
 /// Named `Result` because the `#[napi]` macro recognises fallible returns by that name.
@@ -594,7 +594,7 @@ impl NativeQueue {
         let batch_size = to_id(options.batch_size).map_err(to_js)?;
         let stream = Stream::new(self.shared()?, filter, start, end, batch_size);
         report_native_memory(&env, STREAM_FOOTPRINT);
-        Ok(NativeStream { stream: Arc::new(Queued::new(stream)) })
+        Ok(NativeStream { stream: Arc::new(Mutex::new(Some(stream))) })
     }
 
     #[napi(ts_return_type = "number | string | string[] | null")]
@@ -998,27 +998,31 @@ pub struct StreamOptions {
 /// 2,000 dropped streams under `ulimit -n 256` without forced collections.
 const STREAM_FOOTPRINT: i64 = 1 << 20;
 
-/// A stream's reader. Its reads run on the libuv thread pool, in the order they were asked for
-/// (see [`Queued`]). Collected unclosed (its stream was dropped unfinished), it closes its
-/// connection.
+/// A stream's reader. Its reads run on the libuv thread pool; `lib/stream.js` keeps at most one
+/// in flight. Collected unclosed (its stream was dropped unfinished), it closes its connection.
 #[napi(custom_finalize)]
 pub struct NativeStream {
-    stream: Arc<Queued>,
+    /// `None` once closed, which drops the stream's connection.
+    stream: Arc<Mutex<Option<Stream>>>,
 }
 
 impl NativeStream {
     /// Drops the reader, once; true the time it did.
     fn release(&self) -> bool {
-        self.stream.close()
+        self.stream.lock().unwrap_or_else(PoisonError::into_inner).take().is_some()
     }
 }
 
 impl ObjectFinalize for NativeStream {
     fn finalize(self, env: Env) -> napi::Result<()> {
-        // A read in flight on the thread pool: the reader drops when it ends, with the last
-        // reference to it. Not closed: `lib/stream.js` closes a reader only once its reads have
-        // settled, and reads no more after.
-        let open = self.stream.try_close().unwrap_or(true);
+        let open = match self.stream.try_lock() {
+            Ok(mut stream) => stream.take().is_some(),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().take().is_some(),
+            // A read in flight on the thread pool: the reader drops when it ends, with the last
+            // reference to it. Not closed: `lib/stream.js` closes a reader only once its read
+            // has settled, and reads no more after.
+            Err(TryLockError::WouldBlock) => true,
+        };
         if open {
             report_native_memory(&env, -STREAM_FOOTPRINT);
         }
@@ -1032,14 +1036,15 @@ impl NativeStream {
     /// nothing new yet, or to `null` when nothing more can come (past `endId`, or closed).
     #[napi(ts_return_type = "Promise<Array<string | ArrayBuffer> | '' | null>")]
     pub fn next(&self) -> AsyncTask<NextBatch> {
-        AsyncTask::new(NextBatch { stream: Arc::clone(&self.stream), ticket: self.stream.ticket() })
+        AsyncTask::new(NextBatch { stream: Arc::clone(&self.stream) })
     }
 
     /// The id the reader has read past (see [`Stream::position`]); null once closed. Waits for a
     /// read in flight: call it after one resolves.
     #[napi]
     pub fn position(&self) -> Option<f64> {
-        self.stream.position().map(|position| position as f64)
+        let stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        stream.as_ref().map(|s| s.position() as f64)
     }
 
     /// Releases the reader. Waits for a read in flight to finish. Idempotent.
@@ -1053,8 +1058,7 @@ impl NativeStream {
 
 /// One read of a [`NativeStream`], run on the libuv thread pool.
 pub struct NextBatch {
-    stream: Arc<Queued>,
-    ticket: u64,
+    stream: Arc<Mutex<Option<Stream>>>,
 }
 
 impl Task for NextBatch {
@@ -1062,7 +1066,12 @@ impl Task for NextBatch {
     type JsValue = Option<Either<Json, RowParts>>;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        Ok(self.stream.read(self.ticket).map(|next| match next {
+        let mut stream = self.stream.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = match stream.as_mut() {
+            Some(stream) => stream.read(),
+            None => Ok(Next::Finished),
+        };
+        Ok(next.map(|next| match next {
             Next::Rows(set) => Some(Either::B(RowParts { sets: vec![set], cut: false })),
             Next::CaughtUp => Some(Either::A(Json(String::new()))),
             Next::Finished => None,

@@ -6,7 +6,7 @@
 
 use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use once_cell::sync::Lazy;
 use rusqlite::OpenFlags;
@@ -291,86 +291,6 @@ impl Stream {
     }
 }
 
-/// A stream whose reads may be queued before the one in flight has ended: each takes a ticket
-/// where it is queued (on the JavaScript thread), and gets the batches in ticket order,
-/// whichever pool thread picks it up first. `lib/stream.js` keeps two reads of a file's
-/// stream queued, so the reader starts the next batch the moment it finishes one, instead of
-/// waiting for JavaScript to take the batch and ask again: that wait, a thread wake-up each
-/// way and whatever JavaScript still had to do, left the reader idle for about a third of a
-/// stream's time.
-///
-/// A read that runs before the reads queued ahead of it does their reads first and leaves
-/// their batches for them, rather than wait for them: a pool thread is never held waiting for
-/// a task that may be queued behind it, whatever order and however many threads the runtime's
-/// pool runs its tasks in.
-pub struct Queued {
-    state: Mutex<Turns>,
-    issued: AtomicU64,
-}
-
-struct Turns {
-    /// `None` once closed, which drops the stream's connection.
-    stream: Option<Stream>,
-    /// The reads done so far.
-    served: u64,
-    /// What the reads done for tickets not yet collected found, by ticket.
-    done: Vec<(u64, Result<Next>)>,
-}
-
-impl Queued {
-    pub fn new(stream: Stream) -> Queued {
-        Queued {
-            state: Mutex::new(Turns { stream: Some(stream), served: 0, done: Vec::new() }),
-            issued: AtomicU64::new(0),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Turns> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The turn of the next read, taken in the order the reads are queued.
-    pub fn ticket(&self) -> u64 {
-        self.issued.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The batch of `ticket`: the reads of the tickets before it are done first, if they are
-    /// not yet; `Finished` once closed.
-    pub fn read(&self, ticket: u64) -> Result<Next> {
-        let mut turns = self.lock();
-        while turns.served <= ticket {
-            let next = turns.stream.as_mut().map_or(Ok(Next::Finished), Stream::read);
-            let served = turns.served;
-            turns.done.push((served, next));
-            turns.served += 1;
-        }
-        match turns.done.iter().position(|(done, _)| *done == ticket) {
-            Some(at) => turns.done.swap_remove(at).1,
-            None => Ok(Next::Finished),
-        }
-    }
-
-    /// See [`Stream::position`]; `None` once closed. Waits for a read in progress.
-    pub fn position(&self) -> Option<i64> {
-        self.lock().stream.as_ref().map(Stream::position)
-    }
-
-    /// Drops the stream, once; true the time it did. Waits for a read in progress.
-    pub fn close(&self) -> bool {
-        self.lock().stream.take().is_some()
-    }
-
-    /// As [`Queued::close`] without waiting: `None` while a read is in progress, which drops
-    /// the stream when it ends, with the last reference to it.
-    pub fn try_close(&self) -> Option<bool> {
-        match self.state.try_lock() {
-            Ok(mut turns) => Some(turns.stream.take().is_some()),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner().stream.take().is_some()),
-            Err(TryLockError::WouldBlock) => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,40 +434,6 @@ mod tests {
         }
         seen.sort_unstable();
         assert_eq!(seen, (1..=30).collect::<Vec<_>>(), "the members together see every event once");
-    }
-
-    #[test]
-    fn queued_reads_get_their_batches_in_ticket_order_whichever_runs_first() {
-        let store = shared(Config::new(MEMORY));
-        append(&mut store.lock().unwrap(), 0..40);
-        let queued = Arc::new(Queued::new(Stream::new(&store, Filter::default(), 1, None, 10)));
-        let tickets: Vec<u64> = (0..5).map(|_| queued.ticket()).collect();
-        // Run one after another, last ticket first: it does the reads of the tickets before
-        // it and leaves their batches for them. On threads, in any order, the same holds.
-        let mut read: Vec<(u64, Next)> = vec![(tickets[4], queued.read(tickets[4]).unwrap())];
-        let threads: Vec<_> = tickets[..4]
-            .iter()
-            .rev()
-            .map(|&ticket| {
-                let queued = Arc::clone(&queued);
-                std::thread::spawn(move || (ticket, queued.read(ticket).unwrap()))
-            })
-            .collect();
-        read.extend(threads.into_iter().map(|t| t.join().unwrap()));
-        read.sort_by_key(|(ticket, _)| *ticket);
-        let firsts: Vec<Option<i64>> = read
-            .iter()
-            .map(|(_, next)| match next {
-                Next::Rows(rows) => ids(rows).first().copied(),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(firsts, [Some(1), Some(11), Some(21), Some(31), None]);
-        assert_eq!(queued.position(), Some(40));
-        assert!(queued.close());
-        let ticket = queued.ticket();
-        assert_eq!(queued.read(ticket).unwrap(), Next::Finished);
-        assert_eq!(queued.try_close(), Some(false));
     }
 
     #[test]
