@@ -164,8 +164,10 @@ describe('openQueue on PostgreSQL when the server goes away', () => {
       if (waiting >= 3) break
       await new Promise((resolve) => setImmediate(resolve))
     }
-    // Stopped with the lock still held: the calls are still waiting when their sessions end.
-    own.stop()
+    // Stopped with the lock still held, as a crash: every session ends at once and the lock is
+    // never released, so the calls are still waiting when their sessions end. (A fast stop ends
+    // the sessions one by one: the locker's could end first and let a waiting call through.)
+    own.stop({ mode: 'immediate' })
     await Promise.allSettled([locker.end(), watcher.end()])
     for (const outcome of await outcomes) {
       assert.equal(outcome.status, 'rejected', 'nothing could be done')

@@ -12,6 +12,7 @@
 //   server.url               // postgres://postgres:<password>@127.0.0.1:<port>/postgres
 //   server.restart()         // pg_ctl restart -m fast: the same port, data kept
 //   server.stop()            // pg_ctl stop -m fast, then the folder is removed
+//   server.stop({ mode: 'immediate' })  // the same, as a crash: every session ends at once
 //
 // As a command, for manual use:
 //   node scripts/postgres.js start            prints { url, dataDir, bin } as JSON, leaves it running
@@ -249,10 +250,10 @@ function server({ bin, dataDir, port, password, ca }) {
     dataDir,
     bin,
     restart: (options) => restart(dataDir, { bin, ...options }),
-    stop() {
+    stop(options) {
       if (stopped) return
       stopped = true
-      stop(dataDir, { bin })
+      stop(dataDir, { bin, ...options })
     },
   }
 }
@@ -267,11 +268,16 @@ function restart(dataDir, { bin = ensureBin(), mode = 'fast' } = {}) {
   if (result.status !== 0) throw new Error(failure('pg_ctl restart', result, dataDir))
 }
 
-/** Stops the server of `dataDir` (if it runs) and removes its folder. */
-function stop(dataDir, { bin = findBin() } = {}) {
+/**
+ * Stops the server of `dataDir` (if it runs) and removes its folder. `mode` as for restart():
+ * 'fast' ends the sessions one by one, so a lock held by one session can be released, and a
+ * session waiting on it served, before the waiting session is ended; 'immediate' ends them all
+ * at once and releases nothing.
+ */
+function stop(dataDir, { bin = findBin(), mode = 'fast' } = {}) {
   const root = rootOf(dataDir)
   if (bin && fs.existsSync(path.join(dataDir, 'postmaster.pid'))) {
-    runServerProgram(bin, 'pg_ctl', ['-D', dataDir, '-m', 'fast', '-w', '-t', String(WAIT_SECONDS), 'stop'], root)
+    runServerProgram(bin, 'pg_ctl', ['-D', dataDir, '-m', mode, '-w', '-t', String(WAIT_SECONDS), 'stop'], root)
   }
   fs.rmSync(root, { recursive: true, force: true })
 }
