@@ -356,6 +356,13 @@ function files(dir, sizes) {
   }
 }
 
+/** A fresh file (or schema) for `work` on `side`, and that side's queue opened on it. */
+async function openSide(work, side, disk, options = {}) {
+  const file = await disk.fresh(work.from, side)
+  const q = await (disk.sides ?? (work.async ? ASYNC_SIDES : SIDES))[side](file, { cache: work.cache, ...options })
+  return { file, q }
+}
+
 /**
  * One timed run of a figure on one side: `{ rate, check }`, or null when ours lacks the API.
  * `disk`: files (files()) or PostgreSQL schemas (bench/pg.js), with how to open each side there.
@@ -363,8 +370,7 @@ function files(dir, sizes) {
 async function measure(name, side, disk, options = {}) {
   const work = WORK[name]
   const input = work.input(disk.sizes)
-  const file = await disk.fresh(work.from, side)
-  const q = await (disk.sides ?? (work.async ? ASYNC_SIDES : SIDES))[side](file, { cache: work.cache, ...options })
+  const { file, q } = await openSide(work, side, disk, options)
   try {
     if (work.needs && typeof q[work.needs] !== 'function') return null
     if (work.warm) work.warm(q, input)
@@ -395,10 +401,7 @@ async function measurePair(name, disk, order) {
   const input = work.input(disk.sizes)
   const sides = {}
   try {
-    for (const side of order) {
-      const file = await disk.fresh(work.from, side)
-      sides[side] = { file, q: await (disk.sides ?? SIDES)[side](file, { cache: work.cache }), ms: 0, check: 0 }
-    }
+    for (const side of order) sides[side] = { ...(await openSide(work, side, disk)), ms: 0, check: 0 }
     if (work.needs && typeof sides.ours.q[work.needs] !== 'function') return null
     for (const side of order) work.warm?.(sides[side].q, input)
     const step = Math.ceil(input.length / SLICES)
