@@ -204,6 +204,8 @@ fn digits(bytes: &[u8], mut at: usize) -> usize {
 }
 
 /// A JSON number, `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`; where it ends.
+/// Inlined: most numbers are a few digits, which a call cost as much as.
+#[inline(always)]
 fn number(bytes: &[u8], mut at: usize) -> Result<usize, Invalid> {
     at += usize::from(bytes.get(at) == Some(&b'-'));
     at = match bytes.get(at) {

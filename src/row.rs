@@ -23,6 +23,7 @@ pub trait Values {
 }
 
 impl Values for Row<'_> {
+    #[inline(always)]
     fn value(&self, index: usize) -> Result<ValueRef<'_>> {
         // The index is below `COLUMNS.len()`.
         Row::value(self, index as std::ffi::c_int)

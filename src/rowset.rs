@@ -87,13 +87,15 @@ impl RowSet {
     }
 
     /// Appends one row, selected with [`row::select_list`]; nothing of it when it cannot be
-    /// read, or when its values would add more than `limit` bytes to the text.
-    pub fn push(&mut self, row: &impl Values, limit: usize) -> Result<()> {
+    /// read, or when its values would add more than `limit` bytes to the text. Returns the
+    /// row's id (its first value, read anyway), so that a reader keeping it need not ask
+    /// SQLite for it again.
+    pub fn push(&mut self, row: &impl Values, limit: usize) -> Result<Option<i64>> {
         let mark = self.mark();
         match self.write(row, limit) {
-            Ok(()) => {
+            Ok(id) => {
                 self.rows += 1;
-                Ok(())
+                Ok(id)
             }
             Err(err) => {
                 self.rollback(mark);
@@ -102,8 +104,9 @@ impl RowSet {
         }
     }
 
-    fn write(&mut self, row: &impl Values, limit: usize) -> Result<()> {
+    fn write(&mut self, row: &impl Values, limit: usize) -> Result<Option<i64>> {
         let start = self.text.len();
+        let mut id = None;
         let too_large = || Ok::<_, Error>(Error::RowTooLarge { id: row.value(0)?.as_i64()?, limit });
         for (i, column) in (0..).zip(row::JSON_COLUMNS) {
             let value = row.value(i)?;
@@ -117,7 +120,10 @@ impl RowSet {
                 }
             };
             let cell = match cell {
-                Cell::Integer(n) => n as f64,
+                Cell::Integer(n) => {
+                    id = id.or((i == 0).then_some(n));
+                    n as f64
+                }
                 Cell::Real(f) => f,
                 Cell::Null => reference(self.null_at()),
                 Cell::Text(bytes) => reference(self.string_at(i, bytes)),
@@ -137,7 +143,7 @@ impl RowSet {
         if self.text.len() - start > limit {
             return Err(too_large()?);
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Starts a new value in the text's array and returns its index.
@@ -161,7 +167,9 @@ impl RowSet {
 
     /// The index of a plain string: one written recently, or a new value. Only strings written
     /// as they are (ASCII with nothing to escape) are remembered, so that the text holds their
-    /// bytes to compare with.
+    /// bytes to compare with. Inlined into its one caller, where a call cost more than the
+    /// usual lookup that follows.
+    #[inline(always)]
     fn string_at(&mut self, column: usize, bytes: &[u8]) -> u32 {
         // Most often the column holds what it held in the row before (the command, the
         // correlation id of a page): that one is compared first, without hashing.
@@ -359,7 +367,7 @@ mod tests {
             if row::write_values(&mut text, &r, usize::MAX).is_ok() {
                 texts.push(serde_json::from_str(&(text + "]")).unwrap());
             }
-            result = set.push(&r, limit);
+            result = set.push(&r, limit).map(drop);
             if result.is_err() {
                 break;
             }

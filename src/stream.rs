@@ -116,16 +116,18 @@ impl Batch {
         let written = set.push(row, limits.row);
         // Past what a string may hold, the row goes to the next batch, on its own.
         let overfull = set.rows > 1 && set.text.len() > limits.row;
-        if written.is_err() || overfull {
-            if set.rows == 0 {
-                written?;
+        match written {
+            Ok(id) if !overfull => {
+                self.last_id = id;
+                Ok(true)
             }
-            set.rollback(mark);
-            self.cut = true;
-            return Ok(false);
+            Err(err) if set.rows == 0 => Err(err),
+            _ => {
+                set.rollback(mark);
+                self.cut = true;
+                Ok(false)
+            }
         }
-        self.last_id = row.value(0)?.as_i64().ok();
-        Ok(true)
     }
 
     /// The batch's two parts (see [`crate::rowset`]).
