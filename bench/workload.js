@@ -99,10 +99,12 @@ async function produce(input, producers, write) {
  * fixture (`sizes.fixture` events). `input` is built and `warm` is run before the clock starts.
  * `run` is the timed work; what it returns must be the same on both sides, or they did not do
  * the same work. `needs`: the queue method without which the figure is n/a. `interleaved`: the
- * two sides take turns in slices of the input (see measurePair), which `run` does for any
- * slice, returning what adds up to the whole's check value. Only synchronous reads are: they
- * leave no work running between calls, where a write's checkpoints or a stream's read-ahead
- * would go on during the other side's slice.
+ * two sides take turns (see measurePair), in `'slices'` of the input, which `run` does for any
+ * slice, returning what adds up to the whole's check value, or in whole `'runs'`. Only reads
+ * are, as only they leave no work running once a turn's call returns, where a write's
+ * checkpoints would go on during the other side's turn; a stream or a replay in slices would
+ * leave its next batch being read, so each turn of those is a whole run, its reader released
+ * before the turn ends.
  */
 const WORK = {
   store_eps: {
@@ -119,14 +121,14 @@ const WORK = {
   },
   retrieveByID_ops: {
     from: 'fixture',
-    interleaved: true,
+    interleaved: 'slices',
     units: (n) => n.byId,
     input: (n) => spread(n.byId, n.fixture),
     run: (q, ids) => sumOf(ids, (id) => q.retrieveByID(id).data.i),
   },
   retrieveByIDCached_hit_ops: {
     from: 'fixture',
-    interleaved: true,
+    interleaved: 'slices',
     cache: true,
     needs: 'retrieveByIDCached',
     units: (n) => n.cached,
@@ -139,7 +141,7 @@ const WORK = {
   },
   page100_ops: {
     from: 'fixture',
-    interleaved: true,
+    interleaved: 'slices',
     needs: 'getByCorrelationIdPaginated',
     units: (n) => n.pages,
     input: (n) => spread(n.pages, n.fixture / PAGE).map((c) => 'corr-' + (c - 1)),
@@ -158,6 +160,7 @@ const WORK = {
   replay_eps: {
     from: 'fixture',
     async: true,
+    interleaved: 'runs',
     units: (n) => n.fixture,
     input: () => null,
     async run(q) {
@@ -169,6 +172,7 @@ const WORK = {
   },
   stream_eps: {
     from: 'fixture',
+    interleaved: 'runs',
     needs: 'streamEvents',
     units: (n) => n.fixture,
     input: () => null,
@@ -382,19 +386,20 @@ async function measure(name, side, disk, options = {}) {
 }
 
 /**
- * Slices of an interleaved run: 50,000 point reads go 1,000 at a time, 2,000 pages 40 at a
- * time, each slice a few milliseconds, far shorter than the stretches in which a shared
- * machine runs faster or slower.
+ * Turns of an interleaved run: in slices, 50,000 point reads go 1,000 at a time, 2,000 pages
+ * 40 at a time, each slice a few milliseconds, far shorter than the stretches in which a shared
+ * machine runs faster or slower. A whole run (a stream of the fixture, a replay) takes about a
+ * tenth of a second; five of them a side share those stretches too.
  */
-const SLICES = 50
+const TURNS = { slices: 50, runs: 5 }
 
 /**
  * One timed run of an interleaved figure on both sides: `{ ours, raw }` as `measure` gives
- * them, the same input, each side on its own fresh file, the two taking turns slice by slice
- * (`order` first, then the other way round) and each timed over its own slices only. Run back
- * to back, the two runs of a round can fall into different stretches of a shared machine's
- * speed (on this one a figure's rate moves by up to 2x from one run to the next, on both
- * sides); taking turns every few milliseconds, they share them.
+ * them, the same input, each side on its own fresh file, the two taking turns (`order` first,
+ * then the other way round) and each timed over its own turns only. Run back to back, the two
+ * runs of a round can fall into different stretches of a shared machine's speed (on this one
+ * a figure's rate moves by up to 2x from one run to the next, on both sides); taking turns
+ * every few milliseconds, they share them.
  */
 async function measurePair(name, disk, order) {
   const work = WORK[name]
@@ -404,18 +409,19 @@ async function measurePair(name, disk, order) {
     for (const side of order) sides[side] = { ...(await openSide(work, side, disk)), ms: 0, check: 0 }
     if (work.needs && typeof sides.ours.q[work.needs] !== 'function') return null
     for (const side of order) work.warm?.(sides[side].q, input)
-    const step = Math.ceil(input.length / SLICES)
-    const slices = batches(input, step)
+    const runs = work.interleaved === 'runs'
+    const turns = runs ? Array(TURNS.runs).fill(input) : batches(input, Math.ceil(input.length / TURNS.slices))
     collectGarbage()
-    slices.forEach((slice, k) => {
+    for (const [k, turnInput] of turns.entries()) {
       for (const side of k % 2 === 0 ? order : [...order].reverse()) {
         const turn = sides[side]
         const start = performance.now()
-        turn.check += work.run(turn.q, slice)
+        // A slice is synchronous: awaiting it would time a trip through the microtask queue too.
+        turn.check += runs ? await work.run(turn.q, turnInput) : work.run(turn.q, turnInput)
         turn.ms += performance.now() - start
       }
-    })
-    const units = work.units(disk.sizes)
+    }
+    const units = work.units(disk.sizes) * (runs ? turns.length : 1)
     const sample = ({ ms, check }) => ({ rate: units / (ms / 1000), check })
     return { ours: sample(sides.ours), raw: sample(sides.raw) }
   } finally {
