@@ -284,10 +284,15 @@ async function measureStream(fixture, file, kind, sizes, length, expected) {
   }
 }
 
+/** The rate of runs of the same work taken together: their harmonic mean, all units over all the time. */
+const overallRate = (rates) => rates.length / rates.reduce((sum, rate) => sum + 1 / rate, 0)
+
 /**
  * The third table: for each stream length, `store()` and `storeBulk()` with and without
- * `expectedVersion`, the two alternating within each round; the medians, and `cost`, the
- * median of the per-round shares by which the appends with it were slower.
+ * `expectedVersion`, the two taking turns within each round, `TURNS.runs` whole runs each (a
+ * `storeBulk()` run takes a twentieth of a second, far shorter than the stretches in which a
+ * shared machine runs faster or slower); the medians, and `cost`, the median of the per-round
+ * shares by which the appends with it were slower.
  */
 async function streamCost(dir, sizes, rounds) {
   const fixtures = Object.fromEntries(sizes.streamLengths.map((length) => [length, streamFixture(dir, sizes, length)]))
@@ -299,8 +304,13 @@ async function streamCost(dir, sizes, rounds) {
       const samples = { plain: [], expected: [], cost: [] }
       for (let round = 0; round < rounds; round++) {
         const order = round % 2 === 0 ? [false, true] : [true, false]
-        const got = {}
-        for (const expected of order) got[expected] = await measureStream(fixtures[length], file, kind, sizes, length, expected)
+        const rates = { false: [], true: [] }
+        for (let turn = 0; turn < TURNS.runs; turn++) {
+          for (const expected of turn % 2 === 0 ? order : [...order].reverse()) {
+            rates[expected].push(await measureStream(fixtures[length], file, kind, sizes, length, expected))
+          }
+        }
+        const got = { false: overallRate(rates.false), true: overallRate(rates.true) }
         samples.plain.push(got.false)
         samples.expected.push(got.true)
         samples.cost.push(got.false / got.true - 1)
