@@ -409,7 +409,7 @@ const TURNS = { slices: 50, runs: 5 }
  * then the other way round) and each timed over its own turns only. Run back to back, the two
  * runs of a round can fall into different stretches of a shared machine's speed (on this one
  * a figure's rate moves by up to 2x from one run to the next, on both sides); taking turns
- * every few milliseconds, they share them.
+ * (see TURNS), they share them.
  */
 async function measurePair(name, disk, order) {
   const work = WORK[name]
