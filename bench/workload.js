@@ -284,6 +284,9 @@ async function measureStream(fixture, file, kind, sizes, length, expected) {
   }
 }
 
+/** `pair` in its order on even turns, the other way round on odd ones, so neither always goes first. */
+const inTurn = (pair, k) => (k % 2 === 0 ? pair : [...pair].reverse())
+
 /** The rate of runs of the same work taken together: their harmonic mean, all units over all the time. */
 const overallRate = (rates) => rates.length / rates.reduce((sum, rate) => sum + 1 / rate, 0)
 
@@ -303,10 +306,10 @@ async function streamCost(dir, sizes, rounds) {
     for (const kind of STREAM_KINDS) {
       const samples = { plain: [], expected: [], cost: [] }
       for (let round = 0; round < rounds; round++) {
-        const order = round % 2 === 0 ? [false, true] : [true, false]
+        const order = inTurn([false, true], round)
         const rates = { false: [], true: [] }
         for (let turn = 0; turn < TURNS.runs; turn++) {
-          for (const expected of turn % 2 === 0 ? order : [...order].reverse()) {
+          for (const expected of inTurn(order, turn)) {
             rates[expected].push(await measureStream(fixtures[length], file, kind, sizes, length, expected))
           }
         }
@@ -423,7 +426,7 @@ async function measurePair(name, disk, order) {
     const turns = runs ? Array(TURNS.runs).fill(input) : batches(input, Math.ceil(input.length / TURNS.slices))
     collectGarbage()
     for (const [k, turnInput] of turns.entries()) {
-      for (const side of k % 2 === 0 ? order : [...order].reverse()) {
+      for (const side of inTurn(order, k)) {
         const turn = sides[side]
         const start = performance.now()
         // A slice is synchronous: awaiting it would time a trip through the microtask queue too.
@@ -462,7 +465,7 @@ const log = (line) => process.stderr.write(`[${RUNTIME}] ${line}\n`)
 async function compare(names, disk, rounds, label = 'round') {
   const samples = Object.fromEntries(names.map((name) => [name, { ours: [], raw: [], ratio: [] }]))
   for (let round = 0; round < rounds; round++) {
-    const order = round % 2 === 0 ? ['ours', 'raw'] : ['raw', 'ours']
+    const order = inTurn(['ours', 'raw'], round)
     for (const name of names) {
       const got = (WORK[name].interleaved && (await measurePair(name, disk, order))) || {}
       for (const side of order) got[side] ??= await measure(name, side, disk)

@@ -121,7 +121,9 @@ impl RowSet {
             };
             let cell = match cell {
                 Cell::Integer(n) => {
-                    id = id.or((i == 0).then_some(n));
+                    if i == 0 {
+                        id = Some(n);
+                    }
                     n as f64
                 }
                 Cell::Real(f) => f,
